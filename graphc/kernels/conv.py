@@ -1,0 +1,256 @@
+"""Convolution kernels: conv1d, conv2d, conv_transpose2d (PyTorch layouts and semantics).
+
+Every convolution is im2col + GEMM. ``_im2col`` unrolls input patches of a chunk of images
+into a ``[C*KH*KW, n*OH*OW]`` matrix, so one GEMM per group covers the whole chunk (small
+images would otherwise pay one BLAS call per image). Chunks keep the patch matrix under
+``_COL_BUDGET`` elements. Channel groups are contiguous row blocks of that matrix, so it is
+viewed as ``[groups, rows, cols]`` and indexed per group, which keeps every GEMM operand
+C-contiguous (a row slice would be typed as 'A' layout by numba).
+
+conv_transpose2d is the adjoint of conv2d: its forward is conv2d's input-gradient path
+(GEMM then ``_col2im``), its backward is conv2d's forward path. conv1d is conv2d with H=1.
+"""
+
+import numba
+import numpy as np
+
+_COL_BUDGET = 1 << 22  # elements of the patch matrix per chunk (16 MiB in float32)
+
+
+@numba.njit(cache=True)
+def _chunk(n_batch, rows, cols_per_image):
+    return max(1, min(n_batch, _COL_BUDGET // max(1, rows * cols_per_image)))
+
+
+@numba.njit(cache=True)
+def _im2col(img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Patches of img[b0:b0+n] on an (oh, ow) grid -> [C*kh*kw, n*oh*ow]."""
+    _, c_n, ih, iw = img.shape
+    p = oh * ow
+    col = np.zeros((c_n * kh * kw, n * p), dtype=img.dtype)
+    for c in range(c_n):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for bl in range(n):
+                    src = img[b0 + bl, c]
+                    base = bl * p
+                    for y in range(oh):
+                        iy = y * sh - ph + i * dh
+                        if iy < 0 or iy >= ih:
+                            continue  # padding stays zero
+                        for x in range(ow):
+                            ix = x * sw - pw + j * dw
+                            if 0 <= ix < iw:
+                                col[row, base + y * ow + x] = src[iy, ix]
+    return col
+
+
+@numba.njit(cache=True)
+def _col2im_add(col, img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Adjoint of _im2col: scatter-add patch columns back into img[b0:b0+n]."""
+    _, c_n, ih, iw = img.shape
+    p = oh * ow
+    for c in range(c_n):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for bl in range(n):
+                    base = bl * p
+                    for y in range(oh):
+                        iy = y * sh - ph + i * dh
+                        if iy < 0 or iy >= ih:
+                            continue
+                        for x in range(ow):
+                            ix = x * sw - pw + j * dw
+                            if 0 <= ix < iw:
+                                img[b0 + bl, c, iy, ix] += col[row, base + y * ow + x]
+
+
+@numba.njit(cache=True)
+def _gather(a, b0, n, c0, cn):
+    """a[b0:b0+n, c0:c0+cn] (4-D) -> [cn, n*H*W], the GEMM layout of a channel block."""
+    p = a.shape[2] * a.shape[3]
+    a3 = a.reshape(a.shape[0], a.shape[1], p)
+    res = np.empty((cn, n * p), dtype=a.dtype)
+    for c in range(cn):
+        for bl in range(n):
+            res[c, bl * p : (bl + 1) * p] = a3[b0 + bl, c0 + c]
+    return res
+
+
+@numba.njit(cache=True)
+def _scatter(res, a, b0, n, c0):
+    """Inverse of _gather: write [cn, n*H*W] into a[b0:b0+n, c0:c0+cn]."""
+    p = a.shape[2] * a.shape[3]
+    a3 = a.reshape(a.shape[0], a.shape[1], p)
+    for c in range(res.shape[0]):
+        for bl in range(n):
+            a3[b0 + bl, c0 + c] = res[c, bl * p : (bl + 1) * p]
+
+
+@numba.njit(cache=True)
+def _add_bias(out, bias):
+    bf = bias.reshape(-1)
+    for b in range(out.shape[0]):
+        for o in range(out.shape[1]):
+            out[b, o] += bf[o]
+
+
+@numba.njit(cache=True)
+def _bias_grad(g_out, bias, has_bias):
+    gb = np.zeros_like(bias)
+    if has_bias and bias.size > 0:
+        gbf = gb.reshape(-1)
+        for b in range(g_out.shape[0]):
+            for o in range(g_out.shape[1]):
+                gbf[o] += g_out[b, o].sum()
+    return gb
+
+
+# --------------------------------------------------------------------------- conv2d
+@numba.njit(cache=True)
+def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias):
+    b_n, c_n, h, w = x.shape
+    o_n, cg, kh, kw = weight.shape
+    oh = (h + 2 * pad_h - dil_h * (kh - 1) - 1) // stride_h + 1
+    ow = (w + 2 * pad_w - dil_w * (kw - 1) - 1) // stride_w + 1
+    og = o_n // groups
+    rows = cg * kh * kw
+    w3 = weight.reshape(groups, og, rows)
+    out = np.empty((b_n, o_n, oh, ow), dtype=x.dtype)
+    nb = _chunk(b_n, c_n * kh * kw, oh * ow)
+    for b0 in range(0, b_n, nb):
+        n = min(nb, b_n - b0)
+        col = _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+        col3 = col.reshape(groups, rows, n * oh * ow)
+        for g in range(groups):
+            _scatter(np.dot(w3[g], col3[g]), out, b0, n, g * og)
+    if has_bias and bias.size > 0:
+        _add_bias(out, bias)
+    return (out,)
+
+
+@numba.njit(cache=True)
+def conv2d_bwd(g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out):
+    b_n, c_n, h, w = x.shape
+    o_n, cg, kh, kw = weight.shape
+    oh, ow = g_out.shape[2], g_out.shape[3]
+    og = o_n // groups
+    rows = cg * kh * kw
+    w3 = weight.reshape(groups, og, rows)
+    gx = np.zeros_like(x)
+    gw3 = np.zeros((groups, og, rows), dtype=x.dtype)
+    nb = _chunk(b_n, c_n * kh * kw, oh * ow)
+    for b0 in range(0, b_n, nb):
+        n = min(nb, b_n - b0)
+        col = _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+        col3 = col.reshape(groups, rows, n * oh * ow)
+        gcol3 = np.empty_like(col3)
+        for g in range(groups):
+            go = _gather(g_out, b0, n, g * og, og)
+            gw3[g] += np.dot(go, col3[g].T)
+            gcol3[g] = np.dot(w3[g].T, go)
+        gcol = gcol3.reshape(c_n * kh * kw, n * oh * ow)
+        _col2im_add(gcol, gx, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+    return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)
+
+
+# --------------------------------------------------------------------------- conv1d
+@numba.njit(cache=True)
+def conv1d_fwd(x, weight, bias, stride, padding, dilation, groups, has_bias):
+    b_n, c_n, length = x.shape
+    o_n, cg, k = weight.shape
+    x4 = x.reshape(b_n, c_n, 1, length)
+    w4 = weight.reshape(o_n, cg, 1, k)
+    out4 = conv2d_fwd(x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias)[0]
+    return (out4.reshape(b_n, o_n, out4.shape[3]),)
+
+
+@numba.njit(cache=True)
+def conv1d_bwd(g_out, x, weight, bias, stride, padding, dilation, groups, has_bias, out):
+    b_n, c_n, length = x.shape
+    o_n, cg, k = weight.shape
+    x4 = x.reshape(b_n, c_n, 1, length)
+    w4 = weight.reshape(o_n, cg, 1, k)
+    g4 = g_out.reshape(b_n, o_n, 1, g_out.shape[2])
+    gx, gw, gb = conv2d_bwd(g4, x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias, g4)
+    return gx.reshape(x.shape), gw.reshape(weight.shape), gb
+
+
+# --------------------------------------------------------------------------- conv_transpose2d
+@numba.njit(cache=True)
+def conv_transpose2d_fwd(
+    x,
+    weight,
+    bias,
+    stride_h,
+    stride_w,
+    pad_h,
+    pad_w,
+    out_pad_h,
+    out_pad_w,
+    dil_h,
+    dil_w,
+    groups,
+    has_bias,
+):
+    b_n, c_n, h, w = x.shape
+    _, og, kh, kw = weight.shape
+    cg = c_n // groups
+    o_n = og * groups
+    oh = (h - 1) * stride_h - 2 * pad_h + dil_h * (kh - 1) + out_pad_h + 1
+    ow = (w - 1) * stride_w - 2 * pad_w + dil_w * (kw - 1) + out_pad_w + 1
+    rows = og * kh * kw
+    w3 = weight.reshape(groups, cg, rows)
+    out = np.zeros((b_n, o_n, oh, ow), dtype=x.dtype)
+    nb = _chunk(b_n, o_n * kh * kw, h * w)
+    for b0 in range(0, b_n, nb):
+        n = min(nb, b_n - b0)
+        col3 = np.empty((groups, rows, n * h * w), dtype=x.dtype)
+        for g in range(groups):
+            col3[g] = np.dot(w3[g].T, _gather(x, b0, n, g * cg, cg))
+        col = col3.reshape(o_n * kh * kw, n * h * w)
+        # The output image plays the role of conv2d's input; x's grid is the patch grid.
+        _col2im_add(col, out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
+    if has_bias and bias.size > 0:
+        _add_bias(out, bias)
+    return (out,)
+
+
+@numba.njit(cache=True)
+def conv_transpose2d_bwd(
+    g_out,
+    x,
+    weight,
+    bias,
+    stride_h,
+    stride_w,
+    pad_h,
+    pad_w,
+    out_pad_h,
+    out_pad_w,
+    dil_h,
+    dil_w,
+    groups,
+    has_bias,
+    out,
+):
+    b_n, c_n, h, w = x.shape
+    _, og, kh, kw = weight.shape
+    cg = c_n // groups
+    o_n = og * groups
+    rows = og * kh * kw
+    w3 = weight.reshape(groups, cg, rows)
+    gx = np.empty_like(x)
+    gw3 = np.zeros((groups, cg, rows), dtype=x.dtype)
+    nb = _chunk(b_n, o_n * kh * kw, h * w)
+    for b0 in range(0, b_n, nb):
+        n = min(nb, b_n - b0)
+        col = _im2col(g_out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
+        col3 = col.reshape(groups, rows, n * h * w)
+        for g in range(groups):
+            xg = _gather(x, b0, n, g * cg, cg)
+            gw3[g] += np.dot(xg, col3[g].T)
+            _scatter(np.dot(w3[g], col3[g]), gx, b0, n, g * cg)
+    return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)

@@ -1,0 +1,266 @@
+"""Elementwise kernels: activations, softmax family, dropout, and broadcasting arithmetic.
+
+Convention (shared by every module in ``graphc.kernels``): ``<op>_fwd(**inputs, **params,
+**attrs)`` returns ``(outputs..., saved...)``; ``<op>_bwd(g_<output>..., **inputs, **params,
+**attrs, saved0.., <output>..)`` returns one gradient per input port, then one per param.
+Activations loop over the flat array so the result dtype always follows the input (a float
+literal in a vectorised numba expression could silently promote float32 to float64).
+
+``add``/``sub``/``mul`` are plain NumPy functions, not njit kernels: numpy broadcasting and
+the reduction back to each operand's shape (``unbroadcast``) are already vectorised, and
+numba would need a separate specialisation for every pair of operand ranks.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------- activations
+@numba.njit(cache=True)
+def relu_fwd(x):
+    out = np.empty_like(x)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for i in range(xf.size):
+        v = xf[i]
+        of[i] = v if v > 0 else 0
+    return (out,)
+
+
+@numba.njit(cache=True)
+def relu_bwd(g_out, x, out):
+    gx = np.empty_like(x)
+    gf = g_out.reshape(-1)
+    xf = x.reshape(-1)
+    gxf = gx.reshape(-1)
+    for i in range(xf.size):
+        gxf[i] = gf[i] if xf[i] > 0 else 0
+    return (gx,)
+
+
+@numba.njit(cache=True)
+def gelu_fwd(x):
+    # Exact (erf) GELU, torch's default approximate="none".
+    out = np.empty_like(x)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for i in range(xf.size):
+        v = xf[i]
+        of[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+    return (out,)
+
+
+@numba.njit(cache=True)
+def gelu_bwd(g_out, x, out):
+    gx = np.empty_like(x)
+    gf = g_out.reshape(-1)
+    xf = x.reshape(-1)
+    gxf = gx.reshape(-1)
+    for i in range(xf.size):
+        v = float(xf[i])
+        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+        pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        gxf[i] = gf[i] * (cdf + v * pdf)
+    return (gx,)
+
+
+@numba.njit(cache=True)
+def tanh_fwd(x):
+    out = np.empty_like(x)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for i in range(xf.size):
+        of[i] = math.tanh(xf[i])
+    return (out,)
+
+
+@numba.njit(cache=True)
+def tanh_bwd(g_out, x, out):
+    # d tanh = 1 - tanh^2: reuse the forward output instead of recomputing tanh.
+    gx = np.empty_like(x)
+    gf = g_out.reshape(-1)
+    of = out.reshape(-1)
+    gxf = gx.reshape(-1)
+    for i in range(of.size):
+        gxf[i] = gf[i] * (1 - of[i] * of[i])
+    return (gx,)
+
+
+@numba.njit(cache=True)
+def _sigmoid(v):
+    # Branch on the sign so exp never overflows.
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@numba.njit(cache=True)
+def sigmoid_fwd(x):
+    out = np.empty_like(x)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for i in range(xf.size):
+        of[i] = _sigmoid(xf[i])
+    return (out,)
+
+
+@numba.njit(cache=True)
+def sigmoid_bwd(g_out, x, out):
+    gx = np.empty_like(x)
+    gf = g_out.reshape(-1)
+    of = out.reshape(-1)
+    gxf = gx.reshape(-1)
+    for i in range(of.size):
+        s = of[i]
+        gxf[i] = gf[i] * s * (1 - s)
+    return (gx,)
+
+
+# --------------------------------------------------------------------------- softmax family
+@numba.njit(cache=True)
+def softmax_fwd(x):
+    # Over the last axis; the driver moves other axes last before calling.
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)
+    out = np.empty_like(x)
+    o2 = out.reshape(-1, c)
+    for r in range(x2.shape[0]):
+        m = -np.inf
+        for j in range(c):
+            m = max(m, x2[r, j])
+        s = 0.0
+        for j in range(c):
+            e = math.exp(x2[r, j] - m)
+            o2[r, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(c):
+            o2[r, j] *= inv
+    return (out,)
+
+
+@numba.njit(cache=True)
+def softmax_bwd(g_out, x, out):
+    c = x.shape[-1]
+    g2 = g_out.reshape(-1, c)
+    o2 = out.reshape(-1, c)
+    gx = np.empty_like(x)
+    gx2 = gx.reshape(-1, c)
+    for r in range(o2.shape[0]):
+        dot = 0.0
+        for j in range(c):
+            dot += g2[r, j] * o2[r, j]
+        for j in range(c):
+            gx2[r, j] = o2[r, j] * (g2[r, j] - dot)
+    return (gx,)
+
+
+@numba.njit(cache=True)
+def log_softmax_fwd(x):
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)
+    out = np.empty_like(x)
+    o2 = out.reshape(-1, c)
+    for r in range(x2.shape[0]):
+        m = -np.inf
+        for j in range(c):
+            m = max(m, x2[r, j])
+        s = 0.0
+        for j in range(c):
+            s += math.exp(x2[r, j] - m)
+        lse = m + math.log(s)
+        for j in range(c):
+            o2[r, j] = x2[r, j] - lse
+    return (out,)
+
+
+@numba.njit(cache=True)
+def log_softmax_bwd(g_out, x, out):
+    c = x.shape[-1]
+    g2 = g_out.reshape(-1, c)
+    o2 = out.reshape(-1, c)
+    gx = np.empty_like(x)
+    gx2 = gx.reshape(-1, c)
+    for r in range(o2.shape[0]):
+        gs = 0.0
+        for j in range(c):
+            gs += g2[r, j]
+        for j in range(c):
+            gx2[r, j] = g2[r, j] - math.exp(o2[r, j]) * gs
+    return (gx,)
+
+
+# --------------------------------------------------------------------------- dropout
+@numba.njit(cache=True)
+def dropout_fwd(x, u, p, training):
+    # The driver supplies the uniform noise u, so forward and backward agree on the mask
+    # without saving it (bwd recomputes u >= p).
+    out = np.empty_like(x)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    if not training or p <= 0.0:
+        of[:] = xf
+        return (out,)
+    uf = u.reshape(-1)
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    for i in range(xf.size):
+        of[i] = xf[i] * scale if uf[i] >= p else 0
+    return (out,)
+
+
+@numba.njit(cache=True)
+def dropout_bwd(g_out, x, u, p, training, out):
+    gx = np.empty_like(x)
+    gf = g_out.reshape(-1)
+    gxf = gx.reshape(-1)
+    if not training or p <= 0.0:
+        gxf[:] = gf
+    else:
+        uf = u.reshape(-1)
+        scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+        for i in range(gf.size):
+            gxf[i] = gf[i] * scale if uf[i] >= p else 0
+    return gx, np.zeros(0, x.dtype)
+
+
+# --------------------------------------------------------------------------- broadcasting
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` over the axes numpy broadcasting added or stretched to reach ``shape``."""
+    if g.shape == tuple(shape):
+        return np.ascontiguousarray(g)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    r = g.sum(axis=axes, keepdims=True) if axes else g
+    return np.ascontiguousarray(r.reshape(shape), dtype=g.dtype)
+
+
+def add_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
+    return (np.ascontiguousarray(a + b),)
+
+
+def add_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
+    return unbroadcast(g_out, a.shape), unbroadcast(g_out, b.shape)
+
+
+def sub_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
+    return (np.ascontiguousarray(a - b),)
+
+
+def sub_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
+    return unbroadcast(g_out, a.shape), unbroadcast(-g_out, b.shape)
+
+
+def mul_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
+    return (np.ascontiguousarray(a * b),)
+
+
+def mul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
+    return unbroadcast(g_out * b, a.shape), unbroadcast(g_out * a, b.shape)

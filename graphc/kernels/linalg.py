@@ -1,0 +1,146 @@
+"""Dense linear algebra kernels: linear, matmul, embedding, positional_encoding.
+
+Leading ``...`` dims are folded into one row axis so each product is a single 2-D GEMM
+through BLAS (``np.dot`` on contiguous operands; a transposed operand is F-contiguous, which
+numba hands to BLAS as a transpose flag rather than copying).
+
+Optional params arrive as zero-size arrays. Where a param may be absent, it is read through
+a flat view and its gradient is allocated as ``np.zeros_like(param)``, so both branches of
+the ``has_bias``/``learned`` test type-check in numba whatever rank the absent array has.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from graphc.kernels.elementwise import unbroadcast
+
+
+# --------------------------------------------------------------------------- linear
+@numba.njit(cache=True)
+def linear_fwd(x, weight, bias, has_bias):
+    n_in = x.shape[-1]
+    n_out = weight.shape[0]
+    x2 = x.reshape(-1, n_in)
+    out2 = np.dot(x2, weight.T)
+    if has_bias and bias.size > 0:
+        bf = bias.reshape(-1)
+        for r in range(out2.shape[0]):
+            for o in range(n_out):
+                out2[r, o] += bf[o]
+    return (out2.reshape(x.shape[:-1] + (n_out,)),)
+
+
+@numba.njit(cache=True)
+def linear_bwd(g_out, x, weight, bias, has_bias, out):
+    n_in = x.shape[-1]
+    n_out = weight.shape[0]
+    x2 = x.reshape(-1, n_in)
+    g2 = g_out.reshape(-1, n_out)
+    gx = np.dot(g2, weight).reshape(x.shape)
+    gw = np.dot(g2.T, x2)
+    gb = np.zeros_like(bias)
+    if has_bias and bias.size > 0:
+        gbf = gb.reshape(-1)
+        for r in range(g2.shape[0]):
+            for o in range(n_out):
+                gbf[o] += g2[r, o]
+    return gx, gw, gb
+
+
+# --------------------------------------------------------------------------- matmul
+# Plain NumPy: np.matmul already broadcasts batch dims and calls BLAS per matrix; an njit
+# version would need a specialisation per pair of operand ranks for no speed gain.
+def matmul_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
+    return (np.ascontiguousarray(np.matmul(a, b)),)
+
+
+def matmul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
+    # Operands are at least 2-D ([..., M, K] @ [..., K, N]).
+    if b.ndim == 2:
+        # Shared right operand: fold every batch row into one GEMM instead of a batched
+        # product followed by a sum over the batch.
+        k, n = b.shape
+        ga = np.matmul(g_out, b.T)
+        gb = np.dot(a.reshape(-1, k).T, g_out.reshape(-1, n))
+        return np.ascontiguousarray(ga), np.ascontiguousarray(gb)
+    ga = np.matmul(g_out, np.swapaxes(b, -1, -2))
+    gb = np.matmul(np.swapaxes(a, -1, -2), g_out)
+    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+# --------------------------------------------------------------------------- embedding
+@numba.njit(cache=True)
+def embedding_fwd(ids, weight, padding_idx):
+    n, d = weight.shape
+    idf = ids.reshape(-1)
+    out2 = np.empty((idf.size, d), dtype=weight.dtype)
+    for r in range(idf.size):
+        i = idf[r]
+        if i < 0 or i >= n:
+            raise IndexError("embedding: id out of range")
+        out2[r, :] = weight[i]
+    return (out2.reshape(ids.shape + (d,)),)
+
+
+@numba.njit(cache=True)
+def embedding_bwd(g_out, ids, weight, padding_idx, out):
+    n, d = weight.shape
+    idf = ids.reshape(-1)
+    g2 = g_out.reshape(-1, d)
+    gw = np.zeros_like(weight)
+    for r in range(idf.size):
+        i = idf[r]
+        if i == padding_idx:
+            continue  # torch keeps the padding row's gradient at zero
+        for j in range(d):
+            gw[i, j] += g2[r, j]
+    return np.zeros(0, weight.dtype), gw
+
+
+# --------------------------------------------------------------------------- positional
+@numba.njit(cache=True)
+def _sinusoid(t_len, d, dtype_like):
+    pe = np.empty((t_len, d), dtype=dtype_like.dtype)
+    for i in range(t_len):
+        for j in range(0, d, 2):
+            # 10000^(2j'/D) with 2j' = j (the even column index)
+            ang = i / math.pow(10000.0, j / d)
+            pe[i, j] = math.sin(ang)
+            if j + 1 < d:
+                pe[i, j + 1] = math.cos(ang)
+    return pe
+
+
+@numba.njit(cache=True)
+def positional_encoding_fwd(x, weight, learned):
+    b_n, t_len, d = x.shape
+    out = np.empty_like(x)
+    if learned:
+        wf = weight.reshape(-1)
+        if wf.size < t_len * d:
+            raise ValueError("positional_encoding: sequence longer than max_len")
+        for b in range(b_n):
+            for t in range(t_len):
+                for j in range(d):
+                    out[b, t, j] = x[b, t, j] + wf[t * d + j]
+    else:
+        pe = _sinusoid(t_len, d, x)
+        for b in range(b_n):
+            out[b] = x[b] + pe
+    return (out,)
+
+
+@numba.njit(cache=True)
+def positional_encoding_bwd(g_out, x, weight, learned, out):
+    b_n, t_len, d = x.shape
+    gx = g_out.copy()
+    gw = np.zeros_like(weight)
+    if learned:
+        gwf = gw.reshape(-1)
+        for b in range(b_n):
+            for t in range(t_len):
+                for j in range(d):
+                    gwf[t * d + j] += g_out[b, t, j]
+    return gx, gw

@@ -1,0 +1,242 @@
+"""Loss kernels: cross_entropy, bce_with_logits, mse, hinge, kl_div.
+
+Every loss returns shape (1,) (never 0-d) in the input dtype. The backward scales by the
+incoming scalar cotangent ``g_out[0]``. Log-sum-exp always subtracts the row max, so logits
+of +-1e4 stay finite. Non-differentiable inputs (int targets, masks, bce targets) get a
+zero-size gradient.
+
+cross_entropy averages over counted positions (target != ignore_index, weighted by the
+optional mask); when nothing is counted it returns 0 with zero gradient instead of torch's
+NaN, so a fully padded batch cannot poison training.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _row_logsumexp(x2, r, inv_temp):
+    c = x2.shape[1]
+    m = -np.inf
+    for j in range(c):
+        m = max(m, x2[r, j] * inv_temp)
+    s = 0.0
+    for j in range(c):
+        s += math.exp(x2[r, j] * inv_temp - m)
+    return m + math.log(s)
+
+
+# --------------------------------------------------------------------------- cross_entropy
+@numba.njit(cache=True)
+def _ce_weights(tf, mf, ignore_index, n_cls):
+    n = tf.size
+    w = np.zeros(n, dtype=np.float64)
+    for r in range(n):
+        y = tf[r]
+        if y == ignore_index:
+            continue
+        if y < 0 or y >= n_cls:
+            raise IndexError("cross_entropy: target class out of range")
+        w[r] = mf[r] if mf.size > 0 else 1.0
+    return w
+
+
+@numba.njit(cache=True)
+def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing):
+    n_cls = logits.shape[-1]
+    x2 = logits.reshape(-1, n_cls)
+    w = _ce_weights(target.reshape(-1), mask.reshape(-1), ignore_index, n_cls)
+    tf = target.reshape(-1)
+    total = 0.0
+    den = 0.0
+    eps = label_smoothing
+    for r in range(x2.shape[0]):
+        if w[r] == 0.0:
+            continue
+        lse_r = _row_logsumexp(x2, r, 1.0)
+        nll = lse_r - x2[r, tf[r]]
+        if eps > 0.0:
+            mean_x = 0.0
+            for j in range(n_cls):
+                mean_x += x2[r, j]
+            # smoothing term: mean over classes of -log p_j
+            nll = (1.0 - eps) * nll + eps * (lse_r - mean_x / n_cls)
+        total += w[r] * nll
+        den += w[r]
+    out = np.zeros(1, dtype=logits.dtype)
+    if den > 0.0:
+        out[0] = total / den
+    return (out,)
+
+
+@numba.njit(cache=True)
+def cross_entropy_bwd(g_out, logits, target, mask, ignore_index, label_smoothing, out):
+    # The log-sum-exp is recomputed (in float64) rather than saved: a float32 copy of it would
+    # cost ~1e-3 absolute accuracy in exp(x - lse) for logits near 1e4.
+    n_cls = logits.shape[-1]
+    x2 = logits.reshape(-1, n_cls)
+    tf = target.reshape(-1)
+    w = _ce_weights(tf, mask.reshape(-1), ignore_index, n_cls)
+    den = w.sum()
+    gx = np.zeros_like(logits)
+    gx2 = gx.reshape(-1, n_cls)
+    if den > 0.0:
+        eps = label_smoothing
+        for r in range(x2.shape[0]):
+            if w[r] == 0.0:
+                continue
+            lse_r = _row_logsumexp(x2, r, 1.0)
+            k = g_out[0] * w[r] / den
+            for j in range(n_cls):
+                gx2[r, j] = k * (math.exp(x2[r, j] - lse_r) - eps / n_cls)
+            gx2[r, tf[r]] -= k * (1.0 - eps)
+    z = np.zeros(0, dtype=logits.dtype)
+    return gx, z, z.copy()
+
+
+# --------------------------------------------------------------------------- bce_with_logits
+@numba.njit(cache=True)
+def bce_with_logits_fwd(logits, target):
+    xf = logits.reshape(-1)
+    tf = target.reshape(-1)
+    s = 0.0
+    for i in range(xf.size):
+        x = xf[i]
+        # max(x,0) - x*t + log(1 + exp(-|x|)): no overflow for any x
+        s += max(x, 0.0) - x * tf[i] + math.log1p(math.exp(-abs(x)))
+    out = np.empty(1, dtype=logits.dtype)
+    out[0] = s / xf.size
+    return (out,)
+
+
+@numba.njit(cache=True)
+def bce_with_logits_bwd(g_out, logits, target, out):
+    xf = logits.reshape(-1)
+    tf = target.reshape(-1)
+    gx = np.empty_like(logits)
+    gf = gx.reshape(-1)
+    k = g_out[0] / xf.size
+    for i in range(xf.size):
+        x = xf[i]
+        if x >= 0:
+            sig = 1.0 / (1.0 + math.exp(-x))
+        else:
+            e = math.exp(x)
+            sig = e / (1.0 + e)
+        gf[i] = k * (sig - tf[i])
+    return gx, np.zeros(0, dtype=logits.dtype)
+
+
+# --------------------------------------------------------------------------- mse
+@numba.njit(cache=True)
+def mse_fwd(pred, target):
+    pf = pred.reshape(-1)
+    tf = target.reshape(-1)
+    s = 0.0
+    for i in range(pf.size):
+        d = pf[i] - tf[i]
+        s += d * d
+    out = np.empty(1, dtype=pred.dtype)
+    out[0] = s / pf.size
+    return (out,)
+
+
+@numba.njit(cache=True)
+def mse_bwd(g_out, pred, target, out):
+    pf = pred.reshape(-1)
+    tf = target.reshape(-1)
+    gp = np.empty_like(pred)
+    gt = np.empty_like(target)
+    gpf = gp.reshape(-1)
+    gtf = gt.reshape(-1)
+    k = 2.0 * g_out[0] / pf.size
+    for i in range(pf.size):
+        d = k * (pf[i] - tf[i])
+        gpf[i] = d
+        gtf[i] = -d
+    return gp, gt
+
+
+# --------------------------------------------------------------------------- hinge
+@numba.njit(cache=True)
+def hinge_fwd(scores, target, margin):
+    b_n, c_n = scores.shape
+    s = 0.0
+    for b in range(b_n):
+        y = target[b]
+        if y < 0 or y >= c_n:
+            raise IndexError("hinge: target class out of range")
+        for j in range(c_n):
+            if j != y:
+                s += max(0.0, scores[b, j] - scores[b, y] + margin)
+    out = np.empty(1, dtype=scores.dtype)
+    out[0] = s / b_n
+    return (out,)
+
+
+@numba.njit(cache=True)
+def hinge_bwd(g_out, scores, target, margin, out):
+    b_n, c_n = scores.shape
+    gs = np.zeros_like(scores)
+    k = g_out[0] / b_n
+    for b in range(b_n):
+        y = target[b]
+        for j in range(c_n):
+            # subgradient 0 exactly at the kink, like torch's MultiMarginLoss
+            if j != y and scores[b, j] - scores[b, y] + margin > 0.0:
+                gs[b, j] += k
+                gs[b, y] -= k
+    return gs, np.zeros(0, dtype=scores.dtype)
+
+
+# --------------------------------------------------------------------------- kl_div
+@numba.njit(cache=True)
+def kl_div_fwd(student, teacher, temperature):
+    c_n = student.shape[-1]
+    s2 = student.reshape(-1, c_n)
+    t2 = teacher.reshape(-1, c_n)
+    n = s2.shape[0]
+    inv_t = 1.0 / temperature
+    total = 0.0
+    for r in range(n):
+        lse_s = _row_logsumexp(s2, r, inv_t)
+        lse_t = _row_logsumexp(t2, r, inv_t)
+        for j in range(c_n):
+            log_p = t2[r, j] * inv_t - lse_t
+            log_q = s2[r, j] * inv_t - lse_s
+            total += math.exp(log_p) * (log_p - log_q)
+    out = np.empty(1, dtype=student.dtype)
+    out[0] = temperature * temperature * total / n
+    return (out,)
+
+
+@numba.njit(cache=True)
+def kl_div_bwd(g_out, student, teacher, temperature, out):
+    c_n = student.shape[-1]
+    s2 = student.reshape(-1, c_n)
+    t2 = teacher.reshape(-1, c_n)
+    n = s2.shape[0]
+    inv_t = 1.0 / temperature
+    # d/ds = T (q - p) / n;  d/dt = T p (v - <p, v>) / n with v = log p - log q
+    k = g_out[0] * temperature / n
+    gs = np.empty_like(student)
+    gt = np.empty_like(teacher)
+    gs2 = gs.reshape(-1, c_n)
+    gt2 = gt.reshape(-1, c_n)
+    for r in range(n):
+        lse_s = _row_logsumexp(s2, r, inv_t)
+        lse_t = _row_logsumexp(t2, r, inv_t)
+        pv = 0.0
+        for j in range(c_n):
+            log_p = t2[r, j] * inv_t - lse_t
+            log_q = s2[r, j] * inv_t - lse_s
+            pv += math.exp(log_p) * (log_p - log_q)
+        for j in range(c_n):
+            log_p = t2[r, j] * inv_t - lse_t
+            log_q = s2[r, j] * inv_t - lse_s
+            p = math.exp(log_p)
+            gs2[r, j] = k * (math.exp(log_q) - p)
+            gt2[r, j] = k * p * ((log_p - log_q) - pv)
+    return gs, gt

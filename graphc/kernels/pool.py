@@ -1,0 +1,156 @@
+"""Pooling and resampling kernels: maxpool2d, avgpool2d, global_avgpool, upsample (nearest).
+
+Output size follows torch with ceil_mode=False: ``(H + 2*pad - k) // stride + 1``.
+maxpool treats padding as -inf and saves the argmax (flat ``h*W + w`` index into the input
+plane, int64) so the backward is a scatter. avgpool uses count_include_pad=True (torch's
+default): with ceil_mode=False every window lies inside the padded image, so the divisor is
+always ``kh*kw``.
+"""
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _out_size(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+# --------------------------------------------------------------------------- maxpool2d
+@numba.njit(cache=True)
+def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w):
+    b_n, c_n, h, w = x.shape
+    oh = _out_size(h, kh, stride_h, pad_h)
+    ow = _out_size(w, kw, stride_w, pad_w)
+    out = np.empty((b_n, c_n, oh, ow), dtype=x.dtype)
+    arg = np.empty((b_n, c_n, oh, ow), dtype=np.int64)
+    for b in range(b_n):
+        for c in range(c_n):
+            plane = x[b, c]
+            for y in range(oh):
+                y0 = y * stride_h - pad_h
+                for z in range(ow):
+                    z0 = z * stride_w - pad_w
+                    best = -np.inf
+                    best_i = -1
+                    for i in range(max(y0, 0), min(y0 + kh, h)):
+                        for j in range(max(z0, 0), min(z0 + kw, w)):
+                            v = plane[i, j]
+                            # `v > best or best_i < 0` keeps a NaN or -inf input selectable.
+                            if v > best or best_i < 0:
+                                best = v
+                                best_i = i * w + j
+                    out[b, c, y, z] = best
+                    arg[b, c, y, z] = best_i
+    return out, arg
+
+
+@numba.njit(cache=True)
+def maxpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, saved0, out):
+    b_n, c_n, h, w = x.shape
+    oh, ow = g_out.shape[2], g_out.shape[3]
+    gx = np.zeros_like(x)
+    for b in range(b_n):
+        for c in range(c_n):
+            gplane = gx[b, c].reshape(-1)
+            for y in range(oh):
+                for z in range(ow):
+                    i = saved0[b, c, y, z]
+                    if i >= 0:
+                        gplane[i] += g_out[b, c, y, z]
+    return (gx,)
+
+
+# --------------------------------------------------------------------------- avgpool2d
+@numba.njit(cache=True)
+def avgpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w):
+    b_n, c_n, h, w = x.shape
+    oh = _out_size(h, kh, stride_h, pad_h)
+    ow = _out_size(w, kw, stride_w, pad_w)
+    out = np.empty((b_n, c_n, oh, ow), dtype=x.dtype)
+    inv = 1.0 / (kh * kw)
+    for b in range(b_n):
+        for c in range(c_n):
+            plane = x[b, c]
+            for y in range(oh):
+                y0 = y * stride_h - pad_h
+                for z in range(ow):
+                    z0 = z * stride_w - pad_w
+                    s = 0.0
+                    for i in range(max(y0, 0), min(y0 + kh, h)):
+                        for j in range(max(z0, 0), min(z0 + kw, w)):
+                            s += plane[i, j]
+                    out[b, c, y, z] = s * inv
+    return (out,)
+
+
+@numba.njit(cache=True)
+def avgpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, out):
+    b_n, c_n, h, w = x.shape
+    oh, ow = g_out.shape[2], g_out.shape[3]
+    gx = np.zeros_like(x)
+    inv = 1.0 / (kh * kw)
+    for b in range(b_n):
+        for c in range(c_n):
+            gplane = gx[b, c]
+            for y in range(oh):
+                y0 = y * stride_h - pad_h
+                for z in range(ow):
+                    z0 = z * stride_w - pad_w
+                    gv = g_out[b, c, y, z] * inv
+                    for i in range(max(y0, 0), min(y0 + kh, h)):
+                        for j in range(max(z0, 0), min(z0 + kw, w)):
+                            gplane[i, j] += gv
+    return (gx,)
+
+
+# --------------------------------------------------------------------------- global_avgpool
+@numba.njit(cache=True)
+def global_avgpool_fwd(x):
+    b_n, c_n, h, w = x.shape
+    x3 = x.reshape(b_n, c_n, h * w)
+    out = np.empty((b_n, c_n), dtype=x.dtype)
+    inv = 1.0 / (h * w)
+    for b in range(b_n):
+        for c in range(c_n):
+            s = 0.0
+            for p in range(h * w):
+                s += x3[b, c, p]
+            out[b, c] = s * inv
+    return (out,)
+
+
+@numba.njit(cache=True)
+def global_avgpool_bwd(g_out, x, out):
+    b_n, c_n, h, w = x.shape
+    gx = np.empty_like(x)
+    inv = 1.0 / (h * w)
+    for b in range(b_n):
+        for c in range(c_n):
+            gx[b, c] = g_out[b, c] * inv
+    return (gx,)
+
+
+# --------------------------------------------------------------------------- upsample
+@numba.njit(cache=True)
+def upsample_fwd(x, scale):
+    b_n, c_n, h, w = x.shape
+    out = np.empty((b_n, c_n, h * scale, w * scale), dtype=x.dtype)
+    for b in range(b_n):
+        for c in range(c_n):
+            for y in range(h * scale):
+                for z in range(w * scale):
+                    out[b, c, y, z] = x[b, c, y // scale, z // scale]
+    return (out,)
+
+
+@numba.njit(cache=True)
+def upsample_bwd(g_out, x, scale, out):
+    b_n, c_n, h, w = x.shape
+    gx = np.zeros_like(x)
+    for b in range(b_n):
+        for c in range(c_n):
+            for y in range(h * scale):
+                for z in range(w * scale):
+                    gx[b, c, y // scale, z // scale] += g_out[b, c, y, z]
+    return (gx,)

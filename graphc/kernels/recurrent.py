@@ -1,0 +1,335 @@
+"""Recurrent kernels: rnn (tanh or relu), lstm, gru — batch-first, one layer, optional
+reverse direction, zero initial state, torch gate orders (LSTM i,f,g,o; GRU r,z,n).
+
+Each direction is an njit core working in time-major layout: the input projection for all
+steps is one GEMM (``xt @ w_ih.T``), then each step does one [B,H] x [H,G*H] GEMM. The
+backward (BPTT) collects the pre-activation gate gradients of every step into a [T*B, G*H]
+matrix so the weight gradients are again single GEMMs after the time loop.
+
+``rnn_fwd``/``lstm_fwd``/``gru_fwd`` and their ``_bwd`` are thin plain-Python wrappers over
+these cores: they pick the directions, and the ``last`` attr changes the output's rank
+([B, D*H] instead of [B, T, D*H]), which one numba specialisation cannot return. The
+reverse-direction params arrive zero-size when not bidirectional and never reach numba.
+
+Saved tensors (stacked over directions, time-major, indexed by *time* not step):
+rnn: hs[D,T,B,H]; lstm: hs, cs[D,T,B,H], gates[D,T,B,4H] (after activation);
+gru: hs, gates[D,T,B,3H] (r, z, n after activation), hn[D,T,B,H] (= W_hn h + b_hn).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from graphc.kernels.elementwise import _sigmoid
+
+
+@numba.njit(cache=True)
+def _proj(x2, w, b):
+    y = np.dot(x2, w.T)
+    if b.size > 0:
+        for r in range(y.shape[0]):
+            y[r] += b
+    return y
+
+
+@numba.njit(cache=True)
+def _col_sums(g2, like):
+    gb = np.zeros_like(like)
+    if like.size > 0:
+        for r in range(g2.shape[0]):
+            gb += g2[r]
+    return gb
+
+
+@numba.njit(cache=True)
+def _shift_prev(seq, reverse):
+    """State fed *into* each time step: the neighbour in processing order, zero first."""
+    prev = np.zeros_like(seq)
+    t_len = seq.shape[0]
+    if reverse:
+        prev[: t_len - 1] = seq[1:]
+    else:
+        prev[1:] = seq[: t_len - 1]
+    return prev
+
+
+# --------------------------------------------------------------------------- rnn
+@numba.njit(cache=True)
+def _rnn_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh):
+    t_len = xt.shape[0] // b_n
+    hd = w_hh.shape[1]
+    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, hd)
+    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    h = np.zeros((b_n, hd), dtype=xt.dtype)
+    for k in range(t_len):
+        t = t_len - 1 - k if reverse else k
+        a = _proj(h, w_hh, b_hh)
+        for b in range(b_n):
+            for j in range(hd):
+                pre = xw[t, b, j] + a[b, j]
+                hs[t, b, j] = math.tanh(pre) if use_tanh else max(pre, 0.0)
+        h = hs[t]
+    return hs
+
+
+@numba.njit(cache=True)
+def _rnn_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh):
+    t_len, b_n, hd = hs.shape
+    dg = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    dh = np.zeros((b_n, hd), dtype=xt.dtype)
+    for k in range(t_len):
+        t = k if reverse else t_len - 1 - k
+        for b in range(b_n):
+            for j in range(hd):
+                d = gh[t, b, j] + dh[b, j]
+                y = hs[t, b, j]
+                dg[t, b, j] = d * (1.0 - y * y) if use_tanh else (d if y > 0 else 0.0)
+        dh = np.dot(dg[t], w_hh)
+    dg2 = dg.reshape(t_len * b_n, hd)
+    hp2 = _shift_prev(hs, reverse).reshape(t_len * b_n, hd)
+    gxt = np.dot(dg2, w_ih)
+    return gxt, np.dot(dg2.T, xt), np.dot(dg2.T, hp2), _col_sums(dg2, b_ih), _col_sums(dg2, b_hh)
+
+
+# --------------------------------------------------------------------------- lstm
+@numba.njit(cache=True)
+def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
+    t_len = xt.shape[0] // b_n
+    hd = w_hh.shape[1]
+    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, 4 * hd)
+    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    cs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    gates = np.empty((t_len, b_n, 4 * hd), dtype=xt.dtype)
+    h = np.zeros((b_n, hd), dtype=xt.dtype)
+    c = np.zeros((b_n, hd), dtype=xt.dtype)
+    for k in range(t_len):
+        t = t_len - 1 - k if reverse else k
+        a = _proj(h, w_hh, b_hh)
+        for b in range(b_n):
+            for j in range(hd):
+                ig = _sigmoid(xw[t, b, j] + a[b, j])
+                fg = _sigmoid(xw[t, b, hd + j] + a[b, hd + j])
+                gg = math.tanh(xw[t, b, 2 * hd + j] + a[b, 2 * hd + j])
+                og = _sigmoid(xw[t, b, 3 * hd + j] + a[b, 3 * hd + j])
+                cn = fg * c[b, j] + ig * gg
+                cs[t, b, j] = cn
+                hs[t, b, j] = og * math.tanh(cn)
+                gates[t, b, j] = ig
+                gates[t, b, hd + j] = fg
+                gates[t, b, 2 * hd + j] = gg
+                gates[t, b, 3 * hd + j] = og
+        h = hs[t]
+        c = cs[t]
+    return hs, cs, gates
+
+
+@numba.njit(cache=True)
+def _lstm_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse):
+    t_len, b_n, hd = hs.shape
+    cp = _shift_prev(cs, reverse)
+    dg = np.empty((t_len, b_n, 4 * hd), dtype=xt.dtype)
+    dh = np.zeros((b_n, hd), dtype=xt.dtype)
+    dc = np.zeros((b_n, hd), dtype=np.float64)
+    for k in range(t_len):
+        t = k if reverse else t_len - 1 - k
+        for b in range(b_n):
+            for j in range(hd):
+                ig = gates[t, b, j]
+                fg = gates[t, b, hd + j]
+                gg = gates[t, b, 2 * hd + j]
+                og = gates[t, b, 3 * hd + j]
+                tc = math.tanh(cs[t, b, j])
+                dhv = gh[t, b, j] + dh[b, j]
+                dcv = dc[b, j] + dhv * og * (1.0 - tc * tc)
+                dc[b, j] = dcv * fg  # flows to the previous cell state
+                dg[t, b, j] = dcv * gg * ig * (1.0 - ig)
+                dg[t, b, hd + j] = dcv * cp[t, b, j] * fg * (1.0 - fg)
+                dg[t, b, 2 * hd + j] = dcv * ig * (1.0 - gg * gg)
+                dg[t, b, 3 * hd + j] = dhv * tc * og * (1.0 - og)
+        dh = np.dot(dg[t], w_hh)
+    dg2 = dg.reshape(t_len * b_n, 4 * hd)
+    hp2 = _shift_prev(hs, reverse).reshape(t_len * b_n, hd)
+    gxt = np.dot(dg2, w_ih)
+    return gxt, np.dot(dg2.T, xt), np.dot(dg2.T, hp2), _col_sums(dg2, b_ih), _col_sums(dg2, b_hh)
+
+
+# --------------------------------------------------------------------------- gru
+@numba.njit(cache=True)
+def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
+    t_len = xt.shape[0] // b_n
+    hd = w_hh.shape[1]
+    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, 3 * hd)
+    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    gates = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)
+    hns = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    h = np.zeros((b_n, hd), dtype=xt.dtype)
+    for k in range(t_len):
+        t = t_len - 1 - k if reverse else k
+        a = _proj(h, w_hh, b_hh)
+        for b in range(b_n):
+            for j in range(hd):
+                r = _sigmoid(xw[t, b, j] + a[b, j])
+                z = _sigmoid(xw[t, b, hd + j] + a[b, hd + j])
+                hn = a[b, 2 * hd + j]  # W_hn h + b_hn: r gates it *after* the bias (torch)
+                n = math.tanh(xw[t, b, 2 * hd + j] + r * hn)
+                hs[t, b, j] = (1.0 - z) * n + z * h[b, j]
+                gates[t, b, j] = r
+                gates[t, b, hd + j] = z
+                gates[t, b, 2 * hd + j] = n
+                hns[t, b, j] = hn
+        h = hs[t]
+    return hs, gates, hns
+
+
+@numba.njit(cache=True)
+def _gru_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, gates, hns, reverse):
+    t_len, b_n, hd = hs.shape
+    hp = _shift_prev(hs, reverse)
+    dgi = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)  # grads of the x-side pre-activations
+    dgh = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)  # grads of the h-side pre-activations
+    dh = np.zeros((b_n, hd), dtype=xt.dtype)
+    direct = np.empty((b_n, hd), dtype=xt.dtype)
+    for k in range(t_len):
+        t = k if reverse else t_len - 1 - k
+        for b in range(b_n):
+            for j in range(hd):
+                r = gates[t, b, j]
+                z = gates[t, b, hd + j]
+                n = gates[t, b, 2 * hd + j]
+                dhv = gh[t, b, j] + dh[b, j]
+                dnp = dhv * (1.0 - z) * (1.0 - n * n)
+                drp = dnp * hns[t, b, j] * r * (1.0 - r)
+                dzp = dhv * (hp[t, b, j] - n) * z * (1.0 - z)
+                dgi[t, b, j] = drp
+                dgi[t, b, hd + j] = dzp
+                dgi[t, b, 2 * hd + j] = dnp
+                dgh[t, b, j] = drp
+                dgh[t, b, hd + j] = dzp
+                dgh[t, b, 2 * hd + j] = dnp * r
+                direct[b, j] = dhv * z
+        dh = np.dot(dgh[t], w_hh) + direct
+    dgi2 = dgi.reshape(t_len * b_n, 3 * hd)
+    dgh2 = dgh.reshape(t_len * b_n, 3 * hd)
+    hp2 = hp.reshape(t_len * b_n, hd)
+    gxt = np.dot(dgi2, w_ih)
+    return gxt, np.dot(dgi2.T, xt), np.dot(dgh2.T, hp2), _col_sums(dgi2, b_ih), _col_sums(dgh2, b_hh)
+
+
+# --------------------------------------------------------------------------- python wrappers
+def _time_major(x: np.ndarray) -> np.ndarray:
+    b_n, t_len, n_in = x.shape
+    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t_len * b_n, n_in)
+
+
+def _directions(bidirectional, p0, p1):
+    return [(p0, False), (p1, True)] if bidirectional else [(p0, False)]
+
+
+def _assemble_output(hs_dirs: list[np.ndarray], last: bool) -> np.ndarray:
+    """Per-direction [T,B,H] states -> [B,T,D*H], or h_n-style [B,D*H] when ``last``."""
+    if last:
+        # forward direction ends at t=T-1, the reverse one at t=0 (torch's h_n)
+        finals = [hs[-1] if i == 0 else hs[0] for i, hs in enumerate(hs_dirs)]
+        return np.ascontiguousarray(np.concatenate(finals, axis=1))
+    return np.ascontiguousarray(np.concatenate(hs_dirs, axis=2).transpose(1, 0, 2))
+
+
+def _split_grad(g_out: np.ndarray, n_dir: int, t_len: int, hd: int, last: bool):
+    """Output cotangent -> per-direction cotangent of the hidden states, [T,B,H] each."""
+    b_n = g_out.shape[0]
+    res = []
+    for d in range(n_dir):
+        gh = np.zeros((t_len, b_n, hd), dtype=g_out.dtype)
+        if last:
+            gh[t_len - 1 if d == 0 else 0] = g_out[:, d * hd : (d + 1) * hd]
+        else:
+            gh[:] = g_out[:, :, d * hd : (d + 1) * hd].transpose(1, 0, 2)
+        res.append(gh)
+    return res
+
+
+def _finish_bwd(x, gxts, grads_dirs, p1):
+    b_n, t_len, n_in = x.shape
+    gxt = gxts[0] if len(gxts) == 1 else gxts[0] + gxts[1]
+    gx = np.ascontiguousarray(gxt.reshape(t_len, b_n, n_in).transpose(1, 0, 2))
+    g1 = grads_dirs[1] if len(grads_dirs) == 2 else tuple(np.zeros_like(p) for p in p1)
+    return (gx, *grads_dirs[0], *g1)
+
+
+def rnn_fwd(
+    x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last, nonlinearity_tanh,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    hs = [
+        _rnn_dir_fwd(xt, x.shape[0], *p, rev, bool(nonlinearity_tanh))
+        for p, rev in _directions(bidirectional, p0, p1)
+    ]
+    return _assemble_output(hs, last), np.stack(hs)
+
+
+def rnn_bwd(
+    g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last, nonlinearity_tanh, saved0, out=None,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    dirs = _directions(bidirectional, p0, p1)
+    ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
+    res = [
+        _rnn_dir_bwd(ghs[d], xt, *p, saved0[d], rev, bool(nonlinearity_tanh))
+        for d, (p, rev) in enumerate(dirs)
+    ]
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)
+
+
+def lstm_fwd(
+    x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    res = [_lstm_dir_fwd(xt, x.shape[0], *p, rev) for p, rev in _directions(bidirectional, p0, p1)]
+    hs, cs, gates = (np.stack([r[i] for r in res]) for i in range(3))
+    return _assemble_output(list(hs), last), hs, cs, gates
+
+
+def lstm_bwd(
+    g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last, saved0, saved1, saved2, out=None,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    dirs = _directions(bidirectional, p0, p1)
+    ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
+    res = [
+        _lstm_dir_bwd(ghs[d], xt, *p, saved0[d], saved1[d], saved2[d], rev) for d, (p, rev) in enumerate(dirs)
+    ]
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)
+
+
+def gru_fwd(
+    x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    res = [_gru_dir_fwd(xt, x.shape[0], *p, rev) for p, rev in _directions(bidirectional, p0, p1)]
+    hs, gates, hns = (np.stack([r[i] for r in res]) for i in range(3))
+    return _assemble_output(list(hs), last), hs, gates, hns
+
+
+def gru_bwd(
+    g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
+    hidden, bidirectional, last, saved0, saved1, saved2, out=None,
+):  # fmt: skip
+    xt = _time_major(x)
+    p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
+    dirs = _directions(bidirectional, p0, p1)
+    ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
+    res = [
+        _gru_dir_bwd(ghs[d], xt, *p, saved0[d], saved1[d], saved2[d], rev) for d, (p, rev) in enumerate(dirs)
+    ]
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)

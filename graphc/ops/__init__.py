@@ -1,0 +1,15 @@
+"""Every op graphc knows, one module per family; importing this package registers them all."""
+
+from graphc.ops import (  # noqa: F401  (imported for their registrations)
+    attention,
+    conv,
+    dense,
+    elementwise,
+    loss,
+    norm,
+    recurrent,
+    shape,
+)
+from graphc.ops.registry import OPS, Attr, OpDef, ParamDef, Port, ShapeError, get
+
+__all__ = ["OPS", "Attr", "OpDef", "ParamDef", "Port", "ShapeError", "get"]

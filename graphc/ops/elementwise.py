@@ -1,0 +1,120 @@
+"""Elementwise arithmetic with broadcasting, activations, softmax, dropout, reductions."""
+
+from __future__ import annotations
+
+import sympy
+
+from graphc.ops.registry import Attr, defop
+from graphc.shapes import dims_equal, fmt_dim, fmt_shape
+
+
+def broadcast_shapes(c, a: tuple, b: tuple) -> tuple:
+    """NumPy broadcasting over symbolic dims: equal, or one of them is 1."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else sympy.Integer(1)
+        y = b[-i] if i <= len(b) else sympy.Integer(1)
+        if dims_equal(x, y) or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            c.fail(f"shapes {fmt_shape(a)} and {fmt_shape(b)} do not broadcast: "
+                   f"axis {-i} is {fmt_dim(x)} vs {fmt_dim(y)}", port="b",
+                   hint="broadcasting needs equal sizes or a size of 1 on each axis")
+    return tuple(reversed(out))
+
+
+def _binary(name: str, doc: str):
+    def rule(c):
+        a, b = c.input("a"), c.input("b")
+        return a.with_shape(broadcast_shapes(c, a.shape, b.shape))
+
+    rule.__doc__ = doc
+    defop(name, family="arith", inputs=("a", "b"), flops=lambda c: c.outputs["out"].numel())(rule)
+
+
+_binary("add", "Elementwise a + b with NumPy broadcasting (a residual connection is an add).")
+_binary("sub", "Elementwise a - b with NumPy broadcasting.")
+_binary("mul", "Elementwise a * b with NumPy broadcasting (gating).")
+
+
+_ACTIVATIONS = {
+    "relu": "max(0, x).",
+    "gelu": "x·Φ(x), the exact (erf) GELU as in PyTorch's default.",
+    "tanh": "Hyperbolic tangent; tanh' = 1 - tanh².",
+    "sigmoid": "σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).",
+}
+def _activation(name: str, doc: str):
+    def rule(c):
+        return c.input("x")
+
+    rule.__doc__ = doc
+    defop(name, family="activation", flops=lambda c: c.inputs["x"].numel())(rule)
+
+
+for _name, _doc in _ACTIVATIONS.items():
+    _activation(_name, _doc)
+
+
+def _axis_attr():
+    return {"axis": Attr("axis", -1, "axis that sums to one")}
+
+
+def _check_axis(c, x, axis_attr="axis"):
+    axis = c.attrs[axis_attr]
+    if not -x.rank <= axis < x.rank:
+        c.fail(f"axis {axis} is out of range for a rank-{x.rank} input {x}", attr=axis_attr)
+    return axis % x.rank
+
+
+@defop("softmax", family="activation", attrs=_axis_attr(), flops=lambda c: 5 * c.inputs["x"].numel())
+def softmax(c):
+    """e^{z_i} / Σ_j e^{z_j} along `axis`, computed stably (the row max is subtracted first)."""
+    x = c.input("x", min_rank=1)
+    _check_axis(c, x)
+    return x
+
+
+@defop("log_softmax", family="activation", attrs=_axis_attr(),
+       flops=lambda c: 5 * c.inputs["x"].numel())
+def log_softmax(c):
+    """z_i - log Σ_j e^{z_j} along `axis`, computed stably."""
+    x = c.input("x", min_rank=1)
+    _check_axis(c, x)
+    return x
+
+
+@defop("dropout", family="regularization", stochastic=True,
+       attrs={"p": Attr("float", 0.1, "probability of zeroing an element (training only)")},
+       flops=lambda c: 2 * c.inputs["x"].numel())
+def dropout(c):
+    """Zeroes elements with probability p in training and rescales by 1/(1-p); identity in eval."""
+    if not 0.0 <= c.attrs["p"] < 1.0:
+        c.fail(f"p must be in [0, 1), found {c.attrs['p']}", attr="p")
+    return c.input("x")
+
+
+def _reduce(name: str, doc: str):
+    def rule(c):
+        x = c.input("x")
+        axes = c.attrs["axis"]
+        axes = list(range(x.rank)) if axes is None else ([axes] if isinstance(axes, int) else axes)
+        norm = set()
+        for a in axes:
+            if not -x.rank <= a < x.rank:
+                c.fail(f"axis {a} is out of range for a rank-{x.rank} input {x}", attr="axis")
+            norm.add(a % x.rank)
+        keep = c.attrs["keepdims"]
+        shape = [1 if i in norm else d for i, d in enumerate(x.shape) if keep or i not in norm]
+        return x.with_shape(shape)
+
+    rule.__doc__ = doc
+    defop(name, family="arith",
+          attrs={"axis": Attr("axes", None, "axis or list of axes (null: all)"),
+                 "keepdims": Attr("bool", False, "keep reduced axes with size 1")},
+          flops=lambda c: c.inputs["x"].numel())(rule)
+
+
+_reduce("sum", "Sum over the given axes.")
+_reduce("mean", "Mean over the given axes.")

@@ -1,0 +1,125 @@
+"""Ops that only move data around: flatten, reshape, transpose, permute, concat, split, slice."""
+
+from __future__ import annotations
+
+import sympy
+
+from graphc.ops.registry import Attr, Port, defop
+from graphc.shapes import dims_equal, fmt_dim, fmt_shape
+
+
+def _axis(c, x, attr: str, value=None) -> int:
+    a = c.attrs[attr] if value is None else value
+    if not -x.rank <= a < x.rank:
+        c.fail(f"{attr} {a} is out of range for a rank-{x.rank} input {x}", attr=attr)
+    return a % x.rank
+
+
+@defop("flatten", family="shape", inputs=(Port("x", dtype="any"),),
+       attrs={"start": Attr("axis", 1, "first axis to merge (the batch axis 0 is kept by default)")})
+def flatten(c):
+    """Merge the axes from `start` to the end into one: [B, C, H, W] → [B, C·H·W]."""
+    x = c.input("x", min_rank=1)
+    s = _axis(c, x, "start")
+    return x.with_shape(x.shape[:s] + (sympy.Mul(*x.shape[s:]),))
+
+
+@defop("reshape", family="shape", inputs=(Port("x", dtype="any"),),
+       attrs={"shape": Attr("shape", doc="new shape; dims may be symbolic, one may be -1")})
+def reshape(c):
+    """View the data with a new shape of the same size; one axis may be -1 (inferred)."""
+    x = c.input("x")
+    target = list(c.attrs["shape"])
+    holes = [i for i, d in enumerate(target) if d == -1]
+    if len(holes) > 1:
+        c.fail("at most one axis of `shape` may be -1", attr="shape")
+    known = sympy.Mul(*[d for d in target if d != -1])
+    if holes:
+        rest = sympy.simplify(x.numel() / known)
+        rest = c.whole(rest, f"the -1 axis ({fmt_shape(x.shape)} / {fmt_dim(known)})", attr="shape")
+        target[holes[0]] = rest
+    elif not dims_equal(known, x.numel()):
+        c.fail(f"cannot reshape {x} ({fmt_dim(x.numel())} elements) into "
+               f"[{fmt_shape(tuple(target))}] ({fmt_dim(known)} elements)", attr="shape")
+    return x.with_shape(target)
+
+
+@defop("transpose", family="shape", inputs=(Port("x", dtype="any"),),
+       attrs={"dim0": Attr("axis", -2, "first axis"), "dim1": Attr("axis", -1, "second axis")})
+def transpose(c):
+    """Swap two axes."""
+    x = c.input("x", min_rank=2)
+    a, b = _axis(c, x, "dim0"), _axis(c, x, "dim1")
+    shape = list(x.shape)
+    shape[a], shape[b] = shape[b], shape[a]
+    return x.with_shape(shape)
+
+
+@defop("permute", family="shape", inputs=(Port("x", dtype="any"),),
+       attrs={"dims": Attr("ints", doc="new order of the axes, e.g. [0, 2, 1]")})
+def permute(c):
+    """Reorder all axes."""
+    x = c.input("x")
+    dims = [_axis(c, x, "dims", d) for d in c.attrs["dims"]]
+    if sorted(dims) != list(range(x.rank)):
+        c.fail(f"dims {c.attrs['dims']} is not a permutation of the {x.rank} axes of {x}", attr="dims")
+    return x.with_shape([x.shape[d] for d in dims])
+
+
+@defop("concat", family="shape", inputs=(Port("xs", variadic=True, dtype="any"),),
+       attrs={"axis": Attr("axis", -1, "axis to join along")})
+def concat(c):
+    """Join tensors along `axis`; every other axis must match (U-Net skips, bidirectional)."""
+    xs = c.inputs["xs"]
+    if len(xs) < 2:
+        c.fail(f"concat needs at least two inputs, found {len(xs)}", port="xs")
+    first = xs[0]
+    axis = _axis(c, first, "axis")
+    total = first.shape[axis]
+    for k, t in enumerate(xs[1:], start=1):
+        if t.rank != first.rank:
+            c.fail(f"input {k} has rank {t.rank} ({t}) but input 0 has rank {first.rank} ({first})",
+                   port="xs")
+        for i, (a, b) in enumerate(zip(t.shape, first.shape, strict=True)):
+            if i != axis and not dims_equal(a, b):
+                c.fail(f"input {k} {t} does not match input 0 {first} on axis {i}: "
+                       f"{fmt_dim(a)} vs {fmt_dim(b)} (only axis {axis} may differ)", port="xs")
+        total = total + t.shape[axis]
+    return first.with_shape(first.shape[:axis] + (total,) + first.shape[axis + 1:])
+
+
+def _split_outputs(attrs) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(len(attrs.get("sizes") or ())))
+
+
+@defop("split", family="shape", inputs=(Port("x", dtype="any"),), outputs=_split_outputs,
+       attrs={"axis": Attr("axis", -1, "axis to cut"),
+              "sizes": Attr("ints", doc="sizes of the pieces; refer to them as `name.0`, `name.1`, …")})
+def split(c):
+    """Cut a tensor into pieces along `axis`; the sizes must add up to that axis."""
+    x = c.input("x")
+    axis = _axis(c, x, "axis")
+    sizes = c.attrs["sizes"]
+    if not dims_equal(sympy.Integer(sum(sizes)), x.shape[axis]):
+        c.fail(f"sizes {sizes} add up to {sum(sizes)}, but axis {axis} of {x} is "
+               f"{fmt_dim(x.shape[axis])}", attr="sizes")
+    return {str(i): x.with_shape(x.shape[:axis] + (s,) + x.shape[axis + 1:])
+            for i, s in enumerate(sizes)}
+
+
+@defop("slice", family="shape", inputs=(Port("x", dtype="any"),),
+       attrs={"axis": Attr("axis", doc="axis to slice"),
+              "start": Attr("int", 0, "first index"),
+              "stop": Attr("int", None, "one past the last index (null: the end)")})
+def slice_(c):
+    """x[..., start:stop, ...] along one axis (non-negative indices)."""
+    x = c.input("x")
+    axis = _axis(c, x, "axis")
+    n = x.shape[axis]
+    start, stop = c.attrs["start"], c.attrs["stop"]
+    stop_d = n if stop is None else sympy.Integer(stop)
+    if start < 0 or (stop is not None and stop <= start):
+        c.fail(f"empty or negative slice {start}:{stop}", attr="stop")
+    if n.is_Integer and stop is not None and stop > n:
+        c.fail(f"stop {stop} is past the end of axis {axis} (size {n})", attr="stop")
+    return x.with_shape(x.shape[:axis] + (stop_d - start,) + x.shape[axis + 1:])

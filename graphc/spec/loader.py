@@ -1,0 +1,236 @@
+"""Safe YAML loading that keeps a source mark on every value.
+
+The result is plain dicts and lists (`MDict`, `MList` subclasses) that remember where each key
+and value came from, so every later pass can point at the exact line and column.
+
+Loading is `safe_load`-strict: no Python tags. Before composing, one cheap pass over the event
+stream rejects documents nested deeper than `MAX_DEPTH` and alias bombs that would expand past
+`MAX_NODES` values, so a hostile file yields a diagnostic rather than a RecursionError or a
+memory blow-up. Duplicate keys are errors that name both lines.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from graphc.diagnostics import Diagnostic, DiagnosticError, Span
+
+MAX_DEPTH = 48
+MAX_NODES = 200_000
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class MDict(dict):
+    """A mapping that knows the span of itself, of each key and of each value."""
+
+    span: Span | None = None
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.key_spans: dict = {}
+        self.value_spans: dict = {}
+
+    def where(self, key) -> Span | None:
+        return self.value_spans.get(key) or self.key_spans.get(key) or self.span
+
+    def key_where(self, key) -> Span | None:
+        return self.key_spans.get(key) or self.span
+
+
+class MList(list):
+    span: Span | None = None
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.item_spans: list[Span | None] = []
+
+    def where(self, i: int) -> Span | None:
+        return self.item_spans[i] if i < len(self.item_spans) else self.span
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats such as `3e-4` (YAML 1.1 wants `3.0e-4`)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _span(file: str, node) -> Span:
+    s, e = node.start_mark, node.end_mark
+    return Span(file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
+
+
+def _limit_check(text: str, file: str) -> None:
+    """Reject deep nesting and alias bombs using the (iterative) event stream."""
+    depth = 0
+    anchor_size: dict[str, int] = {}
+    stack: list[list] = [[None, 0]]  # frames of [anchor, expanded size]
+    try:
+        for ev in yaml.parse(text, Loader=_Loader):
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _limit(file, ev, f"the document nests deeper than {MAX_DEPTH} levels")
+                stack.append([ev.anchor, 1])
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
+                anchor, size = stack.pop()
+                if anchor:
+                    anchor_size[anchor] = size
+                stack[-1][1] += size
+            elif isinstance(ev, yaml.ScalarEvent):
+                stack[-1][1] += 1
+                if ev.anchor:
+                    anchor_size[ev.anchor] = 1
+            elif isinstance(ev, yaml.AliasEvent):
+                stack[-1][1] += anchor_size.get(ev.anchor, 1)
+            if stack[-1][1] > MAX_NODES or stack[0][1] > MAX_NODES:
+                raise _limit(file, ev, f"the document expands to more than {MAX_NODES} values")
+    except yaml.YAMLError as exc:
+        raise DiagnosticError([_yaml_error(exc, file)]) from None
+
+
+def _limit(file: str, ev, what: str) -> DiagnosticError:
+    m = ev.start_mark
+    return DiagnosticError(
+        [
+            Diagnostic(
+                "error",
+                "GC004",
+                f"refusing to load: {what}",
+                Span(file, m.line + 1, m.column + 1),
+                hint="a network spec never needs this; check for runaway anchors/aliases (&x, *x)",
+            )
+        ]
+    )
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str) -> Diagnostic:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    span = Span(file, mark.line + 1, mark.column + 1) if mark else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    hint = None
+    if "tab" in problem.lower():
+        hint = "YAML indentation must use spaces, not tabs"
+    elif "could not determine a constructor" in str(exc):
+        hint = "graphc loads YAML safely: Python-specific tags (!!python/...) are not allowed"
+    return Diagnostic("error", "GC002", msg, span, hint=hint)
+
+
+class _Builder:
+    """Turns a composed YAML node tree into MDict/MList values, collecting duplicate keys."""
+
+    def __init__(self, loader: _Loader, file: str):
+        self.loader, self.file = loader, file
+        self.diagnostics: list[Diagnostic] = []
+
+    def build(self, node):
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node)
+        if isinstance(node, yaml.SequenceNode):
+            out = MList(self.build(child) for child in node.value)
+            out.item_spans = [_span(self.file, c) for c in node.value]
+            out.span = _span(self.file, node)
+            return out
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                self.diagnostics.append(
+                    Diagnostic("error", "GC002", "mapping keys must be plain scalars",
+                               _span(self.file, key_node))
+                )
+                continue
+            if key in seen:
+                self.diagnostics.append(
+                    Diagnostic(
+                        "error",
+                        "GC003",
+                        f"duplicate key `{key}`: the second value would silently replace the first",
+                        _span(self.file, key_node),
+                        related=(("first defined", seen[key]),),
+                        hint="rename one of them, or delete the one you do not mean",
+                    )
+                )
+            else:
+                seen[key] = _span(self.file, key_node)
+        self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
+        out = MDict()
+        out.span = _span(self.file, node)
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            if key in out and key in seen and out.key_spans.get(key) == seen[key]:
+                continue  # keep the first of a duplicated key; the error is already reported
+            out[key] = self.build(value_node)
+            out.key_spans[key] = _span(self.file, key_node)
+            out.value_spans[key] = _span(self.file, value_node)
+        return out
+
+
+def load_text(text: str, file: str = "<string>") -> MDict:
+    """Parse spec text into marked values, or raise DiagnosticError."""
+    _limit_check(text, file)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise DiagnosticError(
+                [Diagnostic("error", "GC005", "the spec is empty", Span(file, 1, 1),
+                            hint="a spec is a YAML mapping with at least `inputs:` and `nodes:`")]
+            )
+        builder = _Builder(loader, file)
+        value = builder.build(node)
+    except yaml.YAMLError as exc:
+        raise DiagnosticError([_yaml_error(exc, file)]) from None
+    finally:
+        loader.dispose()
+    if builder.diagnostics:
+        raise DiagnosticError(builder.diagnostics)
+    if not isinstance(value, MDict):
+        raise DiagnosticError(
+            [Diagnostic("error", "GC005", f"a spec must be a YAML mapping, found {type(value).__name__}",
+                        _span(file, node))]
+        )
+    return value
+
+
+def load_file(path: str | Path) -> MDict:
+    """Read and parse a spec file; file-system problems become diagnostics too."""
+    p = Path(path)
+    file = str(path)
+    try:
+        if p.is_dir():
+            raise DiagnosticError([Diagnostic("error", "GC001", f"`{file}` is a directory, not a spec file")])
+        if p.stat().st_size > MAX_BYTES:
+            raise DiagnosticError(
+                [Diagnostic("error", "GC004", f"`{file}` is larger than {MAX_BYTES // 2**20} MiB")]
+            )
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DiagnosticError(
+            [Diagnostic("error", "GC001", f"no such spec file: `{file}`",
+                        hint="check the path; specs that ship with graphc are in specs/")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DiagnosticError(
+            [Diagnostic("error", "GC001", f"`{file}` is not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
+    except OSError as exc:
+        raise DiagnosticError([Diagnostic("error", "GC001", f"cannot read `{file}`: {exc.strerror}")]) from None
+    return load_text(text, file)
+

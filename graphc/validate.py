@@ -1,0 +1,50 @@
+"""Structural validation of the graph with networkx: cycles, reachability, unused inputs.
+
+Reference, name, attribute and port problems are found while expanding (where the source
+marks are at hand); this pass looks at the graph as a whole.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from graphc.diagnostics import Diagnostics
+from graphc.ir import Graph
+
+
+def validate(graph: Graph) -> list:
+    diags = Diagnostics()
+    g = graph.digraph()
+    cycles = list(nx.simple_cycles(g, length_bound=64))
+    reported = set()
+    for cycle in cycles:
+        key = frozenset(cycle)
+        if key in reported:
+            continue
+        reported.add(key)
+        first = graph.nodes[cycle[0]]
+        path = " → ".join(cycle + [cycle[0]])
+        diags.error("GC203", f"the graph has a cycle: {path}", first.in_span or first.span,
+                    nodes=tuple(cycle),
+                    hint="a spec describes one forward pass; feed state back with a recurrent op "
+                         "(rnn/lstm/gru) instead")
+    if cycles:
+        return diags.items
+    graph.order = list(nx.lexicographical_topological_sort(g, key=list(graph.nodes).index))
+    sinks = {node for node, _ in list(graph.outputs.values()) + list(graph.losses.values())}
+    live = set(sinks)
+    for s in sinks:
+        live |= nx.ancestors(g, s)
+    for node in graph.nodes.values():
+        if node.name in live or not sinks:
+            continue
+        if node.is_input:
+            diags.warning("GC302", f"input `{node.name}` is never used by an output or loss",
+                          node.span, nodes=(node.name,),
+                          hint="remove it, or connect it to the nodes that should read it")
+        elif not any(s in live for s in g.successors(node.name)):
+            # report only the last dead node of a chain, not every node in it
+            diags.warning("GC301", f"node `{node.name}` ({node.op}) reaches no output or loss",
+                          node.span, nodes=(node.name,),
+                          hint="list it under `outputs:`, feed it to a loss, or delete it")
+    return diags.items
