@@ -1,0 +1,62 @@
+"""Data sources for training: generated tasks, the shipped digits set, and user files.
+
+``build_data(train.data, batch=..., seed=...)`` returns a :class:`DataBundle` (a restorable
+training stream, a fixed validation set, and info). Which source is chosen by one key:
+``task:`` (see :mod:`.tasks`), ``dataset: digits`` (see :mod:`.digits`) or ``file:`` (see
+:mod:`.files`). Every source also accepts ``map: {model_input: data_field}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader, split_dataset
+from .digits import build_digits, load_digits_arrays
+from .feed import Feeder
+from .files import build_file
+from .tasks import TASKS, build_task
+
+DATASETS = {"digits": build_digits}
+
+__all__ = [
+    "ArrayLoader",
+    "Batch",
+    "DataBundle",
+    "Dataset",
+    "Feeder",
+    "StreamLoader",
+    "TASKS",
+    "DATASETS",
+    "build_data",
+    "load_digits_arrays",
+    "split_dataset",
+]
+
+
+def build_data(spec: dict, *, batch: int, seed: int, base_dir: str | Path | None = None) -> DataBundle:
+    """The data source described by ``train.data``; ``map:`` ends up in ``bundle.info``."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"train.data must be a mapping, got {spec!r}")
+    spec = dict(spec)
+    mapping = spec.pop("map", None) or {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"train.data.map must be a mapping of input: field, got {mapping!r}")
+    kinds = [k for k in ("task", "dataset", "file") if k in spec]
+    if len(kinds) != 1:
+        raise ConfigError(
+            "train.data needs exactly one of `task:`, `dataset:` or `file:` "
+            f"(got {', '.join(kinds) or 'none'}); tasks: {', '.join(TASKS)}; "
+            f"datasets: {', '.join(DATASETS)}"
+        )
+    if kinds[0] == "task":
+        bundle = build_task(spec, batch=batch, seed=seed)
+    elif kinds[0] == "dataset":
+        name = spec["dataset"]
+        if name not in DATASETS:
+            raise ConfigError(f"unknown dataset `{name}`; available: {', '.join(DATASETS)}")
+        bundle = DATASETS[name](spec, batch=batch, seed=seed)
+    else:
+        bundle = build_file(spec, batch=batch, seed=seed, base_dir=Path(base_dir) if base_dir else None)
+    bundle.info["map"] = mapping
+    return bundle

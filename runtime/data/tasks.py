@@ -1,0 +1,232 @@
+"""Tasks generated on the fly from a seed.
+
+=================  ==========================================================================
+task               fields yielded (N = samples)
+=================  ==========================================================================
+reverse_digits     tokens [N,T] int64, targets [N,T] int64, loss_mask [N,T] float32
+sort_digits        (same) with T = 2*length; the sequence is ``digits, SEP, answer``
+majority           x [N,length,1] float32 (or [N,length] int64 with ``format: tokens``),
+                   y [N] int64 = 1 when more than half of the 0/1 inputs are 1
+spirals            x [N,2] float32, y [N] int64 (two interleaved spirals)
+xor                x [N,2] float32, y [N] int64 (four noisy corners, label = XOR of signs)
+=================  ==========================================================================
+
+Digit tokens are 0..9 and the separator is 10 (vocabulary 11). ``targets`` is ``tokens``
+shifted by one (next-token prediction); ``loss_mask`` is 1 exactly on the positions whose
+target is an answer digit, so only the answer counts in the loss and the metrics.
+
+The validation set is fixed by ``seed`` (the data seed, default 0, independent of the training
+seed) and no training sample ever equals a validation sample (checked on the sample's defining
+field). Without ``train_size`` the training data is an endless stream; with it, a finite set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import as_number, check_keys
+from ..errors import ConfigError, DataError
+from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader
+
+SEP = 10
+
+
+@dataclass(frozen=True)
+class Task:
+    generate: Callable[..., Batch]  # (rng, n, **options) -> Batch
+    options: dict  # option name -> default
+    key: str | None  # field whose rows identify a sample (for the disjoint split)
+    space: Callable[..., float] | None  # number of distinct samples, given options
+    train_size: int | None  # default: None = endless stream
+    val_size: int
+    info: Callable[..., dict]
+    decode: Callable[[np.ndarray], str] | None = None
+
+
+def _digits(rng: np.random.Generator, n: int, *, length: int, answer: str) -> Batch:
+    digits = rng.integers(0, 10, size=(n, length))
+    solved = digits[:, ::-1] if answer == "reverse" else np.sort(digits, axis=1)
+    seq = np.concatenate([digits, np.full((n, 1), SEP), solved], axis=1).astype(np.int64)
+    mask = np.zeros((n, 2 * length), np.float32)
+    mask[:, length:] = 1.0  # targets[:, length:] are the answer digits
+    return {"tokens": seq[:, :-1].copy(), "targets": seq[:, 1:].copy(), "loss_mask": mask}
+
+
+def decode_digits(row: np.ndarray) -> str:
+    return "".join("|" if t == SEP else str(int(t)) for t in row)
+
+
+def _majority(rng: np.random.Generator, n: int, *, length: int, format: str) -> Batch:
+    bits = rng.integers(0, 2, size=(n, length))
+    y = (2 * bits.sum(axis=1) > length).astype(np.int64)
+    x = bits.astype(np.int64) if format == "tokens" else bits[..., None].astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def _spirals(rng: np.random.Generator, n: int, *, turns: float, noise: float) -> Batch:
+    y = rng.integers(0, 2, size=n)
+    t = np.sqrt(rng.uniform(0.0, 1.0, size=n))  # uniform density along the arm
+    angle = t * turns * 2 * np.pi + np.pi * y
+    x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+    x += noise * rng.standard_normal(x.shape)
+    return {"x": x.astype(np.float32), "y": y.astype(np.int64)}
+
+
+def _xor(rng: np.random.Generator, n: int, *, noise: float) -> Batch:
+    corner = rng.integers(0, 2, size=(n, 2))
+    x = (2 * corner - 1) + noise * rng.standard_normal((n, 2))
+    return {"x": x.astype(np.float32), "y": (corner[:, 0] ^ corner[:, 1]).astype(np.int64)}
+
+
+def _seq_info(name: str) -> Callable[..., dict]:
+    return lambda length, **_: {
+        "kind": "sequence",
+        "task": name,
+        "vocab": 11,
+        "sep": SEP,
+        "length": length,
+        "seq_len": 2 * length,
+    }
+
+
+TASKS: dict[str, Task] = {
+    "reverse_digits": Task(
+        lambda rng, n, length: _digits(rng, n, length=length, answer="reverse"),
+        {"length": 8},
+        "tokens",
+        lambda length: 10.0**length,
+        None,
+        512,
+        _seq_info("reverse_digits"),
+        decode_digits,
+    ),
+    "sort_digits": Task(
+        lambda rng, n, length: _digits(rng, n, length=length, answer="sort"),
+        {"length": 8},
+        "tokens",
+        lambda length: 10.0**length,
+        None,
+        512,
+        _seq_info("sort_digits"),
+        decode_digits,
+    ),
+    "majority": Task(
+        _majority,
+        {"length": 15, "format": "features"},
+        "x",
+        lambda length, **_: 2.0**length,
+        None,
+        512,
+        lambda length, **_: {"kind": "classification", "task": "majority", "classes": 2, "length": length},
+    ),
+    "spirals": Task(
+        _spirals,
+        {"turns": 1.5, "noise": 0.05},
+        None,
+        None,
+        1000,
+        400,
+        lambda **_: {"kind": "classification", "task": "spirals", "classes": 2},
+    ),
+    "xor": Task(
+        _xor,
+        {"noise": 0.2},
+        None,
+        None,
+        1000,
+        400,
+        lambda **_: {"kind": "classification", "task": "xor", "classes": 2},
+    ),
+}
+
+
+def _check_options(name: str, options: dict) -> dict:
+    if "length" in options:
+        options["length"] = as_number(options["length"], f"train.data.length ({name})", kind=int, minimum=1)
+    for key in ("turns", "noise"):
+        if key in options:
+            options[key] = as_number(options[key], f"train.data.{key} ({name})", minimum=0)
+    if options.get("format", "features") not in ("features", "tokens"):
+        raise ConfigError(
+            f"train.data.format for {name} must be `features` or `tokens`, got {options['format']!r}"
+        )
+    return options
+
+
+class _Disjoint:
+    """Regenerates any sample that equals a validation sample."""
+
+    def __init__(self, task: Task, options: dict, val: Batch) -> None:
+        self.task, self.options = task, options
+        self.banned = {row.tobytes() for row in val[task.key]} if task.key else set()
+
+    def __call__(self, rng: np.random.Generator, n: int) -> Batch:
+        out = self.task.generate(rng, n, **self.options)
+        if not self.banned:
+            return out
+        for _ in range(1000):
+            clash = [i for i, row in enumerate(out[self.task.key]) if row.tobytes() in self.banned]
+            if not clash:
+                return out
+            fresh = self.task.generate(rng, len(clash), **self.options)
+            for name in out:
+                out[name][clash] = fresh[name]
+        raise DataError(
+            "could not draw training samples outside the validation set; "
+            "make the task larger or val_size smaller"
+        )
+
+
+def _unique_rows(task: Task, options: dict, rng: np.random.Generator, n: int) -> Batch:
+    """``n`` distinct samples (by the task's key field)."""
+    out = task.generate(rng, n, **options)
+    if task.key is None:
+        return out
+    for _ in range(1000):
+        _, first = np.unique(out[task.key].reshape(len(out[task.key]), -1), axis=0, return_index=True)
+        keep = np.sort(first)
+        if len(keep) == n:
+            return out
+        more = task.generate(rng, n - len(keep), **options)
+        out = {k: np.concatenate([out[k][keep], more[k]]) for k in out}
+    raise DataError("could not draw enough distinct validation samples")
+
+
+def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
+    name = spec["task"]
+    if name not in TASKS:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), TASKS, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        raise ConfigError(f"unknown task `{name}`{hint}; available: {', '.join(TASKS)}")
+    task = TASKS[name]
+    common = ["task", "train_size", "val_size", "seed"]
+    check_keys(spec, [*common, *task.options], f"train.data ({name})")
+    options = _check_options(name, {**task.options, **{k: v for k, v in spec.items() if k not in common}})
+    val_size = as_number(spec.get("val_size", task.val_size), "train.data.val_size", kind=int, minimum=1)
+    train_size = spec.get("train_size", task.train_size)
+    if train_size is not None:
+        train_size = as_number(train_size, "train.data.train_size", kind=int, minimum=1)
+    data_seed = as_number(spec.get("seed", 0), "train.data.seed", kind=int, minimum=0)
+    if task.space is not None:
+        space = task.space(**options)
+        if val_size + (train_size or 0) > 0.5 * space:
+            raise ConfigError(
+                f"task {name} has only {space:.0f} distinct samples: too few for "
+                f"val_size {val_size}"
+                + (f" + train_size {train_size}" if train_size else "")
+                + " (keep them under half of it)"
+            )
+    val = _unique_rows(task, options, np.random.default_rng([data_seed, 1]), val_size)
+    draw = _Disjoint(task, options, val)
+    if train_size is None:
+        train = StreamLoader(draw, batch, seed)
+    else:
+        fixed = draw(np.random.default_rng([data_seed, 2]), train_size)
+        train = ArrayLoader(Dataset(fixed, source=f"task {name}"), batch, seed)
+    info = {**task.info(**options), "train_size": train_size, "val_size": val_size}
+    return DataBundle(train, Dataset(val, source=f"task {name}"), info, task.decode)

@@ -1,0 +1,134 @@
+"""Live training progress: a rich progress bar on a terminal, plain periodic lines otherwise.
+
+``make_progress("auto")`` picks rich when stdout is a TTY and plain lines when it is not
+(CI logs, pipes); ``"rich"``, ``"plain"`` and ``"none"`` force a choice. The trainer calls
+``start`` once, ``update`` after every step, ``message`` for events (validation, early stop),
+and ``close`` at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    """Silent progress (``"none"``); the base of the visible kinds."""
+
+    def start(self, total: int, step: int) -> None:
+        self.total, self.first, self.t0 = total, step, time.perf_counter()
+
+    def rates(self, step: int) -> tuple[float, float]:
+        """(steps per second, seconds remaining) measured over this run."""
+        elapsed = time.perf_counter() - self.t0
+        rate = (step - self.first) / elapsed if elapsed > 0 else 0.0
+        return rate, (self.total - step) / rate if rate > 0 else float("nan")
+
+    def update(self, step: int, stats: dict) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class PlainProgress(Progress):
+    """One line every ``interval`` seconds (and at the last step)."""
+
+    def __init__(self, stream: IO[str] | None = None, interval: float = 5.0) -> None:
+        self.stream = stream or sys.stdout
+        self.interval = interval
+        self.last = 0.0
+
+    def start(self, total: int, step: int) -> None:
+        super().start(total, step)
+        self.last = self.t0
+
+    def update(self, step: int, stats: dict) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.interval and step < self.total:
+            return
+        self.last = now
+        rate, eta = self.rates(step)
+        line = f"step {step}/{self.total}  loss {stats.get('loss', float('nan')):.4f}"
+        line += f"  lr {stats.get('lr', 0.0):.2e}"
+        if "samples_per_sec" in stats:
+            line += f"  {stats['samples_per_sec']:.0f} samples/s"
+        if rate > 0 and step < self.total:
+            line += f"  eta {_duration(eta)}"
+        print(line, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+
+class RichProgress(Progress):
+    """A live bar: step, loss, lr, throughput and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss [cyan]{task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        self.task = None
+
+    def start(self, total: int, step: int) -> None:
+        super().start(total, step)
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=total, completed=step, loss="-", lr="-", speed="")
+
+    def update(self, step: int, stats: dict) -> None:
+        speed = stats.get("samples_per_sec")
+        self.bar.update(
+            self.task,
+            completed=step,
+            loss=f"{stats.get('loss', float('nan')):.4f}",
+            lr=f"{stats.get('lr', 0.0):.2e}",
+            speed=f"{speed:.0f} samples/s" if speed else "",
+        )
+
+    def message(self, text: str) -> None:
+        self.bar.console.print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def make_progress(kind: str | Progress = "auto") -> Progress:
+    if isinstance(kind, Progress):
+        return kind
+    if kind == "auto":
+        kind = "rich" if sys.stdout.isatty() else "plain"
+    if kind == "rich":
+        return RichProgress()
+    if kind == "plain":
+        return PlainProgress()
+    if kind == "none":
+        return Progress()
+    raise ValueError(f"progress must be auto, rich, plain or none, not {kind!r}")
