@@ -1,0 +1,228 @@
+"""Forward outputs and gradients vs PyTorch (float64), for the ops whose semantics are easiest
+to get subtly wrong: convolutions, recurrent cells, attention, norms, cross_entropy."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from graphc.kernels import KERNELS  # noqa: E402
+
+from .kernel_cases import CASES  # noqa: E402
+
+pytestmark = pytest.mark.torch
+TOL = dict(rtol=1e-9, atol=1e-10)
+
+
+def _rng(*key):
+    return np.random.default_rng(zlib.crc32("/".join(map(str, key)).encode()))
+
+
+def _run(op, kwargs, rng):
+    """Our forward, and our gradients for a random cotangent: (out, g_out, {name: grad})."""
+    kp = KERNELS[op]
+    res = kp.fwd(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})
+    out, saved = res[0], res[1:]
+    g = rng.standard_normal(out.shape)
+    grads = kp.bwd(g_out=g, **kwargs, **{f"saved{i}": s for i, s in enumerate(saved)}, out=out)
+    return out, g, dict(zip(kp.inputs + kp.params, grads, strict=True))
+
+
+def _t(a):
+    return torch.tensor(a, requires_grad=True)
+
+
+def _check(ours, theirs_out, theirs_inputs, out, g):
+    np.testing.assert_allclose(out, theirs_out.detach().numpy(), **TOL)
+    theirs_out.backward(torch.tensor(g))
+    for name, t in theirs_inputs.items():
+        np.testing.assert_allclose(ours[name], t.grad.numpy(), err_msg=name, **TOL)
+
+
+def _cases(op):
+    return pytest.mark.parametrize("case", [c for c in CASES[op]], ids=[c[0] for c in CASES[op]])
+
+
+@_cases("conv2d")
+def test_conv2d(case):
+    rng = _rng("conv2d", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("conv2d", kw, rng)
+    x, w = _t(kw["x"]), _t(kw["weight"])
+    b = _t(kw["bias"]) if kw["has_bias"] else None
+    y = F.conv2d(
+        x, w, b, stride=(kw["stride_h"], kw["stride_w"]), padding=(kw["pad_h"], kw["pad_w"]),
+        dilation=(kw["dil_h"], kw["dil_w"]), groups=kw["groups"],
+    )  # fmt: skip
+    _check(ours, y, {"x": x, "weight": w, **({"bias": b} if b is not None else {})}, out, g)
+
+
+@_cases("conv1d")
+def test_conv1d(case):
+    rng = _rng("conv1d", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("conv1d", kw, rng)
+    x, w = _t(kw["x"]), _t(kw["weight"])
+    b = _t(kw["bias"]) if kw["has_bias"] else None
+    y = F.conv1d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    _check(ours, y, {"x": x, "weight": w, **({"bias": b} if b is not None else {})}, out, g)
+
+
+@_cases("conv_transpose2d")
+def test_conv_transpose2d(case):
+    rng = _rng("convt", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("conv_transpose2d", kw, rng)
+    x, w = _t(kw["x"]), _t(kw["weight"])
+    b = _t(kw["bias"]) if kw["has_bias"] else None
+    y = F.conv_transpose2d(
+        x, w, b, stride=(kw["stride_h"], kw["stride_w"]), padding=(kw["pad_h"], kw["pad_w"]),
+        output_padding=(kw["out_pad_h"], kw["out_pad_w"]), groups=kw["groups"],
+        dilation=(kw["dil_h"], kw["dil_w"]),
+    )  # fmt: skip
+    _check(ours, y, {"x": x, "weight": w, **({"bias": b} if b is not None else {})}, out, g)
+
+
+def _torch_rnn(op, kw):
+    n_in, hd = kw["x"].shape[2], kw["hidden"]
+    bias = kw["b_ih_0"].size > 0
+    common = dict(batch_first=True, bidirectional=kw["bidirectional"], bias=bias)
+    if op == "rnn":
+        nl = "tanh" if kw["nonlinearity_tanh"] else "relu"
+        mod = torch.nn.RNN(n_in, hd, nonlinearity=nl, **common)
+    else:
+        mod = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[op](n_in, hd, **common)
+    mod = mod.double()
+    names = {}
+    for d in range(2 if kw["bidirectional"] else 1):
+        sfx = "_reverse" if d else ""
+        for w in ("w_ih", "w_hh") + (("b_ih", "b_hh") if bias else ()):
+            tname = f"{'weight' if w[0] == 'w' else 'bias'}_{w[2:]}_l0{sfx}"
+            getattr(mod, tname).data = torch.tensor(kw[f"{w}_{d}"])
+            names[f"{w}_{d}"] = getattr(mod, tname)
+    return mod, names
+
+
+@pytest.mark.parametrize(
+    ("op", "case"), [(op, c) for op in ("rnn", "lstm", "gru") for c in CASES[op]],
+    ids=[f"{op}-{c[0]}" for op in ("rnn", "lstm", "gru") for c in CASES[op]],
+)  # fmt: skip
+def test_recurrent(op, case):
+    rng = _rng(op, case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run(op, kw, rng)
+    mod, params = _torch_rnn(op, kw)
+    x = _t(kw["x"])
+    seq, h_n = mod(x)
+    if op == "lstm":
+        h_n = h_n[0]
+    # torch's h_n is [D, B, H]; `last` means concat over directions -> [B, D*H]
+    y = torch.cat(list(h_n), dim=1) if kw["last"] else seq
+    _check(ours, y, {"x": x, **params}, out, g)
+
+
+@_cases("attention")
+def test_attention(case):
+    rng = _rng("attention", case[0])
+    kw = case[1](rng, np.float64)
+    if case[0] == "self_fullmask_nobias":
+        pytest.skip("torch gives NaN for fully masked rows; covered by the forward tests")
+    out, g, ours = _run("attention", kw, rng)
+    e, heads, self_attn = kw["q"].shape[2], kw["heads"], kw["kv"].size == 0
+    ekv = kw["wk"].shape[1]
+    mha = torch.nn.MultiheadAttention(
+        e, heads, bias=kw["has_bias"], batch_first=True, kdim=ekv, vdim=ekv
+    ).double()
+    if self_attn:
+        mha.in_proj_weight.data = torch.tensor(np.concatenate([kw["wq"], kw["wk"], kw["wv"]]))
+        params = {}
+    else:
+        mha.q_proj_weight.data = torch.tensor(kw["wq"])
+        mha.k_proj_weight.data = torch.tensor(kw["wk"])
+        mha.v_proj_weight.data = torch.tensor(kw["wv"])
+        params = {"wq": mha.q_proj_weight, "wk": mha.k_proj_weight, "wv": mha.v_proj_weight}
+    mha.out_proj.weight.data = torch.tensor(kw["wo"])
+    params["wo"] = mha.out_proj.weight
+    if kw["has_bias"]:
+        mha.in_proj_bias.data = torch.tensor(np.concatenate([kw["bq"], kw["bk"], kw["bv"]]))
+        mha.out_proj.bias.data = torch.tensor(kw["bo"])
+        params["bo"] = mha.out_proj.bias
+    q = _t(kw["q"])
+    kv = q if self_attn else _t(kw["kv"])
+    t_len, s_len = q.shape[1], kv.shape[1]
+    mask = torch.ones(t_len, s_len, dtype=torch.bool).triu(1) if kw["causal"] else None
+    kpm = torch.tensor(kw["key_padding_mask"] > 0.5) if kw["key_padding_mask"].size else None
+    y, _ = mha(q, kv, kv, key_padding_mask=kpm, attn_mask=mask, need_weights=False)
+    inputs = {"q": q, **({} if self_attn else {"kv": kv}), **params}
+    _check(ours, y, inputs, out, g)
+    if self_attn:
+        w = mha.in_proj_weight.grad.numpy()
+        e = kw["q"].shape[2]
+        for i, n in enumerate(("wq", "wk", "wv")):
+            np.testing.assert_allclose(ours[n], w[i * e : (i + 1) * e], err_msg=n, **TOL)
+    if kw["has_bias"]:
+        b = mha.in_proj_bias.grad.numpy()
+        for i, n in enumerate(("bq", "bk", "bv")):
+            np.testing.assert_allclose(ours[n], b[i * e : (i + 1) * e], err_msg=n, **TOL)
+
+
+@_cases("layernorm")
+def test_layernorm(case):
+    rng = _rng("layernorm", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("layernorm", kw, rng)
+    x = _t(kw["x"])
+    params = {"weight": _t(kw["weight"]), "bias": _t(kw["bias"])} if kw["affine"] else {}
+    y = F.layer_norm(x, x.shape[-1:], params.get("weight"), params.get("bias"), kw["eps"])
+    _check(ours, y, {"x": x, **params}, out, g)
+
+
+@_cases("batchnorm")
+def test_batchnorm(case):
+    rng = _rng("batchnorm", case[0])
+    kw = case[1](rng, np.float64)
+    rm, rv = kw["running_mean"].copy(), kw["running_var"].copy()
+    kp = KERNELS["batchnorm"]
+    ours_kw = dict(kw, running_mean=rm, running_var=rv)
+    out, *saved = kp.fwd(**ours_kw)
+    g = rng.standard_normal(out.shape)
+    grads = kp.bwd(g_out=g, **ours_kw, saved0=saved[0], saved1=saved[1], out=out)
+    ours = dict(zip(("x", "weight", "bias"), grads, strict=True))
+    x, w, b = _t(kw["x"]), _t(kw["weight"]), _t(kw["bias"])
+    trm, trv = torch.tensor(kw["running_mean"]), torch.tensor(kw["running_var"])
+    y = F.batch_norm(x, trm, trv, w, b, kw["training"], kw["momentum"], kw["eps"])
+    _check(ours, y, {"x": x, "weight": w, "bias": b}, out, g)
+    np.testing.assert_allclose(rm, trm.numpy(), **TOL)
+    np.testing.assert_allclose(rv, trv.numpy(), **TOL)
+
+
+@_cases("cross_entropy")
+def test_cross_entropy(case):
+    rng = _rng("ce", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("cross_entropy", kw, rng)
+    c = kw["logits"].shape[-1]
+    logits = _t(kw["logits"])
+    per = F.cross_entropy(
+        logits.reshape(-1, c), torch.tensor(kw["target"].reshape(-1)), reduction="none",
+        ignore_index=kw["ignore_index"], label_smoothing=kw["label_smoothing"],
+    )  # fmt: skip
+    counted = torch.tensor(kw["target"].reshape(-1) != kw["ignore_index"], dtype=torch.float64)
+    if kw["mask"].size:
+        counted = counted * torch.tensor(kw["mask"].reshape(-1))
+    y = ((per * counted).sum() / counted.sum()).reshape(1)
+    _check(ours, y, {"logits": logits}, out, g)
+
+
+def test_cross_entropy_extreme_logits_are_finite():
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], np.float32)
+    target = np.array([1, 2], np.int64)
+    kw = dict(logits=logits, target=target, mask=np.zeros(0, np.float32), ignore_index=-100,
+              label_smoothing=0.0)  # fmt: skip
+    out, g, ours = _run("cross_entropy", kw, _rng("ce-extreme"))
+    y = F.cross_entropy(torch.tensor(logits, dtype=torch.float64), torch.tensor(target))
+    np.testing.assert_allclose(out, [y.item()], rtol=1e-6)
+    assert np.all(np.isfinite(ours["logits"]))
