@@ -51,6 +51,7 @@ format_option = click.option("--format", "fmt", type=click.Choice(["text", "json
 # Commands that live in their own modules, imported only when used (keeps `graphc check` fast
 # and keeps Numba out of the front-end commands). name → "module:attribute".
 LAZY_COMMANDS: dict[str, str] = {
+    "render": "graphc.render:render",
 }
 
 

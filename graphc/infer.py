@@ -20,6 +20,8 @@ def infer(graph: Graph) -> list:
         if node.is_input:
             graph.types[(name, "out")] = tensor(node.shape_spec, node.dtype)
             continue
+        if name in graph.failed:  # expansion already reported what is wrong with it
+            continue
         ctx = _context(graph, node, diags)
         if ctx is None:
             graph.failed.add(name)
@@ -72,6 +74,8 @@ def _context(graph: Graph, node: Node, diags: Diagnostics) -> Ctx | None:
                             hint="declare the input with `dtype: int64`")
                 return None
             types.append(t)
+        if not types and not port.optional:
+            return None  # a missing required input was reported by expansion
         inputs[port.name] = types if port.variadic else (types[0] if types else None)
     return Ctx(node.name, node.op, node.attrs, inputs)
 

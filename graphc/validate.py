@@ -22,6 +22,9 @@ def validate(graph: Graph) -> list:
         if key in reported:
             continue
         reported.add(key)
+        order = list(graph.nodes)
+        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        cycle = cycle[start:] + cycle[:start]  # report from the node declared first
         first = graph.nodes[cycle[0]]
         path = " → ".join(cycle + [cycle[0]])
         diags.error("GC203", f"the graph has a cycle: {path}", first.in_span or first.span,
@@ -31,6 +34,8 @@ def validate(graph: Graph) -> list:
     if cycles:
         return diags.items
     graph.order = list(nx.lexicographical_topological_sort(g, key=list(graph.nodes).index))
+    if graph.failed:  # broken references make live nodes look dead: no reachability noise
+        return diags.items
     sinks = {node for node, _ in list(graph.outputs.values()) + list(graph.losses.values())}
     live = set(sinks)
     for s in sinks:

@@ -98,11 +98,13 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
             sc = np.dot(qh[b, h], kh[b, h].T)
             p = probs[b, h]
             for t in range(t_len):
-                m = _MASKED
+                m = -np.inf
                 for s in range(s_len):
                     v = _MASKED if _is_masked(mf, b, s, s_len, t, causal) else sc[t, s] * scale
                     sc[t, s] = v
-                    m = max(m, v)
+                    # max of the *stored* (possibly float32-rounded) value, so a fully
+                    # masked row gives exp(0) = 1 everywhere, never 0/0
+                    m = max(m, sc[t, s])
                 tot = 0.0
                 for s in range(s_len):
                     ex = math.exp(sc[t, s] - m)

@@ -7,7 +7,9 @@ not a whole number the spec is wrong: graphc reports it instead of flooring sile
 from __future__ import annotations
 
 from graphc.ops.init import uniform_fan_in
-from graphc.ops.registry import Attr, ParamDef, defop
+import sympy
+
+from graphc.ops.registry import Attr, ParamDef, ShapeError, defop
 from graphc.shapes import fmt_dim
 
 
@@ -21,7 +23,13 @@ def _conv_attrs(spatial: str) -> dict:
         "dilation": Attr(kind, 1, "spacing between kernel taps"),
         "groups": Attr("int", 1, "channel groups (groups = C_in: depthwise)", min=1),
         "bias": Attr("bool", True, "add a learned bias per output channel"),
+        **_round_attr(),
     }
+
+
+def _round_attr() -> dict:
+    return {"round": Attr("str", "exact", "exact: a size that is not whole is an error; floor: drop "
+                          "the last partial window (PyTorch's behaviour)", choices=("exact", "floor"))}
 
 
 def _pair(v) -> tuple[int, ...]:
@@ -31,8 +39,15 @@ def _pair(v) -> tuple[int, ...]:
 def out_size(c, size, k, s, p, d, axis: str):
     span = d * (k - 1) + 1
     n = (size + 2 * p - span) / s + 1
+    if c.attrs.get("round") == "floor":
+        n = sympy.floor((size + 2 * p - span) / s) + 1
     what = f"output {axis} ((in {fmt_dim(size)} + 2·{p} - {span}) / {s} + 1)"
-    return c.whole(n, what, attr="stride" if s > 1 else "kernel")
+    try:
+        return c.whole(n, what, attr="stride" if s > 1 else "kernel")
+    except ShapeError as exc:
+        exc.hint = (f"{exc.hint}; or set `round: floor` to drop the last partial window, as PyTorch "
+                    "does") if "whole" in str(exc) else exc.hint
+        raise
 
 
 def _check_groups(c, cin, cout):
@@ -92,7 +107,7 @@ def conv2d(c):
 
 
 @defop("conv_transpose2d", family="conv",
-       attrs={**_conv_attrs("2d"),
+       attrs={**{k: a for k, a in _conv_attrs("2d").items() if k != "round"},
               "output_padding": Attr("int2", 0, "extra size added to one side of the output")},
        params=lambda c: _conv_params(c, transposed=True),
        flops=lambda c: 2 * c.inputs["x"].numel() * (c.attrs["out"] / c.attrs["groups"])
@@ -115,7 +130,8 @@ def conv_transpose2d(c):
 def _pool_attrs():
     return {"kernel": Attr("int2", doc="window size"),
             "stride": Attr("int2", None, "step between windows (default: the kernel size)"),
-            "padding": Attr("int2", 0, "padding on each side")}
+            "padding": Attr("int2", 0, "padding on each side"),
+            **_round_attr()}
 
 
 def _pool(c):

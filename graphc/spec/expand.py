@@ -103,6 +103,7 @@ class Expander:
         self.constants: dict[str, Any] = {}
         self.blocks: MDict = MDict()
         self.train: dict = {}
+        self.broken: set[str] = set()  # nodes with a reported problem: not shape-inferred
 
     # -- entry point
     def run(self) -> Graph:
@@ -128,6 +129,7 @@ class Expander:
             name=str(d.get("name") or _stem(self.file)), file=self.file, nodes=self.nodes,
             outputs=outputs, losses=losses, constants=self.constants, dims=self.dims,
             train=self.train, doc=str(d.get("doc") or ""), output_spans={**out_spans, **loss_spans},
+            failed=set(self.broken),
         )
         return graph
 
@@ -303,9 +305,11 @@ class Expander:
             self._err("GC101", f"unknown op `{op_name}` in node `{name}`", decl.where("op"),
                       hint=did_you_mean(str(op_name), OPS) or "`graphc ops` lists every op")
             return _Node(scope.prefix + name)
+        errors_before = len(self.diags.items)
         attrs, spans = self._attrs(op, name, decl, scope)
         ports = self._ports(op, name, decl, scope)
         full = scope.prefix + name
+        broken = any(d.is_error for d in self.diags.items[errors_before:])
         lint = decl.get("lint") if isinstance(decl.get("lint"), dict) else {}
         for k in range(repeat):
             node_name = full if repeat == 1 else f"{full}.{k}"
@@ -316,6 +320,8 @@ class Expander:
                 bindings[0] = (ports[0][0], f"{full}.{k - 1}", ports[0][2], _ABS)
             if self._add_node(node, span):
                 self.pending.append((node, bindings))
+                if broken:
+                    self.broken.add(node_name)
         return _Node(full if repeat == 1 else f"{full}.{repeat - 1}")
 
     def _ports(self, op: OpDef, name, decl: MDict, scope: _Scope):
@@ -413,6 +419,9 @@ class Expander:
 
     def _scalar(self, what, attr: Attr, raw, scope, span):
         want_bool = attr.type == "bool"
+        if want_bool and isinstance(raw, str) and not isinstance(scope.values.get(raw.strip()), bool):
+            self._err("GC104", f"{what} must be true or false, found `{raw}`", span)
+            return bool(attr.default)
         v = self._expr(raw, scope.values, span, what) if not isinstance(raw, bool) else raw
         if v is None:
             return attr.default if attr.default is not None else 0
@@ -569,10 +578,14 @@ class Expander:
             try:
                 node, port = _resolve(root, ref)
             except _ResolveError as exc:
-                self._err("GC201", f"{key[:-1]} `{out_name}` refers to {exc}", span, hint=exc.hint)
+                self._err("GC201", f"{key[:-1]} `{out_name}`: {exc}", span, hint=exc.hint)
                 continue
             target = self.nodes.get(node)
             if target is None:
+                continue
+            if port is not None and port not in target.outputs:
+                self._err("GC201", f"{key[:-1]} `{out_name}`: `{node}` ({target.op}) has no output "
+                          f"`{port}`", span, hint=f"its outputs: {', '.join(target.outputs)}")
                 continue
             port = port or target.outputs[0]
             result[out_name], spans[out_name] = (node, port), span
@@ -604,8 +617,9 @@ class Expander:
                 try:
                     src, src_port = (ref, None) if scope is _ABS else _resolve(scope, ref)
                 except _ResolveError as exc:
-                    self._err("GC201", f"node `{node.name}`: input `{ref}` refers to {exc}", span,
+                    self._err("GC201", f"node `{node.name}`: {exc}", span,
                               hint=exc.hint, nodes=(node.name,))
+                    self.broken.add(node.name)
                     continue
                 producer = self.nodes.get(src)
                 if producer is None:
@@ -616,6 +630,7 @@ class Expander:
                     self._err("GC201", f"node `{node.name}`: `{producer.name}` ({producer.op}) has no "
                               f"output `{src_port}`", span, hint=did_you_mean(src_port, producer.outputs)
                               or f"its outputs: {', '.join(producer.outputs)}")
+                    self.broken.add(node.name)
                     continue
                 node.inputs.append(Input(port, src, src_port, span, ref))
 

@@ -119,12 +119,19 @@ def _yaml_error(exc: yaml.YAMLError, file: str) -> Diagnostic:
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    ctx_mark = getattr(exc, "context_mark", None)
+    related = ()
+    if ctx_mark is not None and mark is not None and ctx_mark.line != mark.line:
+        related = ((f"{context or 'the construct'} started", Span(file, ctx_mark.line + 1, ctx_mark.column + 1)),)
     hint = None
     if "tab" in problem.lower():
         hint = "YAML indentation must use spaces, not tabs"
     elif "could not determine a constructor" in str(exc):
         hint = "graphc loads YAML safely: Python-specific tags (!!python/...) are not allowed"
-    return Diagnostic("error", "GC002", msg, span, hint=hint)
+    return Diagnostic("error", "GC002", msg, span, hint=hint, related=related)
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _Builder:
@@ -135,6 +142,13 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
 
     def build(self, node):
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            self.diagnostics.append(
+                Diagnostic("error", "GC002", f"invalid YAML: unsupported tag `{node.tag}`",
+                           _span(self.file, node),
+                           hint="graphc loads YAML safely: Python-specific and custom tags are not allowed")
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node)
         if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,519 @@
+"""`graphc render`: architecture diagrams drawn by Graphviz from the analysed graph.
+
+The picture is built from the same front end as `check` (load → expand → validate → infer), so
+what is drawn is what graphc understood: every edge carries its inferred symbolic shape, every
+node its op, key attributes and parameter count. Blocks become clusters; a repeated block is
+folded into the cluster of its first repetition, marked ×N, so deep stacks stay readable
+(`--expand` opens them). A spec with errors still renders: the offending nodes are marked and
+the diagnostics printed. Without Graphviz's `dot` binary the `.dot` source is still written.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import graphviz
+
+from graphc.cli import parse_overrides, set_option
+from graphc.diagnostics import DiagnosticPrinter, summary_line
+from graphc.ir import BlockFrame, Graph, Node
+from graphc.ops import OPS
+from graphc.pipeline import Analysis, analyze
+from graphc.shapes import fmt_shape
+
+FORMATS = ("svg", "png", "pdf", "dot")
+FONT = "Helvetica,Arial,sans-serif"  # resolved by fontconfig; DejaVu/Liberation stand in on Linux
+
+# (fill, border) per op family: pastel fills keep black text readable, the border carries the hue.
+FAMILY_COLOURS: dict[str, tuple[str, str]] = {
+    "dense": ("#DCEBFB", "#1E6FC8"),
+    "conv": ("#DDF2DE", "#2E8B3A"),
+    "pool": ("#EEF5DB", "#7A9A1E"),
+    "recurrent": ("#D9F3F6", "#00838F"),
+    "attention": ("#FBDDE8", "#C2185B"),
+    "norm": ("#ECDDF3", "#7B1FA2"),
+    "activation": ("#FFE9D0", "#E07000"),
+    "arith": ("#FFF6C7", "#B08C00"),
+    "shape": ("#EDF0F2", "#78909C"),
+    "regularization": ("#EFE5E1", "#795548"),
+    "loss": ("#FCDADA", "#C62828"),
+}
+UNKNOWN_COLOURS = ("#FFFFFF", "#9E9E9E")  # an op graphc does not know (the spec has an error)
+INPUT_FILL, INPUT_TEXT = "#37474F", "#FFFFFF"  # inputs: dark, so the eye finds where data enters
+OUTPUT_COLOUR, LOSS_COLOUR, ERROR_COLOUR = "#2E7D32", "#C62828", "#D50000"
+MUTED = "#607D8B"
+MAX_ATTRS = 3  # more than this turns a node into a paragraph; `graphc summary` has the rest
+
+
+# -- what is drawn --------------------------------------------------------------------------
+
+
+@dataclass
+class RenderOptions:
+    expand: bool = False  # draw every repetition of a repeated block instead of folding
+    direction: str = "TB"
+    shapes: bool = True  # label edges with their symbolic shapes
+
+
+@dataclass
+class Cluster:
+    """One block instance (or, folded, all repetitions of one) drawn as a Graphviz cluster."""
+
+    key: str  # the instance path as drawn, e.g. "decoder.0"
+    frame: BlockFrame
+    nodes: list[str] = field(default_factory=list)
+    children: dict[str, Cluster] = field(default_factory=dict)
+    params: int = 0  # over every repetition it stands for
+
+
+def _fold_path(node: Node) -> tuple[str, list[str]]:
+    """The node that stands for `node` when repeats are folded, and its drawn cluster keys.
+
+    A node in repetition k>0 of a repeated block is drawn as the same node of repetition 0:
+    the names differ only in the repetition index in each enclosing frame's path."""
+    name, delta, keys = node.name, 0, []
+    for frame in node.scope:  # outermost first; inner paths extend outer ones
+        cut = len(frame.path) + delta
+        prefix = name[:cut]
+        if frame.index:  # repetition > 0: rewrite its index to 0
+            folded = prefix[: len(prefix) - len(str(frame.index))] + "0"
+            name, delta = folded + name[cut:], delta + len(folded) - len(prefix)
+            prefix = folded
+        keys.append(prefix)
+    return name, keys
+
+
+@dataclass
+class Layout:
+    """Which nodes are drawn, where (clusters), and what hidden nodes map to."""
+
+    visible: dict[str, str]  # every node → the node drawn for it (itself unless folded away)
+    stands_for: dict[str, list[str]]  # drawn node → the nodes it represents, in order
+    clusters: dict[str, Cluster]  # top-level clusters by key
+    top_nodes: list[str]  # drawn nodes outside any block
+
+
+def plan_layout(graph: Graph, expand: bool) -> Layout:
+    visible: dict[str, str] = {}
+    stands_for: dict[str, list[str]] = {}
+    clusters: dict[str, Cluster] = {}
+    top: list[str] = []
+    for name in _node_order(graph):
+        node = graph.nodes[name]
+        if expand:
+            rep, keys = name, [f.path for f in node.scope]
+        else:
+            rep, keys = _fold_path(node)
+            if rep not in graph.nodes:  # repetition 0 lacks it (expansion error): draw it as is
+                rep, keys = name, [f.path for f in node.scope]
+        visible[name] = rep
+        stands_for.setdefault(rep, []).append(name)
+        siblings, cluster = clusters, None
+        for key, frame in zip(keys, node.scope, strict=True):
+            cluster = siblings.setdefault(key, Cluster(key, frame))
+            cluster.params += graph.param_count(name)
+            siblings = cluster.children
+        if rep == name:
+            (cluster.nodes if cluster else top).append(name)
+    return Layout(visible, stands_for, clusters, top)
+
+
+def _node_order(graph: Graph) -> list[str]:
+    """Topological when known (nicer cluster contents), else declaration order (broken specs)."""
+    order = [n for n in graph.order if n in graph.nodes]
+    return order + [n for n in graph.nodes if n not in set(order)]
+
+
+# -- labels ---------------------------------------------------------------------------------
+
+
+def _h(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _fmt_value(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return "×".join(_fmt_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _is_default(value: object, default: object) -> bool:
+    # the front end normalises `kernel: 3` to (3, 3), while the schema's default stays `1`
+    if isinstance(value, tuple) and not isinstance(default, tuple):
+        return all(v == default for v in value)
+    return value == default
+
+
+def _variants(values: list[str]) -> str:
+    """What differs between folded repetitions, e.g. `192 / 4,160` (first … last when many)."""
+    distinct = list(dict.fromkeys(v for v in values if v))
+    if len(distinct) <= 3:
+        return " / ".join(distinct)
+    return f"{distinct[0]} / … / {distinct[-1]}"
+
+
+def key_attributes(node: Node) -> list[str]:
+    """The attributes worth a glance: those the spec set away from the op's defaults."""
+    op = OPS.get(node.op)
+    shown = []
+    for key, value in node.attrs.items():
+        schema = op.attrs.get(key) if op else None
+        if schema is not None and not schema.required and _is_default(value, schema.default):
+            continue
+        if isinstance(value, bool):
+            shown.append(key if value else f"no {key}")
+        else:
+            text = _fmt_value(value)
+            shown.append(f"{key}={text if len(text) <= 14 else text[:13] + '…'}")
+    return shown[:MAX_ATTRS]
+
+
+def _params(n: int) -> str:
+    return f"{n:,} params" if n else ""
+
+
+def _short_name(name: str, cluster_key: str | None) -> str:
+    """Inside a cluster the instance path is already on the frame: `decoder.0.attn` → `attn`."""
+    if cluster_key and name.startswith(cluster_key + "."):
+        return name[len(cluster_key) + 1:]
+    return name
+
+
+def _rows(*rows: str) -> str:
+    cells = "".join(f"<tr><td>{r}</td></tr>" for r in rows if r)
+    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{cells}</table>>'
+
+
+def _small(text: str, colour: str = "#37474F", size: int = 9) -> str:
+    if not text:  # Graphviz rejects an empty <font></font>
+        return ""
+    return f'<font point-size="{size}" color="{colour}">{text}</font>'
+
+
+# -- the Graphviz graph ---------------------------------------------------------------------
+
+
+@dataclass
+class _Marks:
+    """Which nodes the diagnostics blame, with their first message, and which lost their shape."""
+
+    errors: dict[str, str]
+    shapeless: set[str]
+
+
+def _marks(analysis: Analysis, layout: Layout) -> _Marks:
+    graph = analysis.graph
+    errors: dict[str, str] = {}
+    for d in analysis.errors:
+        for name in d.nodes:
+            if name in graph.nodes:  # blame the drawn node, even if it stands for a folded one
+                shown = layout.visible.get(name, name)
+                where = f" (in {name})" if shown != name else ""
+                errors.setdefault(shown, f"{d.code}: {d.message}{where}")
+    shapeless = {layout.visible.get(n, n) for n in graph.failed} - set(errors)
+    return _Marks(errors, shapeless)
+
+
+class DiagramBuilder:
+    """Turns an analysed graph into a `graphviz.Digraph`."""
+
+    def __init__(self, analysis: Analysis, options: RenderOptions):
+        self.analysis, self.graph, self.options = analysis, analysis.graph, options
+        self.layout = plan_layout(self.graph, options.expand)
+        self.marks = _marks(analysis, self.layout)
+        self.families: set[str] = set()
+        self.missing: set[str] = set()  # referenced but never defined (spec errors)
+        self.dot = graphviz.Digraph(self.graph.name or "graph")
+
+    def build(self) -> graphviz.Digraph:
+        dot = self.dot
+        dot.attr(rankdir=self.options.direction, fontname=FONT, nodesep="0.35", ranksep="0.4",
+                 labelloc="t", labeljust="c", fontsize="18", label=self._title(), newrank="true")
+        dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11",
+                 margin="0.14,0.06", penwidth="1.3")
+        dot.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#78909C",
+                 arrowsize="0.7")
+        for name in self.layout.top_nodes:
+            self._node(dot, name, None)
+        for cluster in self.layout.clusters.values():
+            self._cluster(dot, cluster)
+        self._edges()
+        self._terminals()
+        for name in sorted(self.missing):
+            dot.node(name, _rows(f"<b>{_h(name)}</b>", _small("not defined", ERROR_COLOUR)),
+                     fillcolor="#FFFFFF", color=ERROR_COLOUR, style="rounded,dashed", penwidth="2")
+        self._legend()
+        return dot
+
+    def _title(self) -> str:
+        g = self.graph
+        params = g.param_count(trainable_only=True)
+        sub = f"{len(g.nodes)} nodes · {params:,} parameters"
+        errors = self.analysis.errors
+        if errors:
+            sub += f' · <font color="{ERROR_COLOUR}">{_h(summary_line(errors))}</font>'
+        return f'<<b>{_h(g.name)}</b><br/><font point-size="11" color="{MUTED}">{sub}</font>>'
+
+    def _cluster(self, parent: graphviz.Digraph, cluster: Cluster) -> None:
+        frame = cluster.frame
+        folded = not self.options.expand and frame.repeat > 1
+        if folded:
+            head = f"<b>{_h(frame.instance)}</b>  <b>×{frame.repeat}</b>"
+        elif frame.index is not None:
+            head = f"<b>{_h(cluster.key)}</b>  ({frame.index + 1} of {frame.repeat})"
+        else:
+            head = f"<b>{_h(cluster.key)}</b>"
+        info = f"block {_h(frame.block)}" + (f" · {cluster.params:,} params" if cluster.params else "")
+        label = f'<{head}<br/><font point-size="9" color="{MUTED}">{info}</font>>'
+        # a folded stack gets a heavier double-looking frame so "×N" reads as "N of these"
+        style = {"style": "rounded,bold", "penwidth": "2.2"} if folded else {"style": "rounded"}
+        with parent.subgraph(name=f"cluster_{cluster.key}") as sub:
+            sub.attr(label=label, fontsize="12", color="#90A4AE", bgcolor="#FAFBFC", margin="12",
+                     labeljust="l", **style)
+            for name in cluster.nodes:
+                self._node(sub, name, cluster.key)
+            for child in cluster.children.values():
+                self._cluster(sub, child)
+
+    def _node(self, dot: graphviz.Digraph, name: str, cluster_key: str | None) -> None:
+        node = self.graph.nodes[name]
+        g = self.graph
+        if node.is_input:
+            t = g.out_type(name)
+            shape = fmt_shape(t.shape) if t else "?"
+            dtype = t.dtype if t else node.dtype
+            label = _rows(f'<font color="{INPUT_TEXT}"><b>{_h(name)}</b></font>',
+                          _small(f"input · {_h(shape)} · {_h(dtype)}", "#CFD8DC"))
+            dot.node(name, label, fillcolor=INPUT_FILL, color=INPUT_FILL, shape="box",
+                     style="rounded,filled")
+            self.families.add("input")
+            return
+        op = OPS.get(node.op)
+        family = op.family if op else None
+        fill, border = FAMILY_COLOURS.get(family, UNKNOWN_COLOURS)
+        if family:
+            self.families.add(family)
+        attrs = " ".join(key_attributes(node))
+        rows = [f"<b>{_h(_short_name(name, cluster_key))}</b>",
+                _small(f"{_h(node.op)}" + (f"  {_h(attrs)}" if attrs else ""), "#263238", 10),
+                _small(self._param_text(name), MUTED)]
+        extra: dict[str, str] = {}
+        if name in self.marks.errors:
+            message = textwrap.shorten(self.marks.errors[name], 110, placeholder="…")
+            lines = textwrap.wrap(message, 42)[:3]
+            rows.append(_small("<br/>".join(f"✗ {_h(lines[0])}" if i == 0 else _h(line)
+                                            for i, line in enumerate(lines)), ERROR_COLOUR))
+            extra = {"color": ERROR_COLOUR, "penwidth": "3"}
+            self.families.add("error")
+        elif name in self.marks.shapeless:
+            rows.append(_small("shape unknown (upstream error)", MUTED))
+            extra = {"style": "rounded,filled,dashed"}
+        dot.node(name, _rows(*rows), fillcolor=fill, color=border, tooltip=name, **extra)
+
+    def _param_text(self, name: str) -> str:
+        counts = [self.graph.param_count(n) for n in self.layout.stands_for.get(name, [name])]
+        if not any(counts):
+            return ""
+        return _variants([f"{c:,}" for c in counts]) + " params"
+
+    def _edge_label(self, src: str, port: str) -> str:
+        if not self.options.shapes:
+            return ""
+        t = self.graph.out_type(src, port)
+        text = fmt_shape(t.shape) if t else "?"
+        node = self.graph.nodes.get(src)
+        if node is not None and len(node.outputs) > 1:
+            text = f"{port}: {text}"
+        return text
+
+    def _edges(self) -> None:
+        g, visible = self.graph, self.layout.visible
+        labels: dict[tuple, list[str]] = {}  # drawn edge → its shape in each repetition
+        folded_back: set[tuple[str, str]] = set()
+        for name in _node_order(g):
+            node, dst = g.nodes[name], visible[name]
+            for inp in node.inputs:
+                if inp.src not in g.nodes:
+                    self.missing.add(inp.src)
+                    self.dot.edge(inp.src, dst, color=ERROR_COLOUR, style="dashed")
+                    continue
+                src = visible[inp.src]
+                if not self.options.expand and self._crosses_repetitions(inp.src, name):
+                    folded_back.add((src, dst))  # repetition k's output feeding k+1: the ×N loop
+                    continue
+                key = (src, inp.src_port, dst, inp.port)
+                labels.setdefault(key, []).append(self._edge_label(inp.src, inp.src_port))
+        for (src, _, dst, _), shapes in labels.items():
+            label = _variants([s.strip() for s in shapes])
+            self.dot.edge(src, dst, label=f" {label} " if label else "")
+        # One dashed loop-back per folded stack says "and again, N times" without a wall of edges.
+        seen_stacks: set[str] = set()
+        for src, dst in sorted(folded_back):
+            stack = self.graph.nodes[dst].scope[0].path if self.graph.nodes[dst].scope else dst
+            if stack in seen_stacks:
+                continue
+            seen_stacks.add(stack)
+            self.dot.edge(src, dst, style="dashed", color="#90A4AE", constraint="false",
+                          arrowhead="empty", tooltip="output of one repetition feeds the next")
+
+    def _crosses_repetitions(self, src: str, dst: str) -> bool:
+        """True when src and dst are in different repetitions of the same repeated block."""
+        a, b = self.graph.nodes[src].scope, self.graph.nodes[dst].scope
+        for fa, fb in zip(a, b, strict=False):
+            if fa.instance != fb.instance or fa.block != fb.block:
+                return False
+            if fa.repeat > 1 and fa.index != fb.index and fa.path != fb.path:
+                return True
+        return False
+
+    def _terminals(self) -> None:
+        """Named outputs and losses as their own end points: where the picture says "result"."""
+        g = self.graph
+        for kind, named, colour in (("output", g.outputs, OUTPUT_COLOUR), ("loss", g.losses, LOSS_COLOUR)):
+            for out_name, (src, port) in named.items():
+                tid = f"{kind}/{out_name}"  # `/` cannot occur in spec names; `:` means a port to dot
+                hint = "minimized in training" if kind == "loss" else "model output"
+                self.dot.node(tid, _rows(f'<font color="{colour}"><b>{_h(out_name)}</b></font>',
+                                         _small(hint, MUTED)),
+                              shape="box", style="rounded,bold", color=colour, fillcolor="#FFFFFF",
+                              peripheries="2", penwidth="1.5")
+                self.families.add("output" if kind == "output" else "loss_terminal")
+                if src not in g.nodes:
+                    self.missing.add(src)
+                    self.dot.edge(src, tid, color=ERROR_COLOUR, style="dashed")
+                    continue
+                label = self._edge_label(src, port)
+                self.dot.edge(self.layout.visible[src], tid, label=f" {label} " if label else "",
+                              color=colour)
+
+    def _legend(self) -> None:
+        """A key for the colours actually used, so the picture explains itself."""
+        items = []  # (fill, border, text)
+        if "input" in self.families:
+            items.append((INPUT_FILL, INPUT_FILL, "graph input"))
+        items += [(*FAMILY_COLOURS[f], f) for f in FAMILY_COLOURS if f in self.families]
+        if "output" in self.families:
+            items.append(("#FFFFFF", OUTPUT_COLOUR, "named output"))
+        if "loss_terminal" in self.families:
+            items.append(("#FFFFFF", LOSS_COLOUR, "loss to minimize"))
+        if "error" in self.families:
+            items.append(("#FFFFFF", ERROR_COLOUR, "error"))
+        cells = "".join(
+            f'<tr><td width="16" height="10" bgcolor="{fill}" color="{border}" border="1"></td>'
+            f'<td align="left"><font point-size="9" color="#37474F">{_h(text)}</font></td></tr>'
+            for fill, border, text in items)
+        label = ('<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">'
+                 f'<tr><td colspan="2" align="left"><font point-size="9" color="{MUTED}"><b>legend</b>'
+                 f"</font></td></tr>{cells}</table>>")
+        self.dot.node("legend", label, shape="box", style="rounded", color="#CFD8DC")
+
+
+def build_diagram(analysis: Analysis, options: RenderOptions | None = None) -> graphviz.Digraph:
+    """The Graphviz graph of an analysed spec (partial graphs included)."""
+    return DiagramBuilder(analysis, options or RenderOptions()).build()
+
+
+# -- the command ----------------------------------------------------------------------------
+
+INSTALL_HINT = ("install Graphviz, then re-run: `sudo apt-get install graphviz` (Debian/Ubuntu), "
+                "`brew install graphviz` (macOS), `conda install -c conda-forge graphviz`, "
+                "or see https://graphviz.org/download/")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _format_of(output: Path) -> str:
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt == "gv":
+        return "dot"
+    if fmt not in FORMATS:
+        what = f"`.{fmt}`" if fmt else "no extension"
+        _fail(f"cannot tell the format of `{output}` ({what}); use one of "
+              f"{', '.join('.' + f for f in FORMATS)}", 2)
+    return fmt
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    try:
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"cannot write `{path}`: {exc.strerror or exc}")
+
+
+def _print_diagnostics(diagnostics: Iterable) -> None:
+    DiagnosticPrinter().print_all(list(diagnostics))
+
+
+@click.command()
+@click.argument("spec", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Where to write; the format comes from the extension (.svg .png .pdf .dot). "
+                   "Default: SPEC's name with .svg, in the current directory.")
+@click.option("--expand", is_flag=True, help="Draw every repetition of a repeated block instead of "
+                                             "folding them into one cluster marked ×N.")
+@click.option("--direction", type=click.Choice(["TB", "LR", "BT", "RL"], case_sensitive=False),
+              default="TB", show_default=True, help="Layout direction (top-bottom, left-right, ...).")
+@click.option("--shapes/--no-shapes", default=True, show_default=True,
+              help="Label edges with their symbolic tensor shapes.")
+@click.option("--backward", is_flag=True, help="Also draw the gradient flow (needs the compiler).")
+@set_option
+def render(spec, output, expand, direction, shapes, backward, sets):
+    """Draw SPEC as an architecture diagram with Graphviz.
+
+    Edges carry symbolic shapes, nodes their op, key attributes and parameter count; blocks are
+    clusters, repeated blocks fold into one cluster marked ×N. A spec with errors still renders
+    what it can, with the offending nodes marked. Exit status: 0 drawn, 1 drawn with errors in
+    the spec (or nothing to draw, or no `dot`: then the .dot source is written), 2 usage error.
+
+        graphc render specs/transformer.yaml -o transformer.svg
+    """
+    out = Path(output) if output else Path(Path(spec).stem + ".svg")
+    fmt = _format_of(out)
+    if backward:
+        _fail("--backward is not available yet: it draws the gradient graph built by the "
+              "compiler's autodiff pass, which graphc does not have yet", 2)
+    if not Path(spec).is_file():
+        _fail(f"no such spec file: `{spec}`" if not Path(spec).exists() else f"`{spec}` is not a file")
+    if not out.parent.is_dir():
+        _fail(f"cannot write `{out}`: directory `{out.parent}` does not exist")
+    analysis = analyze(spec, parse_overrides(sets))
+    _print_diagnostics(analysis.diagnostics)
+    if analysis.graph is None or not analysis.graph.nodes:
+        _fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
+    options = RenderOptions(expand=expand, direction=direction.upper(), shapes=shapes)
+    diagram = build_diagram(analysis, options)
+    if fmt == "dot":
+        _write(out, diagram.source)
+    else:
+        if fmt == "png":
+            diagram.attr(dpi="110")  # crisp on today's screens without becoming a poster
+        try:
+            data = diagram.pipe(format=fmt, quiet=True)
+        except graphviz.ExecutableNotFound:
+            dot_path = out.with_suffix(".dot")
+            _write(dot_path, diagram.source)
+            _fail(f"Graphviz's `dot` program was not found on PATH, so `{out}` was not drawn; "
+                  f"wrote the diagram source to `{dot_path}` instead. To finish: {INSTALL_HINT} "
+                  f"(or run `dot -T{fmt} {dot_path} -o {out}`)")
+        except graphviz.CalledProcessError as exc:
+            detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            _fail(f"Graphviz `dot` failed: {detail[0] if detail else exc}")
+        _write(out, data)
+    errors = analysis.errors
+    note = f" (with {summary_line(errors)} marked)" if errors else ""
+    click.echo(f"wrote {out}{note}", err=bool(errors))
+    sys.exit(1 if errors else 0)
