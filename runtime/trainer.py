@@ -93,6 +93,18 @@ class Setup:
     def create(cls, model, overrides: dict | None = None, base_dir=None) -> Setup:
         cfg = TrainConfig.from_dict(apply_overrides(model.train, overrides))
         data = build_data(cfg.data, batch=cfg.batch, seed=cfg.seed, base_dir=base_dir)
+        if cfg.steps is not None:
+            total = cfg.steps
+        elif cfg.epochs is not None:
+            per_epoch = data.train.steps_per_epoch
+            if per_epoch is None:
+                raise ConfigError(
+                    "train.epochs needs a finite data set; this task is an endless "
+                    "stream: use train.steps (or give the task a train_size)"
+                )
+            total = math.ceil(cfg.epochs * per_epoch / cfg.accumulate)
+        else:
+            total = 1000
         feed = Feeder(model.inputs, data.info.get("map"), source=_source_name(cfg.data))
         probe = _peek(data.train)
         feed(probe)  # fail now, with a clear message, if data and inputs do not fit
@@ -109,18 +121,6 @@ class Setup:
             base = es.metric.removeprefix("val_")
             if base not in metrics:
                 metrics = [*metrics, base]
-        if cfg.steps is not None:
-            total = cfg.steps
-        elif cfg.epochs is not None:
-            per_epoch = data.train.steps_per_epoch
-            if per_epoch is None:
-                raise ConfigError(
-                    "train.epochs needs a finite data set; this task is an endless "
-                    "stream: use train.steps (or give the task a train_size)"
-                )
-            total = math.ceil(cfg.epochs * per_epoch / cfg.accumulate)
-        else:
-            total = 1000
         return cls(cfg, data, feed, metrics, total)
 
 
@@ -353,9 +353,10 @@ def train(
                     node = model.first_nonfinite(params, inputs, seed=seed)
                     fail(f"non-finite loss ({loss}) at step {step + 1}", node)
                 g = model.backward(result)
-                if not math.isfinite(global_norm({n: g[n] for n in trainable if n in g})):
+                g_norm = global_norm({n: g[n] for n in trainable if n in g})
+                if not math.isfinite(g_norm):
                     node = model.first_nonfinite(params, inputs, seed=seed)
-                    fail(f"non-finite gradient at step {step + 1}", node)
+                    fail(f"non-finite gradient ({g_norm}) at step {step + 1}", node)
                 for n in trainable:
                     if n in g:
                         if n in grads:

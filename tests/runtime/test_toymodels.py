@@ -7,11 +7,11 @@ from toymodels import MLP, TokenModel
 
 def _check_grads(model, batch, seed=3):
     params = {k: v.astype(np.float64) for k, v in model.init_params(seed).items()}
-    params["norm.running_mean"] = np.full_like(params["norm.running_mean"], 0.1) \
-        if "norm.running_mean" in params else None
+    params["norm.running_mean"] = (
+        np.full_like(params["norm.running_mean"], 0.1) if "norm.running_mean" in params else None
+    )
     params = {k: v for k, v in params.items() if v is not None}
-    result = model.forward({k: v.copy() for k, v in params.items()}, batch, training=False,
-                           seed=0)
+    result = model.forward({k: v.copy() for k, v in params.items()}, batch, training=False, seed=0)
     grads = model.backward(result)
     rng = np.random.default_rng(0)
     for name, g in grads.items():

@@ -70,8 +70,9 @@ class MLP:
         self.losses = ["ce"]
         self.dropout = dropout
         self.params = {
-            "norm.running_mean": ParamSpec("norm.running_mean", (features,), "zeros", False,
-                                           "norm", trainable=False),
+            "norm.running_mean": ParamSpec(
+                "norm.running_mean", (features,), "zeros", False, "norm", trainable=False
+            ),
             "fc1.w": ParamSpec("fc1.w", (features, hidden), "xavier_uniform", True, "fc1"),
             "fc1.b": ParamSpec("fc1.b", (hidden,), "zeros", False, "fc1"),
             "fc2.w": ParamSpec("fc2.w", (hidden, classes), "xavier_uniform", True, "fc2"),
@@ -162,8 +163,12 @@ class TokenModel:
 
     def init_params(self, seed):
         rng = np.random.default_rng(seed)
-        return {n: (np.zeros(p.shape) if p.init == "zeros" else 0.5 * rng.standard_normal(p.shape)
-                    ).astype(np.float32) for n, p in self.params.items()}
+        return {
+            n: (np.zeros(p.shape) if p.init == "zeros" else 0.5 * rng.standard_normal(p.shape)).astype(
+                np.float32
+            )
+            for n, p in self.params.items()
+        }
 
     def forward(self, params, batch, *, training, seed):
         tok = batch["tokens"]
