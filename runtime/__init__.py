@@ -14,12 +14,14 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, apply_overrides, parse_override
 from .data import DataBundle, Dataset, build_data
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, TrainingError
+from .evaluate import evaluate
 from .metrics import MetricTracker
 from .optim import make_optimizer
 from .predict import greedy_answers, predict, sample_text
 from .progress import make_progress
 from .schedule import make_schedule
-from .trainer import evaluate, model_fingerprint, train
+from .setup import model_fingerprint
+from .trainer import train
 
 __all__ = [
     "Checkpoint",

@@ -97,7 +97,9 @@ def save_checkpoint(
     meta = {"format": "graphc"}
     hashes = {
         MODEL_FILE: _write(tmp / MODEL_FILE, st.save(_contiguous(params), metadata=meta)),
-        OPTIMIZER_FILE: _write(tmp / OPTIMIZER_FILE, st.save(_contiguous(optimizer), metadata=meta)),
+        OPTIMIZER_FILE: _write(
+            tmp / OPTIMIZER_FILE, st.save(_contiguous(optimizer), metadata=meta)
+        ),
     }
     record = {**state, "format": FORMAT, "sha256": hashes}
     _write(tmp / STATE_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
@@ -129,7 +131,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         state = json.loads((path / STATE_FILE).read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is not a complete checkpoint: {STATE_FILE} is missing") from None
+        raise CheckpointError(
+            f"{path} is not a complete checkpoint: {STATE_FILE} is missing"
+        ) from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path / STATE_FILE} is corrupt: {err}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -146,7 +150,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"{path} is not a complete checkpoint: cannot read {name} ({err.strerror or err})"
             ) from None
         if hashlib.sha256(data).hexdigest() != state.get("sha256", {}).get(name):
-            raise CheckpointError(f"{path / name} is corrupt: its checksum does not match {STATE_FILE}")
+            raise CheckpointError(
+                f"{path / name} is corrupt: its checksum does not match {STATE_FILE}"
+            )
         try:
             arrays[name] = st.load(data)
         except Exception as err:  # safetensors raises its own error type

@@ -58,7 +58,9 @@ def check_keys(section: dict, allowed: list[str] | tuple[str, ...], where: str) 
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise ConfigError(f"unknown key `{key}` in {where}{hint}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"unknown key `{key}` in {where}{hint}; allowed: {', '.join(sorted(allowed))}"
+            )
 
 
 def as_number(value: Any, where: str, *, kind: type = float, minimum: float | None = None):
@@ -194,8 +196,12 @@ def _early_stopping(section: Any) -> EarlyStopping:
     mode = section.get("mode", "min" if base in ("loss", "perplexity") else "max")
     if mode not in ("min", "max"):
         raise ConfigError(f"train.early_stopping.mode must be `min` or `max`, got {mode!r}")
-    patience = as_number(section.get("patience", 5), "train.early_stopping.patience", kind=int, minimum=1)
-    min_delta = as_number(section.get("min_delta", 0.0), "train.early_stopping.min_delta", minimum=0)
+    patience = as_number(
+        section.get("patience", 5), "train.early_stopping.patience", kind=int, minimum=1
+    )
+    min_delta = as_number(
+        section.get("min_delta", 0.0), "train.early_stopping.min_delta", minimum=0
+    )
     return EarlyStopping(metric=metric, patience=patience, mode=mode, min_delta=min_delta)
 
 
@@ -238,7 +244,8 @@ def apply_overrides(train: dict | None, overrides: dict[str, Any] | None) -> dic
                 child = {}
             if not isinstance(child, dict):
                 raise ConfigError(
-                    f"override `{dotted}`: train.{'.'.join(parts[: i + 1])} is {child!r}, not a mapping"
+                    f"override `{dotted}`: train.{'.'.join(parts[: i + 1])} "
+                    f"is {child!r}, not a mapping"
                 )
             node[part] = child
             node = child

@@ -57,7 +57,11 @@ class Optimizer(ABC):
             if g is None:
                 continue
             self.update(
-                name, params[name], np.asarray(g, np.float32), lr, self.weight_decay if decays else 0.0
+                name,
+                params[name],
+                np.asarray(g, np.float32),
+                lr,
+                self.weight_decay if decays else 0.0,
             )
 
     @abstractmethod
@@ -70,7 +74,8 @@ class Optimizer(ABC):
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
         if scalars.get("name") != self.name:
             raise CheckpointError(
-                f"the checkpoint's optimizer is {scalars.get('name')!r}, but the run uses {self.name!r}"
+                f"the checkpoint's optimizer is {scalars.get('name')!r}, "
+                f"but the run uses {self.name!r}"
             )
         self.t = int(scalars["t"])
         self.state = {k: np.array(v, np.float32) for k, v in arrays.items()}

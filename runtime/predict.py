@@ -49,14 +49,16 @@ def _decoder(bundle: DataBundle | None):
     return lambda row: " ".join(str(int(t)) for t in row)
 
 
-def predict(model, params: dict[str, np.ndarray], data=None, *, n: int = 8, base_dir=None) -> list[dict]:
+def predict(
+    model, params: dict[str, np.ndarray], data=None, *, n: int = 8, base_dir=None
+) -> list[dict]:
     """Predictions for the first ``n`` validation samples, one dict per sample.
 
     ``data``: None (the spec's ``train.data``), a ``train.data`` dict, a DataBundle or a
     Dataset. Each dict has ``text`` (a one-line rendering), ``correct`` and, for sequences,
     ``input``/``predicted``/``expected``; for classifiers ``predicted``/``label``/``prob``.
     """
-    from .trainer import Setup
+    from .setup import Setup
 
     if isinstance(data, Dataset):
         bundle, dataset, feed = None, data, Feeder(model.inputs)
@@ -81,7 +83,12 @@ def predict(model, params: dict[str, np.ndarray], data=None, *, n: int = 8, base
                 batch["targets"][i][mask[i]],
             )
             ok = bool(np.array_equal(got, want))
-            row = {"input": decode(shown), "predicted": decode(got), "expected": decode(want), "correct": ok}
+            row = {
+                "input": decode(shown),
+                "predicted": decode(got),
+                "expected": decode(want),
+                "correct": ok,
+            }
             row["text"] = f"{row['input']} -> {row['predicted']}" + (
                 "  ok" if ok else f"  (expected {row['expected']})"
             )
@@ -96,7 +103,10 @@ def predict(model, params: dict[str, np.ndarray], data=None, *, n: int = 8, base
     labels = batch.get("y")
     for i, p in enumerate(probs):
         cls = np.argmax(p, axis=-1)
-        row = {"predicted": cls.tolist(), "prob": np.take_along_axis(p, cls[..., None], -1)[..., 0].tolist()}
+        row = {
+            "predicted": cls.tolist(),
+            "prob": np.take_along_axis(p, cls[..., None], -1)[..., 0].tolist(),
+        }
         if labels is not None:
             row["label"] = np.asarray(labels[i]).tolist()
             row["correct"] = bool(np.array_equal(cls, labels[i]))

@@ -75,7 +75,7 @@ class PlainProgress(Progress):
 class RichProgress(Progress):
     """A live bar: step, loss, lr, throughput and ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, console=None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -95,13 +95,16 @@ class RichProgress(Progress):
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            console=console,
         )
         self.task = None
 
     def start(self, total: int, step: int) -> None:
         super().start(total, step)
         self.bar.start()
-        self.task = self.bar.add_task("train", total=total, completed=step, loss="-", lr="-", speed="")
+        self.task = self.bar.add_task(
+            "train", total=total, completed=step, loss="-", lr="-", speed=""
+        )
 
     def update(self, step: int, stats: dict) -> None:
         speed = stats.get("samples_per_sec")

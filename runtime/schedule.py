@@ -66,7 +66,9 @@ def make_schedule(section: dict, *, lr: float, total: int) -> Schedule:
     if "warmup" in section:
         kwargs["warmup"] = as_number(section["warmup"], where.format("warmup"), kind=int, minimum=0)
     if "step_size" in section:
-        kwargs["step_size"] = as_number(section["step_size"], where.format("step_size"), kind=int, minimum=1)
+        kwargs["step_size"] = as_number(
+            section["step_size"], where.format("step_size"), kind=int, minimum=1
+        )
     if "gamma" in section:
         kwargs["gamma"] = as_number(section["gamma"], where.format("gamma"), minimum=0)
     if "min_lr" in section:

@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 
-def build_data(spec: dict, *, batch: int, seed: int, base_dir: str | Path | None = None) -> DataBundle:
+def build_data(
+    spec: dict, *, batch: int, seed: int, base_dir: str | Path | None = None
+) -> DataBundle:
     """The data source described by ``train.data``; ``map:`` ends up in ``bundle.info``."""
     if not isinstance(spec, dict):
         raise ConfigError(f"train.data must be a mapping, got {spec!r}")
@@ -57,6 +59,8 @@ def build_data(spec: dict, *, batch: int, seed: int, base_dir: str | Path | None
             raise ConfigError(f"unknown dataset `{name}`; available: {', '.join(DATASETS)}")
         bundle = DATASETS[name](spec, batch=batch, seed=seed)
     else:
-        bundle = build_file(spec, batch=batch, seed=seed, base_dir=Path(base_dir) if base_dir else None)
+        bundle = build_file(
+            spec, batch=batch, seed=seed, base_dir=Path(base_dir) if base_dir else None
+        )
     bundle.info["map"] = mapping
     return bundle

@@ -30,7 +30,9 @@ class Dataset:
         sizes = {name: len(a) if np.ndim(a) else None for name, a in fields.items()}
         if None in sizes.values() or len(set(sizes.values())) != 1:
             shown = ", ".join(f"{k}: {np.shape(v)}" for k, v in fields.items())
-            raise DataError(f"{source}: fields must share their first (sample) dimension; got {shown}")
+            raise DataError(
+                f"{source}: fields must share their first (sample) dimension; got {shown}"
+            )
         self.fields = {name: np.asarray(a) for name, a in fields.items()}
         self.source = source
         self.n = next(iter(sizes.values()))
@@ -104,7 +106,9 @@ class StreamLoader:
 
     steps_per_epoch = None
 
-    def __init__(self, make: Callable[[np.random.Generator, int], Batch], batch: int, seed: int) -> None:
+    def __init__(
+        self, make: Callable[[np.random.Generator, int], Batch], batch: int, seed: int
+    ) -> None:
         self.make = make
         self.batch = batch
         self.seed = seed

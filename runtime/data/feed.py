@@ -62,7 +62,9 @@ class Feeder:
         if a.ndim + 1 == len(shape) and shape[-1] == 1:
             a = a[..., None]
         if a.ndim != len(shape):
-            raise DataError(f"{where} expects shape {_fmt(shape)}, but {self.source} gives {list(a.shape)}")
+            raise DataError(
+                f"{where} expects shape {_fmt(shape)}, but {self.source} gives {list(a.shape)}"
+            )
         for axis, (want, got) in enumerate(zip(shape, a.shape, strict=True)):
             if isinstance(want, int) and want != got:
                 raise DataError(

@@ -93,7 +93,9 @@ def _load_csv(path: Path, spec: dict) -> dict[str, np.ndarray]:
             try:
                 table[i - 2, j] = float(cell)
             except ValueError:
-                raise DataError(f"{path}:{i}: column `{header[j]}` value {cell!r} is not a number") from None
+                raise DataError(
+                    f"{path}:{i}: column `{header[j]}` value {cell!r} is not a number"
+                ) from None
     y_col = spec.get("y", next((c for c in _LABEL_COLUMNS if c in header), None))
     x_cols = spec.get("x", [c for c in header if c != y_col])
     x_cols = [x_cols] if isinstance(x_cols, str) else list(x_cols)
@@ -110,7 +112,9 @@ def _load_csv(path: Path, spec: dict) -> dict[str, np.ndarray]:
 def _text_windows(ids: np.ndarray, block: int, where: str) -> dict[str, np.ndarray]:
     n = (len(ids) - 1) // block
     if n < 1:
-        raise DataError(f"{where}: {len(ids)} characters are too few for one window of block {block} + 1")
+        raise DataError(
+            f"{where}: {len(ids)} characters are too few for one window of block {block} + 1"
+        )
     starts = np.arange(n) * block
     windows = ids[starts[:, None] + np.arange(block + 1)]
     return {
@@ -209,12 +213,18 @@ def build_file(spec: dict, *, batch: int, seed: int, base_dir: Path | None = Non
         train, val = full, _checked(vfields, vsource)
         if set(val.fields) != set(train.fields):
             raise DataError(
-                f"{vsource} has fields {sorted(val.fields)}, but {source} has {sorted(train.fields)}"
+                f"{vsource} has fields {sorted(val.fields)}, "
+                f"but {source} has {sorted(train.fields)}"
             )
     else:
         fraction = as_number(spec.get("val_fraction", 0.1), "train.data.val_fraction")
         y = full.fields.get("y")
         strat = "y" if y is not None and y.ndim == 1 and y.dtype.kind in "iu" else None
         train, val = split_dataset(full, fraction, data_seed, stratify=strat)
-    info = {"kind": "file", "file": source, "train_size": len(train), "val_size": len(val) if val else 0}
+    info = {
+        "kind": "file",
+        "file": source,
+        "train_size": len(train),
+        "val_size": len(val) if val else 0,
+    }
     return DataBundle(ArrayLoader(train, batch, seed), val, info)

@@ -120,7 +120,12 @@ TASKS: dict[str, Task] = {
         lambda length, **_: 2.0**length,
         None,
         512,
-        lambda length, **_: {"kind": "classification", "task": "majority", "classes": 2, "length": length},
+        lambda length, **_: {
+            "kind": "classification",
+            "task": "majority",
+            "classes": 2,
+            "length": length,
+        },
     ),
     "spirals": Task(
         _spirals,
@@ -145,13 +150,16 @@ TASKS: dict[str, Task] = {
 
 def _check_options(name: str, options: dict) -> dict:
     if "length" in options:
-        options["length"] = as_number(options["length"], f"train.data.length ({name})", kind=int, minimum=1)
+        options["length"] = as_number(
+            options["length"], f"train.data.length ({name})", kind=int, minimum=1
+        )
     for key in ("turns", "noise"):
         if key in options:
             options[key] = as_number(options[key], f"train.data.{key} ({name})", minimum=0)
     if options.get("format", "features") not in ("features", "tokens"):
         raise ConfigError(
-            f"train.data.format for {name} must be `features` or `tokens`, got {options['format']!r}"
+            f"train.data.format for {name} must be `features` or `tokens`, "
+            f"got {options['format']!r}"
         )
     return options
 
@@ -186,7 +194,9 @@ def _unique_rows(task: Task, options: dict, rng: np.random.Generator, n: int) ->
     if task.key is None:
         return out
     for _ in range(1000):
-        _, first = np.unique(out[task.key].reshape(len(out[task.key]), -1), axis=0, return_index=True)
+        _, first = np.unique(
+            out[task.key].reshape(len(out[task.key]), -1), axis=0, return_index=True
+        )
         keep = np.sort(first)
         if len(keep) == n:
             return out
@@ -206,8 +216,12 @@ def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
     task = TASKS[name]
     common = ["task", "train_size", "val_size", "seed"]
     check_keys(spec, [*common, *task.options], f"train.data ({name})")
-    options = _check_options(name, {**task.options, **{k: v for k, v in spec.items() if k not in common}})
-    val_size = as_number(spec.get("val_size", task.val_size), "train.data.val_size", kind=int, minimum=1)
+    options = _check_options(
+        name, {**task.options, **{k: v for k, v in spec.items() if k not in common}}
+    )
+    val_size = as_number(
+        spec.get("val_size", task.val_size), "train.data.val_size", kind=int, minimum=1
+    )
     train_size = spec.get("train_size", task.train_size)
     if train_size is not None:
         train_size = as_number(train_size, "train.data.train_size", kind=int, minimum=1)

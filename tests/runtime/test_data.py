@@ -104,7 +104,9 @@ def test_too_small_a_task_is_refused():
 
 
 def test_classification_tasks_labels():
-    maj = build_data({"task": "majority", "length": 7, "val_size": 20}, batch=50, seed=0).train.next_batch()
+    maj = build_data(
+        {"task": "majority", "length": 7, "val_size": 20}, batch=50, seed=0
+    ).train.next_batch()
     assert maj["x"].shape == (50, 7, 1) and maj["x"].dtype == np.float32
     assert np.array_equal(maj["y"], (maj["x"][..., 0].sum(1) > 3.5).astype(np.int64))
     tok = build_data({"task": "majority", "format": "tokens"}, batch=4, seed=0).train.next_batch()
@@ -164,7 +166,10 @@ def test_npz_file(tmp_path):
     y = np.arange(100) % 2
     np.savez(tmp_path / "d.npz", x=x, y=y, extra=np.zeros(100))
     bundle = build_data(
-        {"file": "d.npz", "fields": ["x", "y"], "val_fraction": 0.2}, batch=10, seed=0, base_dir=tmp_path
+        {"file": "d.npz", "fields": ["x", "y"], "val_fraction": 0.2},
+        batch=10,
+        seed=0,
+        base_dir=tmp_path,
     )
     assert set(bundle.train.next_batch()) == {"x", "y"}
     assert len(bundle.train.data) == 80 and len(bundle.val) == 20
@@ -177,13 +182,18 @@ def test_npy_mapping_and_val_file(tmp_path):
     np.save(tmp_path / "y.npy", np.zeros(10, np.int64))
     np.savez(tmp_path / "val.npz", x=np.ones((4, 3)), y=np.zeros(4, np.int64))
     bundle = build_data(
-        {"file": {"x": "x.npy", "y": "y.npy"}, "val_file": "val.npz"}, batch=5, seed=0, base_dir=tmp_path
+        {"file": {"x": "x.npy", "y": "y.npy"}, "val_file": "val.npz"},
+        batch=5,
+        seed=0,
+        base_dir=tmp_path,
     )
     assert len(bundle.train.data) == 10 and len(bundle.val) == 4
 
 
 def test_csv_file(tmp_path):
-    (tmp_path / "d.csv").write_text("a,b,label\n" + "".join(f"{i},{i * 0.5},{i % 3}\n" for i in range(30)))
+    (tmp_path / "d.csv").write_text(
+        "a,b,label\n" + "".join(f"{i},{i * 0.5},{i % 3}\n" for i in range(30))
+    )
     bundle = build_data({"file": str(tmp_path / "d.csv"), "val_fraction": 0}, batch=30, seed=0)
     b = bundle.train.next_batch()
     assert b["x"].shape == (30, 2) and b["x"].dtype == np.float32
@@ -238,11 +248,16 @@ def test_bad_files_raise_data_error(tmp_path, name, content, match):
 
 
 def test_feeder_checks_names_shapes_and_dtypes():
-    inputs = {"x": TensorSpec("x", ("B", 1, 8, 8), "float32"), "y": TensorSpec("y", ("B",), "int64")}
+    inputs = {
+        "x": TensorSpec("x", ("B", 1, 8, 8), "float32"),
+        "y": TensorSpec("y", ("B",), "int64"),
+    }
     feed = Feeder(inputs, source="digits")
     ok = feed({"x": np.zeros((4, 1, 8, 8), np.float64), "y": np.zeros(4, np.int32)})
     assert ok["x"].dtype == np.float32 and ok["y"].dtype == np.int64
-    with pytest.raises(DataError, match=r"expects shape \[B, 1, 8, 8\], but digits gives \[4, 64\]"):
+    with pytest.raises(
+        DataError, match=r"expects shape \[B, 1, 8, 8\], but digits gives \[4, 64\]"
+    ):
         feed({"x": np.zeros((4, 64)), "y": np.zeros(4, np.int64)})
     with pytest.raises(DataError, match="dimension B is 4 for input `x` but 3 for `y`"):
         feed({"x": np.zeros((4, 1, 8, 8)), "y": np.zeros(3, np.int64)})

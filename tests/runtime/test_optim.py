@@ -62,7 +62,9 @@ def _adam_reference(decoupled, wd):
 @pytest.mark.parametrize("name,decoupled", [("adam", False), ("adamw", True)])
 def test_adam_and_adamw_match_hand_computed_updates(name, decoupled):
     p = _params()
-    opt = make_optimizer({"name": name, "lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1}, DECAY)
+    opt = make_optimizer(
+        {"name": name, "lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1}, DECAY
+    )
     for g in GRADS:
         opt.step(p, g)
     ref = _adam_reference(decoupled, 0.1)

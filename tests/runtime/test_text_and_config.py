@@ -77,14 +77,21 @@ def test_overrides():
 
 
 def test_config_defaults_and_early_stopping_mode():
-    cfg = TrainConfig.from_dict({"data": {"task": "xor"}, "early_stopping": {"metric": "val_accuracy"}})
+    cfg = TrainConfig.from_dict(
+        {"data": {"task": "xor"}, "early_stopping": {"metric": "val_accuracy"}}
+    )
     assert cfg.batch == 32 and cfg.optimizer == {"name": "adamw"} and cfg.seed == 0
     assert cfg.early_stopping.mode == "max" and cfg.early_stopping.patience == 5
-    assert TrainConfig.from_dict({"data": {"task": "xor"}, "early_stopping": {}}).early_stopping.mode == "min"
+    assert (
+        TrainConfig.from_dict({"data": {"task": "xor"}, "early_stopping": {}}).early_stopping.mode
+        == "min"
+    )
     with pytest.raises(ConfigError, match="no `train:` section"):
         TrainConfig.from_dict(None)
     with pytest.raises(ConfigError, match="train.data is missing"):
         TrainConfig.from_dict({"steps": 3})
     with pytest.raises(ConfigError, match="clip_grad_norm must be > 0"):
         TrainConfig.from_dict({"data": {}, "clip_grad_norm": 0})
-    assert np.isclose(TrainConfig.from_dict({"data": {}, "clip_grad_norm": "1e-1"}).clip_grad_norm, 0.1)
+    assert np.isclose(
+        TrainConfig.from_dict({"data": {}, "clip_grad_norm": "1e-1"}).clip_grad_norm, 0.1
+    )

@@ -153,14 +153,18 @@ class PoisonedMLP(MLP):
         return "fc1" if self.training_calls >= self.poison_at else None
 
 
-@pytest.mark.parametrize("where,what", [("forward", "non-finite loss"), ("backward", "non-finite gradient")])
+@pytest.mark.parametrize(
+    "where,what", [("forward", "non-finite loss"), ("backward", "non-finite gradient")]
+)
 def test_nonfinite_stops_and_keeps_the_last_good_checkpoint(tmp_path, where, what):
     model = PoisonedMLP(23, where, train={**_spirals().train, "checkpoint_every": 10})
     before = None
     with pytest.raises(NonFiniteError) as err:
         train(model, out_dir=tmp_path, progress="none")
     assert err.value.step == 22 and err.value.node == "fc1"
-    assert str(err.value).startswith(f"{what} (nan) at step 23; the first non-finite value is at node `fc1`")
+    assert str(err.value).startswith(
+        f"{what} (nan) at step 23; the first non-finite value is at node `fc1`"
+    )
     assert "last good checkpoint (step 20)" in str(err.value)
     ckpt = load_checkpoint(tmp_path / "checkpoint")
     assert ckpt.state["step"] == 20
@@ -267,3 +271,47 @@ def test_greedy_decoding_fills_the_answer_without_seeing_it(tmp_path):
     # the plain token model cannot reverse: decoding must then report mistakes
     plain = TokenModel(seq_len=8, train=model.train)
     assert not all(r["correct"] for r in predict(plain, plain.init_params(0), n=5))
+
+
+def test_max_steps_stops_with_a_final_evaluation(tmp_path):
+    summary = train(_spirals(eval_every=10), out_dir=tmp_path, progress="none", max_steps=13)
+    assert summary["status"] == "stopped" and summary["steps"] == 13
+    assert summary["checkpoint_step"] == 13
+    last = _rows(tmp_path)[-1]
+    assert last["step"] == 13 and summary["metrics"]["val_loss"] == last["val_loss"]
+
+
+class InterruptedMLP(MLP):
+    def __init__(self, at, **kw):
+        super().__init__(**kw)
+        self.at, self.training_calls = at, 0
+
+    def forward(self, params, batch, *, training, seed):
+        self.training_calls += training
+        if self.training_calls == self.at:
+            raise KeyboardInterrupt
+        return super().forward(params, batch, training=training, seed=seed)
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_so(tmp_path):
+    model = InterruptedMLP(17, train={**_spirals().train, "checkpoint_every": 5})
+    with pytest.raises(KeyboardInterrupt):
+        train(model, out_dir=tmp_path, progress="none")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["checkpoint_step"] == 15
+    assert load_checkpoint(tmp_path / "checkpoint").state["step"] == 15
+    resumed = train(_spirals(), out_dir=tmp_path, progress="none", resume=True)
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == 15
+
+
+def test_rich_progress_renders_step_loss_and_lr(tmp_path):
+    import io
+
+    from graphc.runtime.progress import RichProgress
+    from rich.console import Console
+
+    buf = io.StringIO()
+    bar = RichProgress(console=Console(file=buf, force_terminal=True, width=150))
+    train(_spirals(steps=12), out_dir=tmp_path, progress=bar)
+    out = buf.getvalue()
+    assert "12/12" in out and "loss" in out and "lr" in out and "val_loss" in out

@@ -164,9 +164,9 @@ class TokenModel:
     def init_params(self, seed):
         rng = np.random.default_rng(seed)
         return {
-            n: (np.zeros(p.shape) if p.init == "zeros" else 0.5 * rng.standard_normal(p.shape)).astype(
-                np.float32
-            )
+            n: (
+                np.zeros(p.shape) if p.init == "zeros" else 0.5 * rng.standard_normal(p.shape)
+            ).astype(np.float32)
             for n, p in self.params.items()
         }
 

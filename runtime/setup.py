@@ -1,0 +1,97 @@
+"""Resolve what a run needs from a model: its train config, data, input feeder and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TrainConfig, apply_overrides
+from .data import DataBundle, Feeder, build_data
+from .errors import ConfigError
+from .metrics import has_class_labels
+
+
+def model_fingerprint(model) -> str:
+    """A hash of the model's structure (inputs, outputs, losses, parameter specs).
+
+    The ``train:`` section is left out on purpose: a run may resume with more steps.
+    """
+    desc = {
+        "name": model.name,
+        "inputs": {k: [list(v.shape), v.dtype] for k, v in model.inputs.items()},
+        "outputs": list(model.outputs),
+        "losses": list(model.losses),
+        "params": {
+            k: [list(p.shape), p.init, p.decay, p.trainable] for k, p in model.params.items()
+        },
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def step_seed(seed: int, step: int, micro: int = 0) -> int:
+    """The forward seed (dropout etc.) for a micro-batch: a pure function of its position."""
+    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
+
+
+def _source_name(data: dict) -> str:
+    for key in ("task", "dataset", "file"):
+        if key in data:
+            return f"{key} {data[key]}"
+    return "the data"
+
+
+def _peek(loader) -> dict:
+    """The next training batch, without moving the stream."""
+    state = loader.state_dict()
+    batch = loader.next_batch()
+    loader.load_state_dict(state)
+    return batch
+
+
+@dataclass
+class Setup:
+    """A model's train config, data and input feeder, resolved and checked."""
+
+    cfg: TrainConfig
+    data: DataBundle
+    feed: Feeder
+    metrics: list[str]
+    total: int
+
+    @classmethod
+    def create(cls, model, overrides: dict | None = None, base_dir=None) -> Setup:
+        cfg = TrainConfig.from_dict(apply_overrides(model.train, overrides))
+        data = build_data(cfg.data, batch=cfg.batch, seed=cfg.seed, base_dir=base_dir)
+        if cfg.steps is not None:
+            total = cfg.steps
+        elif cfg.epochs is not None:
+            per_epoch = data.train.steps_per_epoch
+            if per_epoch is None:
+                raise ConfigError(
+                    "train.epochs needs a finite data set; this task is an endless "
+                    "stream: use train.steps (or give the task a train_size)"
+                )
+            total = math.ceil(cfg.epochs * per_epoch / cfg.accumulate)
+        else:
+            total = 1000
+        feed = Feeder(model.inputs, data.info.get("map"), source=_source_name(cfg.data))
+        probe = _peek(data.train)
+        feed(probe)  # fail now, with a clear message, if data and inputs do not fit
+        if data.val is not None:
+            feed(data.val.take(slice(0, cfg.batch)))
+        metrics = cfg.metrics or (["loss", "accuracy"] if has_class_labels(probe) else ["loss"])
+        es = cfg.early_stopping
+        if es is not None:
+            if data.val is None:
+                raise ConfigError(
+                    "train.early_stopping needs a validation set, and this data "
+                    "has none (set val_fraction or val_file)"
+                )
+            base = es.metric.removeprefix("val_")
+            if base not in metrics:
+                metrics = [*metrics, base]
+        return cls(cfg, data, feed, metrics, total)
