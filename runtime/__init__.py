@@ -5,12 +5,13 @@ Public API::
     train(model, out_dir=..., overrides=..., resume=..., progress=..., base_dir=..., max_steps=...)
     evaluate(model, params, data=None, split="val") -> metrics
     predict(model, params, data=None, n=8) -> rows;  sample_text(model, params, bundle, ...)
+    load_params(run_or_checkpoint_dir, model=None) -> params
     load_checkpoint(path) / save_checkpoint(path, params, optimizer_state, state)
     build_data(train_data, batch=..., seed=...) -> DataBundle
     TrainingError > ConfigError, DataError, CheckpointError, NonFiniteError
 """
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, load_params, save_checkpoint
 from .config import TrainConfig, apply_overrides, parse_override
 from .data import DataBundle, Dataset, build_data
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, TrainingError
@@ -39,6 +40,7 @@ __all__ = [
     "evaluate",
     "greedy_answers",
     "load_checkpoint",
+    "load_params",
     "make_optimizer",
     "make_progress",
     "make_schedule",

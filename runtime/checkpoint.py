@@ -158,3 +158,33 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         except Exception as err:  # safetensors raises its own error type
             raise CheckpointError(f"{path / name} is corrupt: {err}") from None
     return Checkpoint(arrays[MODEL_FILE], arrays[OPTIMIZER_FILE], state, path)
+
+
+def check_params(model, params: dict[str, np.ndarray], where: str | Path) -> None:
+    """CheckpointError unless ``params`` has every ParamSpec of ``model`` with its shape."""
+    for name, spec in model.params.items():
+        if name not in params:
+            raise CheckpointError(
+                f"{where}: parameter `{name}` of model {model.name!r} is "
+                "missing; was the checkpoint written for another spec?"
+            )
+        if tuple(params[name].shape) != tuple(spec.shape):
+            raise CheckpointError(
+                f"{where}: parameter `{name}` has shape "
+                f"{list(params[name].shape)}, the model expects "
+                f"{list(spec.shape)}"
+            )
+
+
+def load_params(path: str | Path, model=None) -> dict[str, np.ndarray]:
+    """The parameters of a run directory (``<run>/checkpoint``) or a checkpoint directory.
+
+    With ``model``, the names and shapes must match its ParamSpecs (CheckpointError if not).
+    """
+    path = Path(path)
+    if not (path / STATE_FILE).exists() and (path / "checkpoint").exists():
+        path = path / "checkpoint"
+    params = {k: np.array(v) for k, v in load_checkpoint(path).params.items()}
+    if model is not None:
+        check_params(model, params, path)
+    return params

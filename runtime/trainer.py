@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_params, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ConfigError, NonFiniteError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
@@ -130,15 +130,11 @@ class Run:
 
     def begin(self) -> None:
         """Check the parameters and (re)write config.json and metrics.jsonl."""
-        for name, spec in self.model.params.items():
-            if name not in self.params:
-                raise CheckpointError(f"parameter `{name}` is missing")
-            if tuple(self.params[name].shape) != tuple(spec.shape):
-                raise CheckpointError(
-                    f"parameter `{name}` has shape "
-                    f"{list(self.params[name].shape)}, expected "
-                    f"{list(spec.shape)}"
-                )
+        check_params(
+            self.model,
+            self.params,
+            "initial parameters" if self.resumed_from is None else self.out / CHECKPOINT_DIR,
+        )
         self.out.mkdir(parents=True, exist_ok=True)
         info = {k: v for k, v in self.setup.data.info.items() if k != "chars"}
         config = {

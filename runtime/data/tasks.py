@@ -7,7 +7,7 @@ reverse_digits     tokens [N,T] int64, targets [N,T] int64, loss_mask [N,T] floa
 sort_digits        (same) with T = 2*length; the sequence is ``digits, SEP, answer``
 majority           x [N,length,1] float32 (or [N,length] int64 with ``format: tokens``),
                    y [N] int64 = 1 when more than half of the 0/1 inputs are 1
-spirals            x [N,2] float32, y [N] int64 (two interleaved spirals)
+two_spirals        x [N,2] float32, y [N] int64 (two interleaved spirals; alias `spirals`)
 xor                x [N,2] float32, y [N] int64 (four noisy corners, label = XOR of signs)
 =================  ==========================================================================
 
@@ -92,60 +92,65 @@ def _seq_info(name: str) -> Callable[..., dict]:
     }
 
 
+def _classes(name: str) -> Callable[..., dict]:
+    return lambda length=None, **_: {
+        "kind": "classification",
+        "task": name,
+        "classes": 2,
+        **({"length": length} if length else {}),
+    }
+
+
 TASKS: dict[str, Task] = {
     "reverse_digits": Task(
-        lambda rng, n, length: _digits(rng, n, length=length, answer="reverse"),
-        {"length": 8},
-        "tokens",
-        lambda length: 10.0**length,
-        None,
-        512,
-        _seq_info("reverse_digits"),
-        decode_digits,
+        generate=lambda rng, n, length: _digits(rng, n, length=length, answer="reverse"),
+        options={"length": 8},
+        key="tokens",
+        space=lambda length: 10.0**length,
+        train_size=None,
+        val_size=512,
+        info=_seq_info("reverse_digits"),
+        decode=decode_digits,
     ),
     "sort_digits": Task(
-        lambda rng, n, length: _digits(rng, n, length=length, answer="sort"),
-        {"length": 8},
-        "tokens",
-        lambda length: 10.0**length,
-        None,
-        512,
-        _seq_info("sort_digits"),
-        decode_digits,
+        generate=lambda rng, n, length: _digits(rng, n, length=length, answer="sort"),
+        options={"length": 8},
+        key="tokens",
+        space=lambda length: 10.0**length,
+        train_size=None,
+        val_size=512,
+        info=_seq_info("sort_digits"),
+        decode=decode_digits,
     ),
     "majority": Task(
-        _majority,
-        {"length": 15, "format": "features"},
-        "x",
-        lambda length, **_: 2.0**length,
-        None,
-        512,
-        lambda length, **_: {
-            "kind": "classification",
-            "task": "majority",
-            "classes": 2,
-            "length": length,
-        },
+        generate=_majority,
+        options={"length": 15, "format": "features"},
+        key="x",
+        space=lambda length, **_: 2.0**length,
+        train_size=None,
+        val_size=512,
+        info=_classes("majority"),
     ),
-    "spirals": Task(
-        _spirals,
-        {"turns": 1.5, "noise": 0.05},
-        None,
-        None,
-        1000,
-        400,
-        lambda **_: {"kind": "classification", "task": "spirals", "classes": 2},
+    "two_spirals": Task(
+        generate=_spirals,
+        options={"turns": 1.5, "noise": 0.05},
+        key=None,
+        space=None,
+        train_size=1000,
+        val_size=400,
+        info=_classes("two_spirals"),
     ),
     "xor": Task(
-        _xor,
-        {"noise": 0.2},
-        None,
-        None,
-        1000,
-        400,
-        lambda **_: {"kind": "classification", "task": "xor", "classes": 2},
+        generate=_xor,
+        options={"noise": 0.2},
+        key=None,
+        space=None,
+        train_size=1000,
+        val_size=400,
+        info=_classes("xor"),
     ),
 }
+TASKS["spirals"] = TASKS["two_spirals"]
 
 
 def _check_options(name: str, options: dict) -> dict:

@@ -123,3 +123,19 @@ def test_state_records_checksums(tmp_path):
     d = _save(tmp_path / "ckpt")
     state = json.loads((d / "state.json").read_text())
     assert set(state["sha256"]) == {"model.safetensors", "optimizer.safetensors"}
+
+
+def test_load_params_from_a_run_directory_checks_the_model(tmp_path):
+    from graphc.runtime import load_params
+    from toymodels import MLP
+
+    model = MLP(hidden=4)
+    params = model.init_params(0)
+    save_checkpoint(tmp_path / "run" / "checkpoint", params, {}, {"step": 1})
+    loaded = load_params(tmp_path / "run", model)
+    assert all(np.array_equal(loaded[k], params[k]) for k in params)
+    with pytest.raises(CheckpointError, match=r"`fc1.w` has shape \[2, 4\], the model expects"):
+        load_params(tmp_path / "run", MLP(hidden=5))
+    with pytest.raises(CheckpointError, match="`norm.running_mean` of model 'x' is missing"):
+        save_checkpoint(tmp_path / "c2", {"w": np.zeros(2, np.float32)}, {}, {"step": 1})
+        load_params(tmp_path / "c2", MLP(hidden=4, name="x"))
