@@ -1,0 +1,173 @@
+"""CompiledModel: the only thing the runtime sees of a spec.
+
+It holds the parameter specs with their initializers, the generated forward and backward,
+and the names of inputs, outputs and losses. It checks each batch against the spec's input
+shapes (binding B, T, …) so a wrong shape is a clear error, not a kernel crash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy
+
+from graphc.ir import Graph
+
+
+class InputError(ValueError):
+    """A batch that does not fit the spec's inputs."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str, ...]  # str: a symbolic dimension (or an expression of them)
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    shape: tuple[int, ...]
+    init: str
+    decay: bool
+    node: str
+    trainable: bool = True
+
+
+@dataclass
+class ForwardResult:
+    outputs: dict[str, np.ndarray]
+    losses: dict[str, float]
+    tape: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    params: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+
+_INIT = re.compile(r"^(uniform|normal)\(([-+0-9.eE]+)\)$")
+
+
+def initialize(spec: ParamSpec, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    if spec.init == "zeros":
+        return np.zeros(spec.shape, dtype)
+    if spec.init == "ones":
+        return np.ones(spec.shape, dtype)
+    m = _INIT.match(spec.init)
+    if not m:
+        raise ValueError(f"unknown initializer `{spec.init}` for parameter `{spec.name}`")
+    scale = float(m.group(2))
+    if m.group(1) == "uniform":
+        return rng.uniform(-scale, scale, spec.shape).astype(dtype)
+    return (rng.standard_normal(spec.shape) * scale).astype(dtype)
+
+
+class CompiledModel:
+    def __init__(self, graph: Graph, tensors: dict[tuple[str, str], str], source: str,
+                 source_path: str, namespace: dict, dtype=np.float32):
+        self.graph = graph
+        self._tensors = dict(tensors)  # (node, port) → variable name in the generated driver
+        self.name = graph.name
+        self.source = source
+        self.source_path = source_path
+        self.dtype = np.dtype(dtype)
+        self._forward = namespace["forward"]
+        self._backward = namespace["backward"]
+        self.inputs = {
+            n.name: TensorSpec(n.name, tuple(int(d) if sympy.sympify(d).is_Integer else str(d)
+                                             for d in n.shape_spec), n.dtype)
+            for n in graph.inputs
+        }
+        self.outputs = list(graph.outputs)
+        self.losses = list(graph.losses)
+        self.params = {
+            f"{node}.{p}": ParamSpec(f"{node}.{p}", d.shape, d.init, d.decay, node, d.trainable)
+            for node in graph.order for p, d in graph.params.get(node, {}).items()
+        }
+        self.train = graph.train
+        self.metadata = {"spec": graph.file, "doc": graph.doc, "nodes": len(graph.nodes)}
+
+    def __repr__(self) -> str:
+        n = sum(int(np.prod(p.shape)) for p in self.params.values() if p.trainable)
+        return f"<CompiledModel {self.name}: {n:,} parameters, dtype {self.dtype}>"
+
+    def astype(self, dtype) -> CompiledModel:
+        """The same model computing in another float dtype (float64 for gradient checks)."""
+        other = object.__new__(CompiledModel)
+        other.__dict__ = {**self.__dict__, "dtype": np.dtype(dtype)}
+        return other
+
+    # -- parameters
+    def init_params(self, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {name: initialize(spec, rng, self.dtype) for name, spec in self.params.items()}
+
+    # -- running
+    def feed(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Check a batch against the inputs (binding symbolic dims) and convert dtypes."""
+        out, bound = {}, {}
+        for name, spec in self.inputs.items():
+            if name not in batch:
+                raise InputError(f"the batch has no `{name}`; the spec's inputs are "
+                                 f"{', '.join(self.inputs)} (got {', '.join(batch) or 'nothing'})")
+            x = np.asarray(batch[name])
+            if spec.dtype == "int64":
+                if x.dtype.kind not in "iu":
+                    raise InputError(f"input `{name}` must hold integers, found {x.dtype}")
+                x = np.ascontiguousarray(x, dtype=np.int64)
+            else:
+                if x.dtype.kind not in "fiub":
+                    raise InputError(f"input `{name}` must be numeric, found {x.dtype}")
+                x = np.ascontiguousarray(x, dtype=self.dtype)
+            declared = "×".join(str(d) for d in spec.shape)
+            if x.ndim != len(spec.shape):
+                raise InputError(f"input `{name}` has shape {x.shape}; the spec declares "
+                                 f"[{declared}] (rank {len(spec.shape)})")
+            for axis, (d, n) in enumerate(zip(spec.shape, x.shape, strict=True)):
+                if isinstance(d, int):
+                    if d != n:
+                        raise InputError(f"input `{name}` has shape {x.shape}; the spec declares "
+                                         f"[{declared}]: axis {axis} must be {d}")
+                elif d.isidentifier():
+                    if bound.setdefault(d, (n, name))[0] != n:
+                        raise InputError(f"dimension {d} is {bound[d][0]} in `{bound[d][1]}` but "
+                                         f"{n} in `{name}`")
+            out[name] = x
+        return out
+
+    def forward(self, params, batch, *, training: bool = False, seed: int = 0) -> ForwardResult:
+        X = self.feed(batch)
+        rng = np.random.default_rng(seed)
+        outputs, losses, tape = self._forward(params, X, training, rng, self.dtype)
+        return ForwardResult(outputs, {k: float(v[0]) for k, v in losses.items()}, tape, params)
+
+    def backward(self, result: ForwardResult) -> dict[str, np.ndarray]:
+        grads, _ = self._backward(result.params, result.tape, self.dtype)
+        return grads
+
+    def input_gradients(self, result: ForwardResult) -> dict[str, np.ndarray]:
+        """Gradients with respect to float inputs (only for models compiled with wrt_inputs)."""
+        return self._backward(result.params, result.tape, self.dtype)[1]
+
+    def first_nonfinite(self, params, batch, *, seed: int = 0) -> str | None:
+        """The spec node whose output first turns NaN/Inf (forward, then gradients)."""
+        for name, value in params.items():
+            if not np.all(np.isfinite(value)):
+                return self.params[name].node
+        result = self.forward(params, batch, training=True, seed=seed)
+        tape = result.tape
+        for node in self.graph.order:
+            for port in self.graph.nodes[node].outputs:
+                var = self._var(node, port)
+                v = tape.get(var)
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+                    return node
+        for name, g in self.backward(result).items():
+            if not np.all(np.isfinite(g)):
+                return self.params[name].node
+        return None
+
+    def _var(self, node: str, port: str) -> str:
+        return self._tensors[(node, port)]
+
