@@ -214,7 +214,7 @@ def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -
             args += [(p, f'S["{prog.tensors[(name, p)]}"]') for p in node.outputs]
         targets, after = [], []
 
-        def receive(tensor: tuple[str, str]):
+        def receive(tensor: tuple[str, str], after=after):
             if tensor[0] not in req:
                 return "_"
             if tensor not in grad_var:

@@ -129,10 +129,9 @@ class CompiledModel:
                     if d != n:
                         raise InputError(f"input `{name}` has shape {x.shape}; the spec declares "
                                          f"[{declared}]: axis {axis} must be {d}")
-                elif d.isidentifier():
-                    if bound.setdefault(d, (n, name))[0] != n:
-                        raise InputError(f"dimension {d} is {bound[d][0]} in `{bound[d][1]}` but "
-                                         f"{n} in `{name}`")
+                elif d.isidentifier() and bound.setdefault(d, (n, name))[0] != n:
+                    raise InputError(f"dimension {d} is {bound[d][0]} in `{bound[d][1]}` but "
+                                     f"{n} in `{name}`")
             out[name] = x
         return out
 
