@@ -51,6 +51,10 @@ format_option = click.option("--format", "fmt", type=click.Choice(["text", "json
 # Commands that live in their own modules, imported only when used (keeps `graphc check` fast
 # and keeps Numba out of the front-end commands). name → "module:attribute".
 LAZY_COMMANDS: dict[str, str] = {
+    "lint": "graphc.lint.command:lint",
+    "compile": "graphc.compiler.commands:compile_command",
+    "gradcheck": "graphc.compiler.commands:gradcheck",
+    "bench": "graphc.compiler.commands:bench",
     "render": "graphc.render:render",
 }
 

@@ -1,0 +1,34 @@
+"""One measured run for `graphc bench`: start, compile, first step, timed steps, peak memory.
+
+Run as a subprocess so that "cold" (empty Numba cache) and "cached" starts are real process
+starts: `python -m graphc.compiler.bench_worker SPEC '{"B": 64, "T": 16}' STEPS`.
+"""
+
+import json
+import resource
+import sys
+import time
+
+t_start = time.perf_counter()
+
+
+def main() -> None:
+    spec, dims, steps = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    from graphc.compiler import compile_spec
+    from graphc.compiler.checks import synthetic_batch, time_steps
+
+    model = compile_spec(spec, overrides=overrides)
+    t_compiled = time.perf_counter()
+    params = model.init_params(0)
+    batch = synthetic_batch(model, dims)
+    model.backward(model.forward(params, batch, training=True, seed=0))
+    t_first = time.perf_counter()
+    timing = time_steps(model, dims, steps=steps) if steps else {}
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"compile_s": t_compiled - t_start, "first_step_s": t_first - t_start,
+                      **{f"step_{k}": v for k, v in timing.items()}, "peak_rss_mb": peak_kb / 1024}))
+
+
+if __name__ == "__main__":
+    main()

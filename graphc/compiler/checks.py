@@ -1,0 +1,136 @@
+"""Checks on a compiled model: synthetic batches, float64 gradient checks, step timing.
+
+`gradcheck` compares the generated backward with central finite differences of the forward,
+in float64: per parameter-owning node (a random direction through all of the node's
+parameters) and for the float inputs of the graph, which covers every parameter-free node
+on the way (activations, shape ops, norms without affine, losses).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from graphc.compiler.model import CompiledModel
+from graphc.ops import OPS
+from graphc.shapes import symbol
+
+
+def _int_range(model: CompiledModel, name: str) -> int:
+    """How many distinct ids an int input may hold: vocabulary or class count of its readers."""
+    g = model.graph
+    for node in g.nodes.values():
+        for inp in node.inputs:
+            if inp.src != name:
+                continue
+            if node.op == "embedding":
+                return node.attrs["num"]
+            if OPS[node.op].loss:
+                scores = node.inputs[0].tensor
+                t = g.types.get(scores)
+                if t is not None and t.shape[-1].is_Integer:
+                    return int(t.shape[-1])
+    return 2
+
+
+def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of the right shapes, dtypes and id ranges (dims: values for B, T, …)."""
+    rng = np.random.default_rng(seed)
+    batch = {}
+    for name, spec in model.inputs.items():
+        shape = []
+        for d in spec.shape:
+            if isinstance(d, int):
+                shape.append(d)
+            else:
+                names = {k: symbol(k) for k in dims}
+                value = sympy.sympify(d, locals=names).subs({names[k]: v for k, v in dims.items()})
+                if not value.is_Integer:
+                    raise ValueError(f"give a size for dimension `{d}` of input `{name}` (e.g. --dim {d}=8)")
+                shape.append(int(value))
+        if spec.dtype == "int64":
+            batch[name] = rng.integers(0, _int_range(model, name), shape)
+        else:
+            batch[name] = rng.random(shape) if "mask" in name else rng.standard_normal(shape)
+    return batch
+
+
+@dataclass
+class GradRow:
+    node: str
+    op: str
+    what: str  # "params" or "input `x`"
+    size: int
+    rel_error: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rel_error < 1e-5
+
+
+def _objective(model, params, batch, training, seed):
+    return sum(model.forward(params, batch, training=training, seed=seed).losses.values())
+
+
+def _directional(model, params, batch, training, seed, names, direction, eps, inputs=False):
+    def moved(sign):
+        p = dict(params)
+        b = dict(batch)
+        target = b if inputs else p
+        for n in names:
+            target[n] = target[n] + sign * eps * direction[n]
+        return _objective(model, p, b, training, seed)
+
+    return (moved(+1) - moved(-1)) / (2 * eps)
+
+
+def gradcheck(model: CompiledModel, dims: dict[str, int], *, seed: int = 0, training: bool = False,
+              eps: float = 1e-6) -> list[GradRow]:
+    """Float64 finite-difference check of every trainable parameter and float input."""
+    m = model.astype(np.float64)
+    rng = np.random.default_rng(seed + 1)
+    params = {k: v.astype(np.float64) for k, v in m.init_params(seed).items()}
+    batch = synthetic_batch(m, dims, seed)
+    batch = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in batch.items()}
+    result = m.forward(params, batch, training=training, seed=seed)
+    grads = m.backward(result)
+    input_grads = m.input_gradients(result)
+    rows = []
+    owners: dict[str, list[str]] = {}
+    for name, spec in m.params.items():
+        if spec.trainable:
+            owners.setdefault(spec.node, []).append(name)
+    for node, names in owners.items():
+        direction = {n: rng.standard_normal(params[n].shape) for n in names}
+        numeric = _directional(m, params, batch, training, seed, names, direction, eps)
+        analytic = sum(float(np.sum(grads[n] * direction[n])) for n in names)
+        rows.append(GradRow(node, m.graph.nodes[node].op, "params",
+                            sum(params[n].size for n in names), _rel(numeric, analytic)))
+    for name, g in input_grads.items():
+        direction = {name: rng.standard_normal(batch[name].shape)}
+        numeric = _directional(m, params, batch, training, seed, [name], direction, eps, inputs=True)
+        analytic = float(np.sum(g * direction[name]))
+        rows.append(GradRow(name, "input", f"input `{name}`", batch[name].size, _rel(numeric, analytic)))
+    return rows
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a) + abs(b), 1e-12)
+
+
+def time_steps(model: CompiledModel, dims: dict[str, int], *, steps: int = 20, seed: int = 0) -> dict:
+    """Median and best forward+backward step time (seconds) on a synthetic batch."""
+    params = model.init_params(seed)
+    batch = synthetic_batch(model, dims, seed)
+    result = model.forward(params, batch, training=True, seed=0)
+    model.backward(result)  # warm up (compiles any kernel not in the cache yet)
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        result = model.forward(params, batch, training=True, seed=i)
+        model.backward(result)
+        times.append(time.perf_counter() - t0)
+    return {"median": float(np.median(times)), "best": float(np.min(times)), "steps": steps}

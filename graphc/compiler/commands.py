@@ -1,0 +1,141 @@
+"""CLI commands of the back end: `graphc compile`, `graphc gradcheck`, `graphc bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from graphc.cli import analyze_or_exit, format_option, parse_overrides, set_option
+
+
+def _dims(values: tuple[str, ...], defaults: dict[str, int]) -> dict[str, int]:
+    dims = dict(defaults)
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(f"expected NAME=INT, got `{item}`", param_hint="--dim")
+        dims[key.strip()] = int(value)
+    return dims
+
+
+dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=INT",
+                          help="Size of a symbolic dimension for the synthetic batch (B=64, T=16).")
+
+
+def _compiled(spec: str, sets, **kw):
+    from graphc.compiler import compile_graph
+
+    analysis = analyze_or_exit(spec, parse_overrides(sets))
+    return compile_graph(analysis.graph, **kw)
+
+
+@click.command("compile")
+@click.argument("spec", type=click.Path())
+@click.option("--emit", type=click.Path(file_okay=False), help="Write the generated source here.")
+@set_option
+def compile_command(spec, emit, sets):
+    """Compile a spec: autodiff, code generation, kernels; optionally write the generated source."""
+    t0 = time.perf_counter()
+    model = _compiled(spec, sets)
+    elapsed = time.perf_counter() - t0
+    kernels = sorted({c.split("=")[0] for c in model.source.split() if c.endswith(("_fwd(", "_bwd("))})
+    params = sum(1 for p in model.params.values() if p.trainable)
+    click.echo(f"{spec}: compiled `{model.name}` in {elapsed:.2f}s — {len(model.graph.order)} nodes, "
+               f"{params} parameter tensors, {len(kernels)} kernels; driver {model.source_path}")
+    if emit:
+        out = Path(emit)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            target = out / f"{model.name}.py"
+            target.write_text(model.source)
+        except OSError as exc:
+            click.echo(f"error: cannot write to `{emit}`: {exc.strerror}", err=True)
+            sys.exit(1)
+        click.echo(f"wrote {target}")
+
+
+@click.command()
+@click.argument("spec", type=click.Path())
+@dim_option
+@click.option("--training", is_flag=True, help="Check in training mode (dropout, batch statistics).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@set_option
+@format_option
+def gradcheck(spec, dims, training, seed, sets, fmt):
+    """Float64 finite-difference check of the generated backward: per node and whole graph."""
+    from graphc.compiler.checks import gradcheck as run
+
+    model = _compiled(spec, sets, wrt_inputs=True)
+    try:
+        rows = run(model, _dims(dims, {"B": 2, "T": 5}), seed=seed, training=training)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    ok = all(r.ok for r in rows)
+    if fmt == "json":
+        click.echo(json.dumps({"ok": ok, "rows": [r.__dict__ for r in rows]}, indent=2))
+    else:
+        table = Table(title=f"gradcheck {spec} (float64, central differences)", title_justify="left")
+        for col in ("node", "op", "checked", "size", "rel. error", ""):
+            table.add_column(col, justify="right" if col in ("size", "rel. error") else "left")
+        for r in rows:
+            table.add_row(r.node, r.op, r.what, str(r.size), f"{r.rel_error:.1e}",
+                          "[green]ok[/]" if r.ok else "[red]FAIL[/]")
+        Console(highlight=False).print(table)
+        click.echo(f"{spec}: {'all gradients match' if ok else 'gradient mismatch'} "
+                   f"({sum(r.ok for r in rows)}/{len(rows)} ok)")
+    sys.exit(0 if ok else 1)
+
+
+def _worker(spec, dims, steps, overrides, env) -> dict:
+    cmd = [sys.executable, "-m", "graphc.compiler.bench_worker", spec, json.dumps(dims), str(steps),
+           json.dumps(overrides)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode != 0:
+        raise click.ClickException(f"benchmark run failed:\n{r.stderr.strip()[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@click.command()
+@click.argument("spec", type=click.Path())
+@dim_option
+@click.option("--steps", type=int, default=30, show_default=True, help="Timed steps.")
+@click.option("--no-cold", is_flag=True, help="Skip the cold-compile measurement (fresh Numba cache).")
+@set_option
+@format_option
+def bench(spec, dims, steps, no_cold, sets, fmt):
+    """Cold compile time, cached start time, step time (forward+backward) and peak memory."""
+    analysis = analyze_or_exit(spec, parse_overrides(sets))
+    batch = int((analysis.graph.train or {}).get("batch", 32))
+    sizes = _dims(dims, {"B": batch, "T": 16})
+    overrides = parse_overrides(sets)
+    results = {"spec": spec, "dims": sizes}
+    with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "GRAPHC_CACHE_DIR": cache}
+        if not no_cold:
+            results["cold_start_s"] = _worker(spec, sizes, 0, overrides, env)["first_step_s"]
+            warm = _worker(spec, sizes, steps, overrides, env)
+        else:
+            warm = _worker(spec, sizes, steps, overrides, {**os.environ})
+    results |= {"cached_start_s": warm["first_step_s"], "step_median_ms": warm["step_median"] * 1e3,
+                "step_best_ms": warm["step_best"] * 1e3, "peak_rss_mb": warm["peak_rss_mb"]}
+    if fmt == "json":
+        click.echo(json.dumps(results, indent=2))
+        return
+    dims_text = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    click.echo(f"{spec} ({dims_text})")
+    if "cold_start_s" in results:
+        click.echo(f"  cold start (empty kernel cache, to first step): {results['cold_start_s']:.2f} s")
+    click.echo(f"  cached start (to first step):                   {results['cached_start_s']:.2f} s")
+    click.echo(f"  step (forward+backward): median {results['step_median_ms']:.2f} ms, "
+               f"best {results['step_best_ms']:.2f} ms over {steps} steps")
+    click.echo(f"  peak memory (RSS): {results['peak_rss_mb']:.0f} MB")
