@@ -55,6 +55,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "compile": "graphc.compiler.commands:compile_command",
     "gradcheck": "graphc.compiler.commands:gradcheck",
     "bench": "graphc.compiler.commands:bench",
+    "doctor": "graphc.doctor:doctor",
     "render": "graphc.render:render",
 }
 
