@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import sys
 import textwrap
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +20,11 @@ import click
 import graphviz
 
 from graphc.cli import parse_overrides, set_option
-from graphc.diagnostics import DiagnosticPrinter, summary_line
+from graphc.diagnostics import Diagnostic, DiagnosticPrinter, summary_line
 from graphc.ir import BlockFrame, Graph, Node
 from graphc.ops import OPS
 from graphc.pipeline import Analysis, analyze
-from graphc.shapes import fmt_shape
+from graphc.shapes import dim, fmt_shape
 
 FORMATS = ("svg", "png", "pdf", "dot")
 FONT = "Helvetica,Arial,sans-serif"  # resolved by fontconfig; DejaVu/Liberation stand in on Linux
@@ -48,6 +47,7 @@ UNKNOWN_COLOURS = ("#FFFFFF", "#9E9E9E")  # an op graphc does not know (the spec
 INPUT_FILL, INPUT_TEXT = "#37474F", "#FFFFFF"  # inputs: dark, so the eye finds where data enters
 OUTPUT_COLOUR, LOSS_COLOUR, ERROR_COLOUR = "#2E7D32", "#C62828", "#D50000"
 MUTED = "#607D8B"
+REPEAT_COLOUR = "#D84315"  # the ×N of a folded block: the one number a reader must not miss
 MAX_ATTRS = 3  # more than this turns a node into a paragraph; `graphc summary` has the rest
 
 
@@ -176,8 +176,11 @@ def key_attributes(node: Node) -> list[str]:
     return shown[:MAX_ATTRS]
 
 
-def _params(n: int) -> str:
-    return f"{n:,} params" if n else ""
+def _declared_shape(node: Node) -> tuple | None:
+    try:
+        return tuple(dim(d) for d in node.shape_spec)
+    except (TypeError, ValueError):
+        return None
 
 
 def _short_name(name: str, cluster_key: str | None) -> str:
@@ -203,23 +206,44 @@ def _small(text: str, colour: str = "#37474F", size: int = 9) -> str:
 
 @dataclass
 class _Marks:
-    """Which nodes the diagnostics blame, with their first message, and which lost their shape."""
+    """Which nodes the diagnostics blame (with the first message), which lost their shape, and
+    the errors no drawn node can carry (they go under the title, so the picture stays honest)."""
 
     errors: dict[str, str]
     shapeless: set[str]
+    unplaced: list[str]
+
+
+def _node_lines(node: Node) -> set[tuple[str, int]]:
+    spans = [node.span, node.in_span, *node.attr_spans.values(), *(i.span for i in node.inputs)]
+    return {(s.file, s.line) for s in spans if s is not None}
+
+
+def blamed_nodes(diagnostic: Diagnostic, graph: Graph) -> list[str]:
+    """The nodes a diagnostic is about: those it names, else those declared on the line it
+    points at (expansion errors such as a missing attribute carry a span but no node names)."""
+    named = [n for n in diagnostic.nodes if n in graph.nodes]
+    if named or diagnostic.span is None:
+        return named
+    where = (diagnostic.span.file, diagnostic.span.line)
+    return [n.name for n in graph.nodes.values() if where in _node_lines(n)]
 
 
 def _marks(analysis: Analysis, layout: Layout) -> _Marks:
     graph = analysis.graph
     errors: dict[str, str] = {}
+    unplaced: list[str] = []
     for d in analysis.errors:
-        for name in d.nodes:
-            if name in graph.nodes:  # blame the drawn node, even if it stands for a folded one
-                shown = layout.visible.get(name, name)
-                where = f" (in {name})" if shown != name else ""
-                errors.setdefault(shown, f"{d.code}: {d.message}{where}")
+        names = blamed_nodes(d, graph)
+        if not names:
+            line = f" (line {d.span.line})" if d.span else ""
+            unplaced.append(f"{d.code}{line}: {d.message}")
+        for name in names:  # blame the drawn node, even if it stands for a folded one
+            shown = layout.visible.get(name, name)
+            where = f" (in {name})" if shown != name else ""
+            errors.setdefault(shown, f"{d.code}: {d.message}{where}")
     shapeless = {layout.visible.get(n, n) for n in graph.failed} - set(errors)
-    return _Marks(errors, shapeless)
+    return _Marks(errors, shapeless, unplaced)
 
 
 class DiagramBuilder:
@@ -236,7 +260,7 @@ class DiagramBuilder:
     def build(self) -> graphviz.Digraph:
         dot = self.dot
         dot.attr(rankdir=self.options.direction, fontname=FONT, nodesep="0.35", ranksep="0.4",
-                 labelloc="t", labeljust="c", fontsize="18", label=self._title(), newrank="true")
+                 labelloc="t", labeljust="c", fontsize="18", newrank="true", bgcolor="white")
         dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11",
                  margin="0.14,0.06", penwidth="1.3")
         dot.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#78909C",
@@ -250,29 +274,47 @@ class DiagramBuilder:
         for name in sorted(self.missing):
             dot.node(name, _rows(f"<b>{_h(name)}</b>", _small("not defined", ERROR_COLOUR)),
                      fillcolor="#FFFFFF", color=ERROR_COLOUR, style="rounded,dashed", penwidth="2")
-        self._legend()
+        # the legend rides in the title: a free-standing legend node would stretch a rank
+        dot.attr(label=self._title_and_legend())
         return dot
 
-    def _title(self) -> str:
+    def _title_and_legend(self) -> str:
         g = self.graph
         params = g.param_count(trainable_only=True)
-        sub = f"{len(g.nodes)} nodes · {params:,} parameters"
+        sub = f"{len(g.nodes)} nodes" + (f" · {params:,} parameters" if g.params else "")
         errors = self.analysis.errors
         if errors:
             sub += f' · <font color="{ERROR_COLOUR}">{_h(summary_line(errors))}</font>'
-        return f'<<b>{_h(g.name)}</b><br/><font point-size="11" color="{MUTED}">{sub}</font>>'
+        rows = [f'<font point-size="18"><b>{_h(g.name)}</b></font>',
+                f'<font point-size="11" color="{MUTED}">{sub}</font>']
+        for message in self.marks.unplaced[:3]:  # errors no drawn node can show
+            text = textwrap.shorten(message, 100, placeholder="…")
+            rows.append(f'<font point-size="10" color="{ERROR_COLOUR}">✗ {_h(text)}</font>')
+        if len(self.marks.unplaced) > 3:
+            rows.append(_small(f"… and {len(self.marks.unplaced) - 3} more (see the diagnostics)",
+                               ERROR_COLOUR, 10))
+        rows.append(self._legend())
+        cells = "".join(f"<tr><td>{r}</td></tr>" for r in rows) + '<tr><td height="6"></td></tr>'
+
+        return f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="0">{cells}</table>>'
 
     def _cluster(self, parent: graphviz.Digraph, cluster: Cluster) -> None:
         frame = cluster.frame
         folded = not self.options.expand and frame.repeat > 1
-        if folded:
-            head = f"<b>{_h(frame.instance)}</b>  <b>×{frame.repeat}</b>"
+        if folded:  # the ×N badge is the point of folding: make it the first thing one reads
+            head = (f'<b>{_h(frame.instance)}</b>  <font point-size="15" color="{REPEAT_COLOUR}">'
+                    f"<b>×{frame.repeat}</b></font>")
         elif frame.index is not None:
             head = f"<b>{_h(cluster.key)}</b>  ({frame.index + 1} of {frame.repeat})"
         else:
             head = f"<b>{_h(cluster.key)}</b>"
-        info = f"block {_h(frame.block)}" + (f" · {cluster.params:,} params" if cluster.params else "")
-        label = f'<{head}<br/><font point-size="9" color="{MUTED}">{info}</font>>'
+        info = f"block {_h(frame.block)}"
+        if cluster.params:
+            info += f" · {cluster.params:,} params" + (" in all" if folded else "")
+        label = ('<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+                 f'<tr><td align="left">{head}</td></tr>'
+                 f'<tr><td align="left"><font point-size="9" color="{MUTED}">{info}</font>'
+                 "</td></tr></table>>")
         # a folded stack gets a heavier double-looking frame so "×N" reads as "N of these"
         style = {"style": "rounded,bold", "penwidth": "2.2"} if folded else {"style": "rounded"}
         with parent.subgraph(name=f"cluster_{cluster.key}") as sub:
@@ -288,7 +330,8 @@ class DiagramBuilder:
         g = self.graph
         if node.is_input:
             t = g.out_type(name)
-            shape = fmt_shape(t.shape) if t else "?"
+            declared = t.shape if t else _declared_shape(node)  # inference may not have run
+            shape = fmt_shape(declared) if declared is not None else "?"
             dtype = t.dtype if t else node.dtype
             label = _rows(f'<font color="{INPUT_TEXT}"><b>{_h(name)}</b></font>',
                           _small(f"input · {_h(shape)} · {_h(dtype)}", "#CFD8DC"))
@@ -316,7 +359,7 @@ class DiagramBuilder:
         elif name in self.marks.shapeless:
             rows.append(_small("shape unknown (upstream error)", MUTED))
             extra = {"style": "rounded,filled,dashed"}
-        dot.node(name, _rows(*rows), fillcolor=fill, color=border, tooltip=name, **extra)
+        dot.node(name, _rows(*rows), **{"fillcolor": fill, "color": border, "tooltip": name, **extra})
 
     def _param_text(self, name: str) -> str:
         counts = [self.graph.param_count(n) for n in self.layout.stands_for.get(name, [name])]
@@ -337,7 +380,7 @@ class DiagramBuilder:
     def _edges(self) -> None:
         g, visible = self.graph, self.layout.visible
         labels: dict[tuple, list[str]] = {}  # drawn edge → its shape in each repetition
-        folded_back: set[tuple[str, str]] = set()
+        folded_back: dict[str, tuple[str, str, str]] = {}  # stack → first (dst order, src, dst)
         for name in _node_order(g):
             node, dst = g.nodes[name], visible[name]
             for inp in node.inputs:
@@ -346,33 +389,30 @@ class DiagramBuilder:
                     self.dot.edge(inp.src, dst, color=ERROR_COLOUR, style="dashed")
                     continue
                 src = visible[inp.src]
-                if not self.options.expand and self._crosses_repetitions(inp.src, name):
-                    folded_back.add((src, dst))  # repetition k's output feeding k+1: the ×N loop
+                stack = None if self.options.expand else self._repetition_crossed(inp.src, name)
+                if stack is not None:  # repetition k's output feeding k+1: drawn as the ×N loop
+                    folded_back.setdefault(stack, (name, src, dst))
                     continue
                 key = (src, inp.src_port, dst, inp.port)
                 labels.setdefault(key, []).append(self._edge_label(inp.src, inp.src_port))
         for (src, _, dst, _), shapes in labels.items():
             label = _variants([s.strip() for s in shapes])
-            self.dot.edge(src, dst, label=f" {label} " if label else "")
+            self.dot.edge(src, dst, label=f" {label} " if label else "")  # spaces: off the line
         # One dashed loop-back per folded stack says "and again, N times" without a wall of edges.
-        seen_stacks: set[str] = set()
-        for src, dst in sorted(folded_back):
-            stack = self.graph.nodes[dst].scope[0].path if self.graph.nodes[dst].scope else dst
-            if stack in seen_stacks:
-                continue
-            seen_stacks.add(stack)
+        for (_, src, dst) in sorted(folded_back.values()):
             self.dot.edge(src, dst, style="dashed", color="#90A4AE", constraint="false",
                           arrowhead="empty", tooltip="output of one repetition feeds the next")
 
-    def _crosses_repetitions(self, src: str, dst: str) -> bool:
-        """True when src and dst are in different repetitions of the same repeated block."""
+    def _repetition_crossed(self, src: str, dst: str) -> str | None:
+        """The drawn cluster of the repeated block whose repetition k feeds k+1 along src → dst
+        (None when the edge stays within one repetition)."""
         a, b = self.graph.nodes[src].scope, self.graph.nodes[dst].scope
-        for fa, fb in zip(a, b, strict=False):
+        for level, (fa, fb) in enumerate(zip(a, b, strict=False)):
             if fa.instance != fb.instance or fa.block != fb.block:
-                return False
-            if fa.repeat > 1 and fa.index != fb.index and fa.path != fb.path:
-                return True
-        return False
+                return None
+            if fa.index != fb.index:
+                return self.graph.nodes[self.layout.visible[dst]].scope[level].path
+        return None
 
     def _terminals(self) -> None:
         """Named outputs and losses as their own end points: where the picture says "result"."""
@@ -394,26 +434,28 @@ class DiagramBuilder:
                 self.dot.edge(self.layout.visible[src], tid, label=f" {label} " if label else "",
                               color=colour)
 
-    def _legend(self) -> None:
-        """A key for the colours actually used, so the picture explains itself."""
+    def _legend(self) -> str:
+        """A key for the colours actually used, so the picture explains itself (an HTML table)."""
         items = []  # (fill, border, text)
         if "input" in self.families:
-            items.append((INPUT_FILL, INPUT_FILL, "graph input"))
+            items.append((INPUT_FILL, INPUT_FILL, "input"))
         items += [(*FAMILY_COLOURS[f], f) for f in FAMILY_COLOURS if f in self.families]
         if "output" in self.families:
-            items.append(("#FFFFFF", OUTPUT_COLOUR, "named output"))
+            items.append(("#FFFFFF", OUTPUT_COLOUR, "output"))
         if "loss_terminal" in self.families:
-            items.append(("#FFFFFF", LOSS_COLOUR, "loss to minimize"))
+            items.append(("#FFFFFF", LOSS_COLOUR, "loss (minimized)"))
         if "error" in self.families:
             items.append(("#FFFFFF", ERROR_COLOUR, "error"))
-        cells = "".join(
-            f'<tr><td width="16" height="10" bgcolor="{fill}" color="{border}" border="1"></td>'
-            f'<td align="left"><font point-size="9" color="#37474F">{_h(text)}</font></td></tr>'
-            for fill, border, text in items)
-        label = ('<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">'
-                 f'<tr><td colspan="2" align="left"><font point-size="9" color="{MUTED}"><b>legend</b>'
-                 f"</font></td></tr>{cells}</table>>")
-        self.dot.node("legend", label, shape="box", style="rounded", color="#CFD8DC")
+        per_row = 5  # a narrow spec (mlp) should not get a legend wider than its drawing
+        rows = []
+        for start in range(0, len(items), per_row):
+            cells = "".join(
+                f'<td width="14" height="9" fixedsize="true" bgcolor="{fill}" color="{border}" border="1"></td>'
+                f'<td align="left"><font point-size="9" color="#37474F"> {_h(text)}   </font></td>'
+                for fill, border, text in items[start:start + per_row])
+            rows.append(f"<tr>{cells}</tr>")
+        return ('<table border="0" cellborder="0" cellspacing="1" cellpadding="1">'
+                + "".join(rows) + "</table>")
 
 
 def build_diagram(analysis: Analysis, options: RenderOptions | None = None) -> graphviz.Digraph:
@@ -423,9 +465,14 @@ def build_diagram(analysis: Analysis, options: RenderOptions | None = None) -> g
 
 # -- the command ----------------------------------------------------------------------------
 
-INSTALL_HINT = ("install Graphviz, then re-run: `sudo apt-get install graphviz` (Debian/Ubuntu), "
-                "`brew install graphviz` (macOS), `conda install -c conda-forge graphviz`, "
-                "or see https://graphviz.org/download/")
+INSTALL_GRAPHVIZ = """\
+To draw it, install Graphviz (the `dot` program; the Python package alone is not enough):
+  Debian/Ubuntu:  sudo apt-get install -y graphviz
+  Fedora:         sudo dnf install graphviz
+  macOS:          brew install graphviz
+  conda:          conda install -c conda-forge graphviz
+  Windows, other: https://graphviz.org/download/
+then re-run this command, or draw the saved source directly:  dot -T{fmt} {dot} -o {out}"""
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -452,10 +499,6 @@ def _write(path: Path, data: bytes | str) -> None:
             path.write_bytes(data)
     except OSError as exc:
         _fail(f"cannot write `{path}`: {exc.strerror or exc}")
-
-
-def _print_diagnostics(diagnostics: Iterable) -> None:
-    DiagnosticPrinter().print_all(list(diagnostics))
 
 
 @click.command()
@@ -489,13 +532,18 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     if not Path(spec).is_file():
         _fail(f"no such spec file: `{spec}`" if not Path(spec).exists() else f"`{spec}` is not a file")
     if not out.parent.is_dir():
-        _fail(f"cannot write `{out}`: directory `{out.parent}` does not exist")
+        problem = "is not a directory" if out.parent.exists() else "does not exist"
+        _fail(f"cannot write `{out}`: `{out.parent}` {problem}")
     analysis = analyze(spec, parse_overrides(sets))
-    _print_diagnostics(analysis.diagnostics)
+    DiagnosticPrinter().print_all(analysis.diagnostics)
     if analysis.graph is None or not analysis.graph.nodes:
         _fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
     options = RenderOptions(expand=expand, direction=direction.upper(), shapes=shapes)
-    diagram = build_diagram(analysis, options)
+    try:
+        diagram = build_diagram(analysis, options)
+    except Exception as exc:  # a renderer bug must still not hand the user a traceback
+        _fail(f"internal error while drawing `{spec}`: {type(exc).__name__}: {exc} "
+              "(this is a graphc bug; please report it with the spec)")
     if fmt == "dot":
         _write(out, diagram.source)
     else:
@@ -506,14 +554,14 @@ def render(spec, output, expand, direction, shapes, backward, sets):
         except graphviz.ExecutableNotFound:
             dot_path = out.with_suffix(".dot")
             _write(dot_path, diagram.source)
-            _fail(f"Graphviz's `dot` program was not found on PATH, so `{out}` was not drawn; "
-                  f"wrote the diagram source to `{dot_path}` instead. To finish: {INSTALL_HINT} "
-                  f"(or run `dot -T{fmt} {dot_path} -o {out}`)")
+            _fail(f"Graphviz's `dot` program is not on PATH, so `{out}` was not drawn; wrote the "
+                  f"diagram source to `{dot_path}` instead.\n"
+                  + INSTALL_GRAPHVIZ.format(fmt=fmt, dot=dot_path, out=out))
         except graphviz.CalledProcessError as exc:
             detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
             _fail(f"Graphviz `dot` failed: {detail[0] if detail else exc}")
         _write(out, data)
     errors = analysis.errors
-    note = f" (with {summary_line(errors)} marked)" if errors else ""
+    note = f" (drawn as far as it goes: the spec has {summary_line(errors)})" if errors else ""
     click.echo(f"wrote {out}{note}", err=bool(errors))
     sys.exit(1 if errors else 0)
