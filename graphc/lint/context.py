@@ -1,0 +1,234 @@
+"""What a lint rule sees: the analyzed graph plus helpers to walk it and to point at the spec.
+
+Op-level lint facts (which ops make probabilities, which saturate, which carry position...) are
+kept here as small tables. The design puts "lint facts" in each op's registration; until the
+registry grows that field, this module is the one place that knows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+
+from graphc.diagnostics import DiagnosticError, Span
+from graphc.ir import BlockFrame, Graph, Input, Node
+from graphc.ops import OPS
+
+# ---- op facts -------------------------------------------------------------------------------
+# Ops that only move data around: "directly before" looks through them.
+SHAPE_ONLY = frozenset({"flatten", "reshape", "transpose", "permute", "slice"})
+PROBABILITY_OPS = frozenset({"softmax", "log_softmax", "sigmoid"})
+SATURATING = frozenset({"sigmoid", "tanh"})
+NORM_OPS = frozenset({"layernorm", "batchnorm", "add_norm"})
+SKIP_OPS = frozenset({"add", "add_norm", "concat"})  # ops that can close a residual/skip path
+# Ops whose output depends on where in the sequence an element is.
+POSITION_OPS = frozenset({"positional_encoding", "rnn", "lstm", "gru", "conv1d"})
+# The loss ports that expect unnormalized scores (the loss applies softmax/sigmoid itself).
+LOGIT_PORTS: dict[str, tuple[str, ...]] = {
+    "cross_entropy": ("logits",),
+    "bce_with_logits": ("logits",),
+    "hinge": ("scores",),
+    "kl_div": ("student", "teacher"),
+}
+# Data sources whose targets are the inputs shifted by one position (next-token prediction).
+NEXT_TOKEN_TASKS = frozenset({"reverse_digits", "sort_digits"})
+TEXT_SUFFIXES = (".txt",)
+
+
+def has_params(graph: Graph, name: str) -> bool:
+    return any(p.trainable for p in graph.params.get(name, {}).values())
+
+
+@dataclass
+class LintContext:
+    """One analyzed spec, as the rules see it."""
+
+    graph: Graph
+    file: str
+    enabled: frozenset[str] = frozenset()  # codes of the rules selected for this run
+    _consumers: dict[str, list[tuple[Node, Input]]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self):
+        for node in self.graph.nodes.values():
+            for inp in node.inputs:
+                self._consumers.setdefault(inp.src, []).append((node, inp))
+
+    # -- walking the graph
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return self.graph.nodes
+
+    def ops(self, *names: str) -> Iterator[Node]:
+        """Nodes of the given ops, in topological (or declaration) order."""
+        for name in self.graph.order or list(self.graph.nodes):
+            node = self.graph.nodes[name]
+            if node.op in names:
+                yield node
+
+    def consumers(self, name: str) -> list[tuple[Node, Input]]:
+        return self._consumers.get(name, [])
+
+    def producer(self, node: Node, port: str) -> Node | None:
+        bound = node.port_inputs(port)
+        return self.graph.nodes.get(bound[0].src) if bound else None
+
+    def source(self, node: Node, port: str, through=SHAPE_ONLY) -> Node | None:
+        """The node that really produces `port`'s value, looking through shape-only ops."""
+        src = self.producer(node, port)
+        seen = set()
+        while src is not None and src.op in through and src.name not in seen:
+            seen.add(src.name)
+            src = self.producer(src, OPS[src.op].inputs[0].name)
+        return src
+
+    def named_outputs(self, name: str) -> list[str]:
+        return [k for k, (n, _) in self.graph.outputs.items() if n == name]
+
+    @cached_property
+    def digraph(self) -> nx.DiGraph:
+        return self.graph.digraph()
+
+    def ancestors(self, name: str) -> set[str]:
+        return nx.ancestors(self.digraph, name)
+
+    def descendants(self, name: str) -> set[str]:
+        return nx.descendants(self.digraph, name)
+
+    def type(self, name: str, port: str = "out"):
+        return self.graph.types.get((name, port))
+
+    # -- the spec document (for spans of things the graph does not keep: train settings,
+    #    `lint:` on block instances). Loaded lazily, and only when a rule needs it.
+    @cached_property
+    def doc(self) -> Any:
+        from graphc.spec.loader import MDict, load_file
+
+        try:
+            return load_file(self.file)
+        except DiagnosticError:
+            return MDict()
+
+    def train_where(self, *keys: str) -> Span | None:
+        """The span of `train.<keys...>` (the deepest one present)."""
+        cur = self.doc
+        span = None
+        for i, key in enumerate(("train", *keys)):
+            if not hasattr(cur, "where") or key not in cur:
+                break
+            span = cur.where(key) if i == len(keys) else cur.key_where(key)
+            if i == len(keys):
+                break
+            cur = cur[key]
+        return span
+
+    @property
+    def train(self) -> dict:
+        return self.graph.train or {}
+
+    def body_of(self, frames: tuple[BlockFrame, ...]) -> Any:
+        """The `nodes:` mapping a node with these block frames was declared in."""
+        if not frames:
+            return self.doc.get("nodes") if isinstance(self.doc, dict) else None
+        blocks = self.doc.get("blocks") if isinstance(self.doc, dict) else None
+        block = blocks.get(frames[-1].block) if isinstance(blocks, dict) else None
+        return block.get("nodes") if isinstance(block, dict) else None
+
+    def instance_decl(self, node: Node, depth: int) -> Any:
+        """The declaration of the block instance at `node.scope[depth]`."""
+        body = self.body_of(node.scope[:depth])
+        decl = body.get(node.scope[depth].instance) if isinstance(body, dict) else None
+        return decl if isinstance(decl, dict) else None
+
+    # -- facts shared by several rules
+    def data_length(self) -> int | None:
+        """The sequence length the `train.data` source produces, when it says."""
+        data = self.train.get("data")
+        if not isinstance(data, dict):
+            return None
+        for key in ("length", "block"):
+            value = data.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return 2 * value if data.get("task") in NEXT_TOKEN_TASKS else value
+        return None
+
+    def sequence_length(self, node: Node, port: str = "x") -> int | None:
+        """The time axis (axis 1) of a [B, T, ...] input: a number if known, else the data's."""
+        src = node.port_inputs(port)
+        t = self.graph.types.get(src[0].tensor) if src else None
+        if t is None or t.rank < 2:
+            return None
+        if t.shape[1].is_Integer:
+            return int(t.shape[1])
+        return self.data_length()
+
+    def next_token_data(self) -> bool:
+        data = self.train.get("data")
+        if not isinstance(data, dict):
+            return False
+        if data.get("task") in NEXT_TOKEN_TASKS:
+            return True
+        file = data.get("file")
+        return isinstance(file, str) and file.endswith(TEXT_SUFFIXES)
+
+
+# ---- suppressions: `lint: {ignore: [GL107], reason: "..."}` on a node or a block instance -------
+@dataclass
+class Suppression:
+    path: tuple[str, ...]  # ("nodes", name) or ("blocks", block, name)
+    value: Any  # the `lint:` value as written
+    span: Span | None
+    codes: list[tuple[str, Span | None]] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)
+
+    @property
+    def where(self) -> str:
+        return ".".join(self.path) + ".lint"
+
+
+def _suppressions(doc) -> dict[tuple[str, ...], Suppression]:
+    bodies = []
+    if isinstance(doc, dict):
+        if isinstance(doc.get("nodes"), dict):
+            bodies.append((("nodes",), doc["nodes"]))
+        blocks = doc.get("blocks")
+        for bname, block in (blocks.items() if isinstance(blocks, dict) else ()):
+            if isinstance(block, dict) and isinstance(block.get("nodes"), dict):
+                bodies.append((("blocks", str(bname)), block["nodes"]))
+    out = {}
+    for prefix, body in bodies:
+        for name, decl in body.items():
+            if not isinstance(decl, dict) or "lint" not in decl:
+                continue
+            value = decl["lint"]
+            s = Suppression((*prefix, str(name)), value, decl.where("lint"))
+            ignore = value.get("ignore") if isinstance(value, dict) else None
+            items = [ignore] if isinstance(ignore, str) else ignore if isinstance(ignore, list) else []
+            for i, code in enumerate(items):
+                if isinstance(code, str):
+                    s.codes.append((code.strip(), ignore.where(i) if hasattr(ignore, "item_spans")
+                                    else decl.where("lint")))
+            out[s.path] = s
+    return out
+
+
+def decl_paths(ctx: LintContext, node: Node) -> list[tuple[str, ...]]:
+    """Where `lint:` settings for a node may be written: on it, or on any block instance around it."""
+    paths = []
+    for depth, f in enumerate(node.scope):
+        paths.append(("nodes", f.instance) if depth == 0 else ("blocks", node.scope[depth - 1].block, f.instance))
+    body = ctx.body_of(node.scope)
+    local = node.name[len(node.scope[-1].path) + 1:] if node.scope else node.name
+    if isinstance(body, dict) and local not in body:
+        local = local.rsplit(".", 1)[0]  # a copy made by `repeat:` on an op node
+    paths.append(("blocks", node.scope[-1].block, local) if node.scope else ("nodes", local))
+    return paths
+
+
+def suppressions(ctx: LintContext) -> dict[tuple[str, ...], Suppression]:
+    if "_suppressions" not in ctx.__dict__:
+        ctx.__dict__["_suppressions"] = _suppressions(ctx.doc)
+    return ctx.__dict__["_suppressions"]
