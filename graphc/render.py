@@ -47,6 +47,7 @@ UNKNOWN_COLOURS = ("#FFFFFF", "#9E9E9E")  # an op graphc does not know (the spec
 INPUT_FILL, INPUT_TEXT = "#37474F", "#FFFFFF"  # inputs: dark, so the eye finds where data enters
 OUTPUT_COLOUR, LOSS_COLOUR, ERROR_COLOUR = "#2E7D32", "#C62828", "#D50000"
 MUTED = "#607D8B"
+GRADIENT_COLOUR = "#EF6C00"
 REPEAT_COLOUR = "#D84315"  # the ×N of a folded block: the one number a reader must not miss
 MAX_ATTRS = 3  # more than this turns a node into a paragraph; `graphc summary` has the rest
 
@@ -246,11 +247,53 @@ def _marks(analysis: Analysis, layout: Layout) -> _Marks:
     return _Marks(errors, shapeless, unplaced)
 
 
+@dataclass
+class GradientFlow:
+    """What the compiler's reverse walk does, as facts to draw: which tensors receive a gradient
+    from which node, and which parameters get one."""
+
+    edges: list[tuple[str, str]]  # (producer, consumer): d(loss)/d(producer's output) from consumer
+    params: dict[str, list[str]]  # node → its parameters that receive a gradient
+    seeds: list[str]  # loss nodes where the walk starts (d loss / d loss = 1)
+
+
+def gradient_flow(graph: Graph) -> GradientFlow:
+    """Run the compiler's autodiff (graphc.compiler.autodiff) and read back its backward plan.
+
+    Each backward `Call` assigns one target per kernel input slot (variadic slots expanded),
+    then one per kernel parameter, `_` where no gradient is kept; aligning the targets with
+    the node's inputs the same way the reverse walk built them tells where gradients flow."""
+    from graphc.compiler.autodiff import build  # imports the kernels: only for --backward
+    from graphc.compiler.lowering import lower
+
+    program = build(graph)
+    flow = GradientFlow([], {}, [n for n, _ in graph.losses.values()
+                                 if any(c.node == n for c in program.backward)])
+    for call in program.backward:
+        node = graph.nodes[call.node]
+        first = graph.types.get(node.inputs[0].tensor) if node.inputs else None
+        kernel = lower(node, first.rank if first else 0).kernel
+        slots = []
+        for port in kernel.inputs:
+            bound = node.port_inputs(port)
+            slots += bound if kernel.variadic else [bound[0] if bound else None]
+        for inp, target in zip(slots, call.targets, strict=False):
+            if inp is not None and target != "_":
+                flow.edges.append((inp.src, node.name))
+        param_targets = call.targets[len(slots):]
+        trained = [p for p, t in zip(kernel.params, param_targets, strict=False) if t != "_"]
+        if trained:
+            flow.params[node.name] = trained
+    return flow
+
+
 class DiagramBuilder:
     """Turns an analysed graph into a `graphviz.Digraph`."""
 
-    def __init__(self, analysis: Analysis, options: RenderOptions):
+    def __init__(self, analysis: Analysis, options: RenderOptions,
+                 gradients: GradientFlow | None = None):
         self.analysis, self.graph, self.options = analysis, analysis.graph, options
+        self.gradients = gradients
         self.layout = plan_layout(self.graph, options.expand)
         self.marks = _marks(analysis, self.layout)
         self.families: set[str] = set()
@@ -271,6 +314,8 @@ class DiagramBuilder:
             self._cluster(dot, cluster)
         self._edges()
         self._terminals()
+        if self.gradients is not None:
+            self._gradient_edges()
         for name in sorted(self.missing):
             dot.node(name, _rows(f"<b>{_h(name)}</b>", _small("not defined", ERROR_COLOUR)),
                      fillcolor="#FFFFFF", color=ERROR_COLOUR, style="rounded,dashed", penwidth="2")
@@ -348,6 +393,10 @@ class DiagramBuilder:
         rows = [f"<b>{_h(_short_name(name, cluster_key))}</b>",
                 _small(f"{_h(node.op)}" + (f"  {_h(attrs)}" if attrs else ""), "#263238", 10),
                 _small(self._param_text(name), MUTED)]
+        if self.gradients is not None and name in self.gradients.params:
+            trained = self.gradients.params[name]
+            listed = ", ".join(trained if len(trained) <= 4 else [*trained[:3], f"… ({len(trained)})"])
+            rows.append(_small(f"∇ {_h(listed)}", GRADIENT_COLOUR))
         extra: dict[str, str] = {}
         if name in self.marks.errors:
             message = textwrap.shorten(self.marks.errors[name], 110, placeholder="…")
@@ -403,6 +452,25 @@ class DiagramBuilder:
             self.dot.edge(src, dst, style="dashed", color="#90A4AE", constraint="false",
                           arrowhead="empty", tooltip="output of one repetition feeds the next")
 
+    def _gradient_edges(self) -> None:
+        """Gradients flow against the data: dashed edges drawn tail-first (dir=back) so they run
+        beside their forward edge without changing the layout."""
+        style = {"color": GRADIENT_COLOUR, "style": "dashed", "dir": "back", "arrowtail": "normal",
+                 "constraint": "false", "penwidth": "1.2"}
+        drawn: set[tuple[str, str]] = set()
+        for src, dst in self.gradients.edges:
+            if not self.options.expand and self._repetition_crossed(src, dst):
+                continue  # the folded loop-back already says "repeats"
+            pair = (self.layout.visible[src], self.layout.visible[dst])
+            if pair not in drawn:
+                drawn.add(pair)
+                self.dot.edge(*pair, tooltip=f"d loss / d {src}", **style)
+        for out_name, (node, _) in self.graph.losses.items():
+            if node in self.gradients.seeds:
+                self.dot.edge(self.layout.visible[node], f"loss/{out_name}", label=" ∂=1 ",
+                              fontcolor=GRADIENT_COLOUR, **style)
+        self.families.add("gradient")
+
     def _repetition_crossed(self, src: str, dst: str) -> str | None:
         """The drawn cluster of the repeated block whose repetition k feeds k+1 along src → dst
         (None when the edge stays within one repetition)."""
@@ -444,6 +512,8 @@ class DiagramBuilder:
             items.append(("#FFFFFF", OUTPUT_COLOUR, "output"))
         if "loss_terminal" in self.families:
             items.append(("#FFFFFF", LOSS_COLOUR, "loss (minimized)"))
+        if "gradient" in self.families:
+            items.append((GRADIENT_COLOUR, GRADIENT_COLOUR, "gradient flow"))
         if "error" in self.families:
             items.append(("#FFFFFF", ERROR_COLOUR, "error"))
         per_row = 5  # a narrow spec (mlp) should not get a legend wider than its drawing
@@ -458,9 +528,10 @@ class DiagramBuilder:
                 + "".join(rows) + "</table>")
 
 
-def build_diagram(analysis: Analysis, options: RenderOptions | None = None) -> graphviz.Digraph:
+def build_diagram(analysis: Analysis, options: RenderOptions | None = None,
+                  gradients: GradientFlow | None = None) -> graphviz.Digraph:
     """The Graphviz graph of an analysed spec (partial graphs included)."""
-    return DiagramBuilder(analysis, options or RenderOptions()).build()
+    return DiagramBuilder(analysis, options or RenderOptions(), gradients).build()
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -512,23 +583,23 @@ def _write(path: Path, data: bytes | str) -> None:
               default="TB", show_default=True, help="Layout direction (top-bottom, left-right, ...).")
 @click.option("--shapes/--no-shapes", default=True, show_default=True,
               help="Label edges with their symbolic tensor shapes.")
-@click.option("--backward", is_flag=True, help="Also draw the gradient flow (needs the compiler).")
+@click.option("--backward", is_flag=True,
+              help="Also draw the gradient flow of the compiler's reverse-mode autodiff (dashed, "
+                   "against the data) and mark the parameters that receive gradients.")
 @set_option
 def render(spec, output, expand, direction, shapes, backward, sets):
     """Draw SPEC as an architecture diagram with Graphviz.
 
     Edges carry symbolic shapes, nodes their op, key attributes and parameter count; blocks are
     clusters, repeated blocks fold into one cluster marked ×N. A spec with errors still renders
-    what it can, with the offending nodes marked. Exit status: 0 drawn, 1 drawn with errors in
-    the spec (or nothing to draw, or no `dot`: then the .dot source is written), 2 usage error.
+    what it can, with the offending nodes marked. --backward adds the gradient flow of the
+    compiler's reverse-mode autodiff. Exit status: 0 drawn; 1 drawn with errors in the spec, or
+    nothing to draw, or no `dot` (then the .dot source is written); 2 usage error.
 
         graphc render specs/transformer.yaml -o transformer.svg
     """
     out = Path(output) if output else Path(Path(spec).stem + ".svg")
     fmt = _format_of(out)
-    if backward:
-        _fail("--backward is not available yet: it draws the gradient graph built by the "
-              "compiler's autodiff pass, which graphc does not have yet", 2)
     if not Path(spec).is_file():
         _fail(f"no such spec file: `{spec}`" if not Path(spec).exists() else f"`{spec}` is not a file")
     if not out.parent.is_dir():
@@ -539,8 +610,16 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     if analysis.graph is None or not analysis.graph.nodes:
         _fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
     options = RenderOptions(expand=expand, direction=direction.upper(), shapes=shapes)
+    gradients, gradient_problem = None, ""
+    if backward and analysis.errors:
+        gradient_problem = "the spec has errors, so there is no backward graph to draw"
+    elif backward:
+        try:
+            gradients = gradient_flow(analysis.graph)
+        except Exception as exc:  # e.g. an op without a kernel: still draw the forward graph
+            gradient_problem = f"the compiler could not differentiate it: {type(exc).__name__}: {exc}"
     try:
-        diagram = build_diagram(analysis, options)
+        diagram = build_diagram(analysis, options, gradients)
     except Exception as exc:  # a renderer bug must still not hand the user a traceback
         _fail(f"internal error while drawing `{spec}`: {type(exc).__name__}: {exc} "
               "(this is a graphc bug; please report it with the spec)")
@@ -564,4 +643,6 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     errors = analysis.errors
     note = f" (drawn as far as it goes: the spec has {summary_line(errors)})" if errors else ""
     click.echo(f"wrote {out}{note}", err=bool(errors))
+    if gradient_problem:
+        _fail(f"gradient flow not drawn: {gradient_problem}")
     sys.exit(1 if errors else 0)

@@ -97,7 +97,7 @@ def _one_line_error(proc, code: int, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["missing_spec", "missing_dir", "output_is_dir", "unknown_ext",
-                                  "no_ext", "backward"])
+                                  "no_ext"])
 def test_user_mistakes_give_a_one_line_error(tmp_path, case):
     (tmp_path / "taken.svg").mkdir()
     args, code, fragments = {
@@ -106,7 +106,6 @@ def test_user_mistakes_give_a_one_line_error(tmp_path, case):
         "output_is_dir": ([MLP, "-o", "taken.svg"], 1, ["cannot write", "taken.svg"]),
         "unknown_ext": ([MLP, "-o", "x.jpg"], 2, ["`.jpg`", ".svg, .png, .pdf, .dot"]),
         "no_ext": ([MLP, "-o", "picture"], 2, ["no extension"]),
-        "backward": ([MLP, "-o", "x.svg", "--backward"], 2, ["--backward", "autodiff"]),
     }[case]
     proc = run_cli("render", *args, cwd=tmp_path)
     _one_line_error(proc, code, *fragments)
@@ -118,3 +117,11 @@ def test_default_output_is_the_spec_name_as_svg(tmp_path):
     proc = run_cli("render", MLP, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "mlp" in read_svg(tmp_path / "mlp.svg").texts
+
+
+@needs_dot
+def test_backward_on_a_broken_spec_draws_the_forward_graph_and_says_why(render):
+    result, out = render(FIXTURES / "bad_shape.yaml", "bad.svg", "--backward")
+    assert result.exit_code == 1
+    assert "gradient flow not drawn: the spec has errors" in result.stderr
+    assert "both" in read_svg(out).nodes
