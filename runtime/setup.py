@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +65,10 @@ class Setup:
 
     @classmethod
     def create(cls, model, overrides: dict | None = None, base_dir=None) -> Setup:
+        """``base_dir`` (for relative data paths) defaults to the spec file's directory."""
         cfg = TrainConfig.from_dict(apply_overrides(model.train, overrides))
+        if base_dir is None and getattr(model, "source_path", None):
+            base_dir = Path(model.source_path).parent
         data = build_data(cfg.data, batch=cfg.batch, seed=cfg.seed, base_dir=base_dir)
         if cfg.steps is not None:
             total = cfg.steps

@@ -95,3 +95,15 @@ def test_config_defaults_and_early_stopping_mode():
     assert np.isclose(
         TrainConfig.from_dict({"data": {}, "clip_grad_norm": "1e-1"}).clip_grad_norm, 0.1
     )
+
+
+def test_data_files_resolve_next_to_the_spec(tmp_path):
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    model = TokenModel(
+        vocab=len(set(TEXT)),
+        seq_len=8,
+        train={"data": {"file": "corpus.txt", "block": 8}, "steps": 2, "eval_every": 0},
+    )
+    model.source_path = str(tmp_path / "lm.yaml")  # what the compiler records
+    summary = train(model, out_dir=tmp_path / "run", progress="none")
+    assert summary["status"] == "completed"
