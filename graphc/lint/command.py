@@ -6,6 +6,7 @@ Exit status: 0 clean, 1 findings at or above the fail level (default: warning), 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -19,6 +20,18 @@ from graphc.lint.table import Rule, all_rules, find
 
 def _split(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def _expand(specs: tuple[str, ...]) -> list[str]:
+    """Spec files as given; a directory stands for the .yaml/.yml files under it."""
+    out = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+        else:
+            out.append(spec)
+    return out
 
 
 def _console() -> Console:
@@ -80,7 +93,7 @@ def lint(specs, select, ignore, fmt, fail_on, explain_code, list_rules, sets):
         cli_ignore = check_patterns(_split(ignore), "--ignore")
         overrides = parse_overrides(sets)
         results = []
-        for spec in specs:
+        for spec in _expand(specs):
             cfg = load_config(spec)
             cfg = Config(select=cli_select if cli_select is not None else cfg.select,
                          ignore=cfg.ignore + cli_ignore, fail_on=fail_on or cfg.fail_on,

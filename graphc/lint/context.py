@@ -7,6 +7,7 @@ registry grows that field, this module is the one place that knows them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +38,7 @@ LOGIT_PORTS: dict[str, tuple[str, ...]] = {
 # Data sources whose targets are the inputs shifted by one position (next-token prediction).
 NEXT_TOKEN_TASKS = frozenset({"reverse_digits", "sort_digits"})
 TEXT_SUFFIXES = (".txt",)
+_NEXT = re.compile(r"\bnext\b", re.IGNORECASE)
 
 
 def has_params(graph: Graph, name: str) -> bool:
@@ -165,6 +167,27 @@ class LintContext:
             return int(t.shape[1])
         return self.data_length()
 
+    def predicts_next_token(self, loss: Node) -> bool:
+        """Does this loss's target hold the next token of the sequence the model reads?
+
+        Evidence: the target is sliced in the graph from the same input the embedding reads
+        (a shift), the data source yields shifted targets, or the target input's name or doc
+        says "next"."""
+        bound = loss.port_inputs("target")
+        if not bound:
+            return False
+        node, sliced = self.graph.nodes.get(bound[0].src), False
+        while node is not None and node.op in SHAPE_ONLY:
+            sliced |= node.op == "slice"
+            node = self.producer(node, OPS[node.op].inputs[0].name)
+        if node is None or not node.is_input:
+            return False
+        if sliced and any(self.source(e, "ids") is node for e in self.ops("embedding")):
+            return True
+        if self.next_token_data():
+            return True
+        return bool(_NEXT.search(node.name.replace("_", " ")) or _NEXT.search(node.doc))
+
     def next_token_data(self) -> bool:
         data = self.train.get("data")
         if not isinstance(data, dict):
@@ -172,7 +195,7 @@ class LintContext:
         if data.get("task") in NEXT_TOKEN_TASKS:
             return True
         file = data.get("file")
-        return isinstance(file, str) and file.endswith(TEXT_SUFFIXES)
+        return isinstance(file, str) and file.lower().endswith(TEXT_SUFFIXES)
 
 
 # ---- suppressions: `lint: {ignore: [GL107], reason: "..."}` on a node or a block instance -------

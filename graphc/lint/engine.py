@@ -144,11 +144,21 @@ class LintResult:
 def _run(rule: Rule, ctx: LintContext) -> list[Diagnostic]:
     try:
         return [Diagnostic(f.severity or rule.severity, rule.code, f.message, f.span, nodes=f.nodes,
-                           hint=f.hint or rule.hint, related=f.related) for f in rule.check(ctx)]
+                           hint=f.hint or rule.hint, related=f.related + _instances(ctx, f.nodes))
+                for f in rule.check(ctx)]
     except Exception as exc:  # a bug in a rule must not hide the other findings or crash
         return [Diagnostic("error", rule.code, f"internal error in lint rule {rule.code} "
                            f"({rule.name}): {type(exc).__name__}: {exc}",
                            hint="this is a graphc bug; please report it with the spec")]
+
+
+def _instances(ctx: LintContext, nodes: tuple[str, ...]) -> tuple:
+    """A finding inside a block also points at the instance that expanded it (as `check` does)."""
+    node = ctx.graph.nodes.get(nodes[0]) if nodes else None
+    if node is None:
+        return ()
+    return tuple((f"in `{f.path}`, an instance of block `{f.block}`", f.span)
+                 for f in reversed(node.scope) if f.span)
 
 
 def _collapse(diags: list[Diagnostic]) -> list[Diagnostic]:

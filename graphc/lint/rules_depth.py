@@ -374,12 +374,10 @@ def _wiring(seq: list[Node], pos: dict[str, int], start: int, length: int) -> li
     return out
 
 
-def _copy_matches(seq, pos, s: int, length: int, j: int) -> bool:
+def _copy_matches(seq, sigs, pos, s: int, length: int, j: int) -> bool:
     """Is segment j (starting at s + j·length) a copy of segment 0, chained after segment j-1?"""
     a, b = s, s + j * length
-    if b + length > len(seq):
-        return False
-    if any(_signature(seq[a + i]) != _signature(seq[b + i]) for i in range(length)):
+    if b + length > len(seq) or sigs[a:a + length] != sigs[b:b + length]:
         return False
     first, other = _wiring(seq, pos, a, length), _wiring(seq, pos, b, length)
     prev_last = seq[b - 1].name
@@ -455,12 +453,13 @@ def duplicated_subgraph(ctx: LintContext):
     for key, members in bodies.items():
         seq = [n for n in members if spans[(key, n.span)] == 1][:MAX_SCAN]  # not `repeat` copies
         pos = {n.name: i for i, n in enumerate(seq)}
+        sigs = [_signature(n) for n in seq]
         s = 0
         while s < len(seq):
             best = None
             for length in range(1, (len(seq) - s) // 2 + 1):
                 copies = 1
-                while _copy_matches(seq, pos, s, length, copies):
+                while _copy_matches(seq, sigs, pos, s, length, copies):
                     copies += 1
                 worth = copies >= 3 or (copies == 2 and length >= 3)
                 if worth and any(has_params(g, n.name) for n in seq[s:s + length]) and \

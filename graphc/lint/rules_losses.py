@@ -216,7 +216,10 @@ def dropout_before_output(ctx: LintContext):
         so the embedding's `num` and the width of the projection that produces the logits
         must be equal. If the projection is smaller, some target ids have no logit (an
         out-of-range error, or a silently ignored class); if larger, the model spends
-        probability on ids that never occur. Usually one of the two forgot a special token.""",
+        probability on ids that never occur. Usually one of the two forgot a special token.
+        The rule applies when the targets are the input tokens themselves (sliced from the
+        same input) or the next tokens (see GL201 for the evidence it uses); a tagger whose
+        targets are tags from another vocabulary is left alone.""",
       fix="""
         Size both from one constant (`num: vocab` and `out: vocab`).""",
       bad="""
@@ -257,10 +260,10 @@ def vocab_mismatch(ctx: LintContext):
             num = embed.attrs["num"]
             if ids is None or num == out or embed.name not in ctx.ancestors(proj.name):
                 continue
-            same_tokens = target.name == ids.name
+            same_tokens = target.name == ids.name  # e.g. both sliced from one `tokens` input
             tt, it = ctx.type(target.name), ctx.type(ids.name)
             token_like = (tt is not None and it is not None and tt.dtype == it.dtype == "int64"
-                          and tt.shape == it.shape and 0.5 <= out / num <= 2.0)
+                          and tt.shape == it.shape and ctx.predicts_next_token(loss))
             if not (same_tokens or token_like):
                 continue
             yield Finding(

@@ -8,16 +8,6 @@ from graphc.lint.context import POSITION_OPS, LintContext
 from graphc.lint.table import Finding, rule
 
 RNN_LONG = 32  # steps: beyond this a vanilla RNN's gradient has all but vanished
-_NEXT = re.compile(r"\bnext\b", re.IGNORECASE)
-
-
-def _predicts_next_token(ctx: LintContext, loss) -> bool:
-    target = ctx.source(loss, "target")
-    if target is None or not target.is_input:
-        return False
-    if ctx.next_token_data():
-        return True
-    return bool(_NEXT.search(target.name.replace("_", " ")) or _NEXT.search(target.doc))
 
 
 @rule("GL201", "causal-leak", "error",
@@ -27,8 +17,9 @@ def _predicts_next_token(ctx: LintContext, loss) -> bool:
         without `causal: true` lets position t look at position t+1: the answer is in the
         input. Training loss drops to almost zero, and the model is useless for generation,
         where the future is not there to look at. The evidence graphc uses for "predicts the
-        next token": the data source yields shifted targets (`reverse_digits`, `sort_digits`,
-        a `.txt` file), or the target input's name or doc says "next".""",
+        next token": the targets are sliced in the graph from the same input the embedding
+        reads (a shift), the data source yields shifted targets (`reverse_digits`,
+        `sort_digits`, a `.txt` file), or the target input's name or doc says "next".""",
       fix="""
         Set `causal: true` on every self-attention of a decoder. (A masked language model such
         as BERT predicts tokens hidden in its input, not the next one; it needs no mask.)""",
@@ -68,7 +59,7 @@ def causal_leak(ctx: LintContext):
         return  # no attention, or an encoder-decoder: its encoder is meant to see everything
     for loss in ctx.ops("cross_entropy"):
         logits = ctx.type(*loss.port_inputs("logits")[0].tensor) if loss.port_inputs("logits") else None
-        if logits is None or logits.rank < 3 or not _predicts_next_token(ctx, loss):
+        if logits is None or logits.rank < 3 or not ctx.predicts_next_token(loss):
             continue
         upstream = ctx.ancestors(loss.name)
         for attn in attns:
@@ -82,6 +73,14 @@ def causal_leak(ctx: LintContext):
                 hint=f"set `causal: true` on `{attn.name}`")
 
 
+def _position_input(node) -> bool:
+    """An input of position ids (for a learned position embedding written with `embedding`)."""
+    return node.is_input and bool(_POSITION.search(node.name) or _POSITION.search(node.doc))
+
+
+_POSITION = re.compile(r"(^|_)pos(ition)?s?(_|$)|position", re.IGNORECASE)
+
+
 @rule("GL202", "no-position", "warning",
       summary="Attention over a sequence with no position information anywhere before it.",
       rationale="""
@@ -90,8 +89,9 @@ def causal_leak(ctx: LintContext):
         know order) before it, the model sees a bag of tokens and cannot tell "dog bites man"
         from "man bites dog".""",
       fix="""
-        Add a `positional_encoding` node (sinusoidal or learned) after the embedding. If the
-        input really is a set, suppress the rule on the node and say so.""",
+        Add a `positional_encoding` node (sinusoidal or learned) after the embedding, or add an
+        `embedding` of position ids from an input whose name or doc says so (`positions`,
+        `pos_ids`). If the input really is a set, suppress the rule on the node and say so.""",
       bad="""
         inputs:
           tokens: {shape: [B, T], dtype: int64}
@@ -132,7 +132,7 @@ def no_position(ctx: LintContext):
                 continue
             src = bound[0].src
             before = ctx.ancestors(src) | {src}
-            if any(g.nodes[n].op in POSITION_OPS for n in before):
+            if any(g.nodes[n].op in POSITION_OPS or _position_input(g.nodes[n]) for n in before):
                 continue
             if before & flagged:
                 break  # an earlier attention on the same sequence is already reported

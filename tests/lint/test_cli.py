@@ -146,3 +146,12 @@ def test_overrides_reach_the_rules(tmp_path):
     path.write_text(RULES["GL402"].good)
     assert run(path).exit_code == 0
     assert run(path, "--set", "optimizer.lr=5").exit_code == 1
+
+
+def test_a_directory_stands_for_its_specs(tmp_path, bad):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "ok.yml").write_text(RULES["GL101"].good)
+    (tmp_path / "notes.txt").write_text("not a spec")
+    out = run(tmp_path, "--format", "json").output
+    files = [f["file"] for f in json.loads(out)["files"]]
+    assert files == [str(bad), str(tmp_path / "sub" / "ok.yml")]

@@ -4,6 +4,8 @@ import pytest
 
 from graphc.lint.engine import Config, LintConfigError, lint_file, load_config
 from graphc.lint.table import all_rules
+from graphc.pipeline import analyze
+from tests.conftest import ROOT
 from tests.lint.helpers import codes, lint_text
 
 RULES = all_rules()
@@ -125,3 +127,29 @@ def test_bad_config_is_a_usage_error(tmp_path, table):
 def test_default_config_without_pyproject(tmp_path):
     assert load_config(tmp_path / "spec.yaml").fail_on in ("warning",)
     assert Config().enabled(RULES) == list(RULES.values())
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "specs" / "bad").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_check_diagnostic_appears_in_lint(spec):
+    check = analyze(str(spec))
+    result = lint_file(str(spec), config=Config())
+    shown = [(d.code, d.span, d.message) for d in result.diagnostics + result.suppressed]
+    for d in check.diagnostics:
+        assert (d.code, d.span, d.message) in shown
+
+
+def test_findings_in_blocks_name_the_instance(tmp_path):
+    result = lint_text(tmp_path, RULES["GL302"].bad)
+    (d,) = result.diagnostics
+    assert d.span.line == 9  # the tanh in the block body
+    assert any("in `stack.3`, an instance of block `dense`" in what for what, _ in d.related)
+
+
+def test_learned_positions_from_an_input_count_as_position(tmp_path):
+    spec = RULES["GL202"].bad.replace(
+        "  y: {shape: [B, T], dtype: int64}",
+        "  y: {shape: [B, T], dtype: int64}\n  positions: {shape: [B, T], dtype: int64}").replace(
+        "  attn: {op: attention, in: embed,",
+        "  pe: {op: embedding, in: positions, num: 64, dim: 32}\n"
+        "  both: {op: add, in: [embed, pe]}\n  attn: {op: attention, in: both,")
+    assert codes(lint_text(tmp_path, spec)) == []

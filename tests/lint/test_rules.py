@@ -110,3 +110,35 @@ def test_lr_defaults_and_overrides(tmp_path):
     path.write_text(good)
     assert "GL402" not in codes(lint_file(str(path)))
     assert "GL402" in codes(lint_file(str(path), overrides={"optimizer.lr": 3.0}))
+
+
+SHIFTED_LM = """\
+constants: {vocab: 11, d: 32}
+inputs:
+  seq: {shape: [B, 17], dtype: int64}
+nodes:
+  tokens: {op: slice, in: seq, axis: 1, start: 0, stop: 16}
+  targets: {op: slice, in: seq, axis: 1, start: 1, stop: 17}
+  embed: {op: embedding, in: tokens, num: vocab, dim: d}
+  pos: {op: positional_encoding, in: embed}
+  attn: {op: attention, in: pos, heads: 4}
+  norm: {op: add_norm, in: [pos, attn]}
+  logits: {op: linear, in: norm, out: vocab}
+  loss: {op: cross_entropy, in: [logits, targets]}
+outputs: [logits]
+losses: [loss]
+"""
+
+
+def test_a_shift_inside_the_graph_is_next_token_prediction(tmp_path):
+    assert codes(lint_text(tmp_path, SHIFTED_LM)) == ["GL201"]
+    fixed = SHIFTED_LM.replace("heads: 4}", "heads: 4, causal: true}")
+    assert codes(lint_text(tmp_path, fixed)) == []
+    assert codes(lint_text(tmp_path, fixed.replace("out: vocab", "out: 10"))) == ["GL105"]
+
+
+def test_vocab_mismatch_leaves_taggers_alone(tmp_path):
+    tagger = RULES["GL105"].bad.replace("targets: {shape: [B, T], dtype: int64, doc: the next token "
+                                        "at every position}", "targets: {shape: [B, T], dtype: int64, "
+                                        "doc: one tag per token}")
+    assert "GL105" not in codes(lint_text(tmp_path, tagger))
