@@ -8,6 +8,7 @@ compile of its own; see the README's architecture notes.
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from graphc import __version__
@@ -33,6 +34,12 @@ def _call(c: Call, indent: str = "    ") -> list[str]:
         lines.append(f"{indent})")
     lines += [indent + a for a in c.after]
     return lines
+
+
+def _backward_reads(prog: Program, name: str) -> bool:
+    """Whether some backward call's arguments mention the variable `name` (a forward local)."""
+    word = re.compile(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])")
+    return any(word.search(v) for c in prog.backward for _, v in c.args)
 
 
 def generate(prog: Program, source_file: str) -> str:
@@ -63,6 +70,8 @@ def generate(prog: Program, source_file: str) -> str:
     saved = [v for c in prog.forward for v in c.targets] + [
         prog.tensors[(n.name, "out")] for n in g.inputs]
     saved += [line.split(" = ")[0].strip() for c in prog.forward for line in c.before]
+    if _backward_reads(prog, "training"):  # dropout/batchnorm backward need the mode
+        saved.append("training")
     out += ["", "    S = dict(", *[f"        {v}={v}," for v in saved], "    )"]
     outputs = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.outputs.items())
     losses = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.losses.items())
@@ -70,6 +79,11 @@ def generate(prog: Program, source_file: str) -> str:
     out += ["def backward(P, S, dtype):",
             '    """Gradients of the sum of the losses: G for parameters, GX for inputs."""',
             "    _E = np.zeros(0, dtype)", "    G, GX = {}, {}"]
+    if _backward_reads(prog, "training"):
+        out.append('    training = S["training"]')
+    for dim, (inp, axis) in sorted(prog.dims.items()):  # e.g. reshape's [B, -1] in the backward
+        if _backward_reads(prog, dim):
+            out.append(f'    {dim} = S["{prog.tensors[(inp, "out")]}"].shape[{axis}]')
     for c in prog.backward:
         out.append("")
         out += _call(c)

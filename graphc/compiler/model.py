@@ -139,7 +139,9 @@ class CompiledModel:
         X = self.feed(batch)
         rng = np.random.default_rng(seed)
         outputs, losses, tape = self._forward(params, X, training, rng, self.dtype)
-        return ForwardResult(outputs, {k: float(v[0]) for k, v in losses.items()}, tape, params)
+        # loss kernels return shape (1,); a scalar node used as a loss (`sum`, `mean`) has shape ()
+        return ForwardResult(outputs, {k: float(np.ravel(v)[0]) for k, v in losses.items()}, tape,
+                             params)
 
     def backward(self, result: ForwardResult) -> dict[str, np.ndarray]:
         grads, _ = self._backward(result.params, result.tape, self.dtype)

@@ -162,15 +162,19 @@ def mse_bwd(g_out, pred, target, out):
 # --------------------------------------------------------------------------- hinge
 @numba.njit(cache=True)
 def hinge_fwd(scores, target, margin):
-    b_n, c_n = scores.shape
+    # any leading axes ([B, C], [B, T, C], ...): one row per target, like cross_entropy
+    c_n = scores.shape[-1]
+    s2 = scores.reshape(-1, c_n)
+    t2 = target.reshape(-1)
+    b_n = s2.shape[0]
     s = 0.0
     for b in range(b_n):
-        y = target[b]
+        y = t2[b]
         if y < 0 or y >= c_n:
             raise IndexError("hinge: target class out of range")
         for j in range(c_n):
             if j != y:
-                s += max(0.0, scores[b, j] - scores[b, y] + margin)
+                s += max(0.0, s2[b, j] - s2[b, y] + margin)
     out = np.empty(1, dtype=scores.dtype)
     out[0] = s / b_n
     return (out,)
@@ -178,17 +182,21 @@ def hinge_fwd(scores, target, margin):
 
 @numba.njit(cache=True)
 def hinge_bwd(g_out, scores, target, margin, out):
-    b_n, c_n = scores.shape
-    gs = np.zeros_like(scores)
+    c_n = scores.shape[-1]
+    gs_out = np.zeros_like(scores)
+    s2 = scores.reshape(-1, c_n)
+    t2 = target.reshape(-1)
+    gs = gs_out.reshape(-1, c_n)
+    b_n = s2.shape[0]
     k = g_out[0] / b_n
     for b in range(b_n):
-        y = target[b]
+        y = t2[b]
         for j in range(c_n):
             # subgradient 0 exactly at the kink, like torch's MultiMarginLoss
-            if j != y and scores[b, j] - scores[b, y] + margin > 0.0:
+            if j != y and s2[b, j] - s2[b, y] + margin > 0.0:
                 gs[b, j] += k
                 gs[b, y] -= k
-    return gs, np.zeros(0, dtype=scores.dtype)
+    return gs_out, np.zeros(0, dtype=scores.dtype)
 
 
 # --------------------------------------------------------------------------- kl_div
