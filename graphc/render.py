@@ -138,9 +138,11 @@ def _h(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt_value(value: object) -> str:
+def _fmt_value(value: object, attr_type: str = "") -> str:
     if isinstance(value, list | tuple):
-        return "×".join(_fmt_value(v) for v in value)
+        if attr_type == "int2":  # a window: kernel=3×3 reads like the picture it is
+            return "×".join(_fmt_value(v) for v in value)
+        return "[" + ", ".join(_fmt_value(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -172,7 +174,7 @@ def key_attributes(node: Node) -> list[str]:
         if isinstance(value, bool):
             shown.append(key if value else f"no {key}")
         else:
-            text = _fmt_value(value)
+            text = _fmt_value(value, schema.type if schema else "")
             shown.append(f"{key}={text if len(text) <= 14 else text[:13] + '…'}")
     return shown[:MAX_ATTRS]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import FIXTURES, ROOT, needs_dot, read_svg, run_cli
+from .helpers import FIXTURES, ROOT, invoke_render, needs_dot, read_svg, run_cli
 
 MLP = str(ROOT / "specs" / "mlp.yaml")
 BAD_SPECS = sorted((ROOT / "specs" / "bad").glob("*.yaml"))
@@ -87,11 +87,11 @@ def test_dot_format_needs_no_dot_binary(tmp_path):
     assert out.read_text().startswith("digraph")
 
 
-def _one_line_error(proc, code: int, *fragments: str) -> None:
-    _no_traceback(proc)
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+def _one_line_error(code: int, returncode: int, stderr: str, *fragments: str) -> None:
+    assert "Traceback" not in stderr
+    assert returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     for fragment in fragments:
         assert fragment in lines[0]
 
@@ -100,16 +100,23 @@ def _one_line_error(proc, code: int, *fragments: str) -> None:
                                   "no_ext"])
 def test_user_mistakes_give_a_one_line_error(tmp_path, case):
     (tmp_path / "taken.svg").mkdir()
-    args, code, fragments = {
-        "missing_spec": (["nope.yaml", "-o", "x.svg"], 1, ["no such spec file", "nope.yaml"]),
-        "missing_dir": ([MLP, "-o", "no/such/dir/x.svg"], 1, ["cannot write", "does not exist"]),
-        "output_is_dir": ([MLP, "-o", "taken.svg"], 1, ["cannot write", "taken.svg"]),
-        "unknown_ext": ([MLP, "-o", "x.jpg"], 2, ["`.jpg`", ".svg, .png, .pdf, .dot"]),
-        "no_ext": ([MLP, "-o", "picture"], 2, ["no extension"]),
+    output, code, fragments = {
+        "missing_spec": ("x.svg", 1, ["no such spec file", "nope.yaml"]),
+        "missing_dir": ("no/such/dir/x.svg", 1, ["cannot write", "does not exist"]),
+        "output_is_dir": ("taken.svg", 1, ["cannot write", "taken.svg"]),
+        "unknown_ext": ("x.jpg", 2, ["`.jpg`", ".svg, .png, .pdf, .dot"]),
+        "no_ext": ("picture", 2, ["no extension"]),
     }[case]
-    proc = run_cli("render", *args, cwd=tmp_path)
-    _one_line_error(proc, code, *fragments)
+    spec = str(tmp_path / "nope.yaml") if case == "missing_spec" else MLP
+    result = invoke_render(spec, tmp_path / output)  # in-process: a crash would re-raise here
+    _one_line_error(code, result.exit_code, result.stderr, *fragments)
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_missing_spec_as_a_real_process(tmp_path):
+    proc = run_cli("render", "nope.yaml", "-o", "x.svg", cwd=tmp_path)
+    assert "Traceback" not in proc.stdout
+    _one_line_error(1, proc.returncode, proc.stderr, "no such spec file: `nope.yaml`")
 
 
 @needs_dot

@@ -102,3 +102,15 @@ def test_set_override_changes_the_drawing(render):
     assert result.exit_code == 0, result.output
     d = read_svg(out)
     assert "×4" in d.texts and "B×T×32" in d.edge_texts
+
+
+def test_side_input_and_multi_output_ports(render):
+    result, out = render(FIXTURES / "multi.yaml", "mu.svg")
+    assert result.exit_code == 0, result.output
+    d = read_svg(out)
+    edges = [_title(g) for g in d.root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "edge"]
+    # every repetition reads `mem`; folded, that is one edge into the drawn repetition
+    assert edges.count("mem->stack.0.s") == 1
+    assert {"0: B×T×8", "1: B×T×8"} <= set(d.edge_texts)  # split's outputs named by port
+    assert "output/pred" in d.nodes and "pred" in d.node_texts("output/pred")
+    assert "split sizes=[8, 8]" in [" ".join(t.split()) for t in d.node_texts("stack.0.parts")]
