@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataBundle, Dataset, Feeder
-from .errors import DataError
+from .data import Dataset, Feeder
 from .metrics import MetricTracker, has_class_labels
-from .setup import Setup
+from .setup import pick_data
 
 
 def evaluate_dataset(
@@ -38,31 +37,14 @@ def evaluate(
 
     ``data`` is None (the spec's ``train.data``), a ``train.data``-style dict, a DataBundle,
     or a Dataset. ``split`` picks ``val`` (the held-out set) or ``train`` (finite data only).
+    ``metrics`` default to the train section's (loss, plus accuracy for class labels).
     """
-    if isinstance(data, Dataset):
-        dataset, feed, default_batch = data, Feeder(model.inputs), 64
-    else:
-        if isinstance(data, DataBundle):
-            bundle, feed, default_batch = data, Feeder(model.inputs, data.info.get("map")), 64
-        else:
-            setup = Setup.create(model, {"data": data} if data is not None else None, base_dir)
-            bundle, feed, default_batch = setup.data, setup.feed, setup.cfg.batch
-            metrics = metrics or setup.metrics
-        if split == "val":
-            dataset = bundle.val
-            if dataset is None:
-                raise DataError("this data has no validation set to evaluate on")
-        elif split == "train":
-            dataset = getattr(bundle.train, "data", None)
-            if dataset is None:
-                raise DataError(
-                    "the training data is an endless generated stream; evaluate on split `val`"
-                )
-        else:
-            raise ValueError(f"split must be `val` or `train`, not {split!r}")
+    picked = pick_data(model, data, split=split, base_dir=base_dir)
+    if metrics is None and picked.setup is not None:
+        metrics = picked.setup.metrics
     if metrics is None:
-        labelled = has_class_labels(dataset.take(slice(0, 1)))
+        labelled = has_class_labels(picked.dataset.take(slice(0, 1)))
         metrics = ["loss", "accuracy"] if labelled else ["loss"]
-    seed = int((model.train or {}).get("seed", 0)) if isinstance(model.train, dict) else 0
-    out = evaluate_dataset(model, params, dataset, feed, metrics, batch or default_batch, seed)
-    return {**out, "samples": len(dataset)}
+    batch = batch or (picked.setup.cfg.batch if picked.setup else 64)
+    out = evaluate_dataset(model, params, picked.dataset, picked.feed, metrics, batch, seed=0)
+    return {**out, "samples": len(picked.dataset)}

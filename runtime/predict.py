@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import DataBundle, Dataset, Feeder
+from .data import DataBundle, Feeder
 from .errors import DataError
+from .setup import pick_data
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -50,25 +51,22 @@ def _decoder(bundle: DataBundle | None):
 
 
 def predict(
-    model, params: dict[str, np.ndarray], data=None, *, n: int = 8, base_dir=None
+    model,
+    params: dict[str, np.ndarray],
+    data=None,
+    *,
+    n: int = 8,
+    split: str = "val",
+    base_dir=None,
 ) -> list[dict]:
-    """Predictions for the first ``n`` validation samples, one dict per sample.
+    """Predictions for the first ``n`` samples of a data set, one dict per sample.
 
-    ``data``: None (the spec's ``train.data``), a ``train.data`` dict, a DataBundle or a
-    Dataset. Each dict has ``text`` (a one-line rendering), ``correct`` and, for sequences,
+    ``data``/``split`` as for :func:`~.evaluate.evaluate`. Each dict has ``text`` (a one-line
+    rendering), ``correct`` (when labels exist) and, for answer-style sequences,
     ``input``/``predicted``/``expected``; for classifiers ``predicted``/``label``/``prob``.
     """
-    from .setup import Setup
-
-    if isinstance(data, Dataset):
-        bundle, dataset, feed = None, data, Feeder(model.inputs)
-    elif isinstance(data, DataBundle):
-        bundle, dataset, feed = data, data.val, Feeder(model.inputs, data.info.get("map"))
-    else:
-        setup = Setup.create(model, {"data": data} if data is not None else None, base_dir)
-        bundle, dataset, feed = setup.data, setup.data.val, setup.feed
-    if dataset is None:
-        raise DataError("this data has no validation set to predict on")
+    picked = pick_data(model, data, split=split, base_dir=base_dir)
+    dataset, feed, bundle = picked.dataset, picked.feed, picked.bundle
     batch = dataset.take(slice(0, n))
     decode = _decoder(bundle)
     rows = []

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, apply_overrides
-from .data import DataBundle, Feeder, build_data
-from .errors import ConfigError
+from .data import DataBundle, Dataset, Feeder, build_data
+from .errors import ConfigError, DataError
 from .metrics import has_class_labels
 
 
@@ -99,3 +99,37 @@ class Setup:
             if base not in metrics:
                 metrics = [*metrics, base]
         return cls(cfg, data, feed, metrics, total)
+
+
+@dataclass
+class Picked:
+    """A data set to evaluate or predict on, with what is needed to feed it."""
+
+    dataset: Dataset
+    feed: Feeder
+    bundle: DataBundle | None  # None when a bare Dataset was given
+    setup: Setup | None  # None unless it came from the model's train section
+
+
+def pick_data(model, data=None, *, split: str = "val", base_dir=None) -> Picked:
+    """Resolve ``data`` (None: the spec's ``train.data``; a ``train.data``-style dict; a
+    DataBundle; or a Dataset) and ``split`` (``val`` or ``train``) to one Dataset."""
+    if isinstance(data, Dataset):
+        return Picked(data, Feeder(model.inputs), None, None)
+    setup = None
+    if isinstance(data, DataBundle):
+        bundle, feed = data, Feeder(model.inputs, data.info.get("map"))
+    else:
+        setup = Setup.create(model, {"data": data} if data is not None else None, base_dir)
+        bundle, feed = setup.data, setup.feed
+    if split == "val":
+        dataset = bundle.val
+        if dataset is None:
+            raise DataError("this data has no validation set (set val_fraction or val_file)")
+    elif split == "train":
+        dataset = getattr(bundle.train, "data", None)
+        if dataset is None:
+            raise DataError("the training data is an endless generated stream; use split `val`")
+    else:
+        raise ConfigError(f"split must be `val` or `train`, not {split!r}")
+    return Picked(dataset, feed, bundle, setup)

@@ -175,6 +175,7 @@ def test_nonfinite_stops_and_keeps_the_last_good_checkpoint(tmp_path, where, wha
     del before
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
 def test_exploding_learning_rate_is_caught(tmp_path):
     model = _spirals(optimizer={"name": "sgd", "lr": 1e30}, steps=50, checkpoint_every=1)
     with pytest.raises(NonFiniteError) as err:
@@ -315,3 +316,29 @@ def test_rich_progress_renders_step_loss_and_lr(tmp_path):
     train(_spirals(steps=12), out_dir=tmp_path, progress=bar)
     out = buf.getvalue()
     assert "12/12" in out and "loss" in out and "lr" in out and "val_loss" in out
+
+
+def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
+    # same samples either way: epoch 0's order is fixed by the seed, batches are consecutive
+    def run(out, batch, accumulate):
+        model = MLP(
+            hidden=8,
+            track_stats=False,
+            train={
+                "data": {"task": "xor"},
+                "batch": batch,
+                "accumulate": accumulate,
+                "steps": 3,
+                "eval_every": 0,
+                "optimizer": {"name": "sgd", "lr": 0.5},
+            },
+        )
+        train(model, out_dir=tmp_path / out, progress="none")
+        return load_checkpoint(tmp_path / out / "checkpoint").params
+
+    one, two, four = run("one", 64, 1), run("two", 32, 2), run("four", 16, 4)
+    for k in one:
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-6)
+    summed = run("sum", 32, 1)  # a different batch really does give different weights
+    assert not np.allclose(summed["fc1.w"], one["fc1.w"], rtol=1e-3)

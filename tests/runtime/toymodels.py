@@ -58,7 +58,16 @@ class MLP:
     to test the non-finite stop.
     """
 
-    def __init__(self, in_shape=(2,), hidden=16, classes=2, dropout=0.0, train=None, name="mlp"):
+    def __init__(
+        self,
+        in_shape=(2,),
+        hidden=16,
+        classes=2,
+        dropout=0.0,
+        train=None,
+        name="mlp",
+        track_stats=True,
+    ):
         self.name = name
         self.in_shape = tuple(in_shape)
         features = int(np.prod(in_shape))
@@ -69,6 +78,7 @@ class MLP:
         self.outputs = ["logits"]
         self.losses = ["ce"]
         self.dropout = dropout
+        self.track_stats = track_stats
         self.params = {
             "norm.running_mean": ParamSpec(
                 "norm.running_mean", (features,), "zeros", False, "norm", trainable=False
@@ -110,7 +120,7 @@ class MLP:
         x, xc, a, h, mask, logits = self._stages(params, batch, training, seed)
         y = batch["y"]
         loss, dlogits = _softmax_ce(logits, y, np.ones(y.shape, logits.dtype))
-        if training:
+        if training and self.track_stats:
             rm = params["norm.running_mean"]
             rm *= 0.9
             rm += 0.1 * x.mean(axis=0).astype(rm.dtype)
