@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -252,6 +253,13 @@ def decl_paths(ctx: LintContext, node: Node) -> list[tuple[str, ...]]:
 
 
 def suppressions(ctx: LintContext) -> dict[tuple[str, ...], Suppression]:
+    """Every `lint:` setting in the spec. The IR keeps `lint:` of op nodes only (not of block
+    instances), so they are read from the document, which is parsed again only when its text
+    mentions `lint` at all."""
     if "_suppressions" not in ctx.__dict__:
-        ctx.__dict__["_suppressions"] = _suppressions(ctx.doc)
+        try:
+            mentioned = "lint" in Path(ctx.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            mentioned = False
+        ctx.__dict__["_suppressions"] = _suppressions(ctx.doc) if mentioned else {}
     return ctx.__dict__["_suppressions"]

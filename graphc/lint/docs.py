@@ -53,6 +53,9 @@ fail-on = "warning"             # error | warning | note | never
 per-file-ignores = {"specs/experiments/*.yaml" = ["GL3"]}
 ```
 
+Findings about the `train:` section (GL4xx) belong to no node; silence them with
+`per-file-ignores` (the runtime accepts no extra keys under `train:`).
+
 `--select` replaces the configured `select`; `--ignore` adds to the configured `ignore`.
 Check errors cannot be silenced; check warnings (such as GC301, a node that reaches no output
 or loss, and GC302, an unused input) can, like any rule.

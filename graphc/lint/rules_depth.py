@@ -23,7 +23,7 @@ def _decl(ctx: LintContext, node: Node):
 
 
 def _repeat_groups(ctx: LintContext):
-    """(description, span, member nodes) for each `repeat:` in the spec (block or op)."""
+    """(description, span thunk, member nodes) for each `repeat:` in the spec (block or op)."""
     g = ctx.graph
     blocks: dict[tuple, list[Node]] = defaultdict(list)
     ops: dict[tuple, list[Node]] = defaultdict(list)
@@ -34,17 +34,23 @@ def _repeat_groups(ctx: LintContext):
                 blocks[key].append(node)
         if node.span and not node.is_input:
             ops[(node.span, tuple(f.path for f in node.scope))].append(node)
+    def block_span(node: Node, depth: int):
+        decl = ctx.instance_decl(node, depth)  # parses the document: only when reporting
+        return decl.where("repeat") if decl is not None else node.scope[depth].span
+
+    def op_span(node: Node):
+        decl = _decl(ctx, node)
+        return decl.where("repeat") if decl is not None else node.span
+
     for (depth, path), members in blocks.items():
         frame = members[0].scope[depth]
-        decl = ctx.instance_decl(members[0], depth)
-        span = decl.where("repeat") if decl is not None else frame.span
-        yield (f"`{path}` repeats block `{frame.block}` {frame.repeat} times", span, members)
+        yield (f"`{path}` repeats block `{frame.block}` {frame.repeat} times",
+               lambda m=members[0], d=depth: block_span(m, d), members)
     for members in ops.values():
         if len(members) > 1:
-            decl = _decl(ctx, members[0])
-            span = decl.where("repeat") if decl is not None else members[0].span
             base = members[0].name.rsplit(".", 1)[0]
-            yield (f"`{base}` repeats `{members[0].op}` {len(members)} times", span, members)
+            yield (f"`{base}` repeats `{members[0].op}` {len(members)} times",
+                   lambda m=members[0]: op_span(m), members)
 
 
 @rule("GL301", "deep-without-residual", "warning",
@@ -98,12 +104,12 @@ def _repeat_groups(ctx: LintContext):
         """)
 def deep_without_residual(ctx: LintContext):
     g = ctx.graph
-    for what, span, members in _repeat_groups(ctx):
+    for what, where, members in _repeat_groups(ctx):
         weights = [n for n in members if has_params(g, n.name) and n.op not in NORM_OPS]
         if len(weights) < DEEP or any(n.op in SKIP_OPS or n.op in NORM_OPS for n in members):
             continue
         yield Finding(f"{what}: {len(weights)} weight layers in a row with no residual connection "
-                      f"or normalization", span, tuple(n.name for n in weights[:1]),
+                      f"or normalization", where(), tuple(n.name for n in weights[:1]),
                       hint="add a residual `add`/`add_norm` or a norm layer inside the repetition")
 
 
