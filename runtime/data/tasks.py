@@ -7,6 +7,10 @@ reverse_digits     tokens [N,T] int64, targets [N,T] int64, loss_mask [N,T] floa
 sort_digits        (same) with T = 2*length; the sequence is ``digits, SEP, answer``
 majority           x [N,length,1] float32 (or [N,length] int64 with ``format: tokens``),
                    y [N] int64 = 1 when more than half of the 0/1 inputs are 1
+brackets           x [N,length,1] float32 (1 = "(", 0 = ")"; or int64 [N,length] with
+                   ``format: tokens``), y [N] int64 = 1 when the brackets are balanced. Half
+                   the samples are balanced; the others have equal counts of "(" and ")", so
+                   counting alone cannot tell them apart
 two_spirals        x [N,2] float32, y [N] int64 (two interleaved spirals; alias `spirals`)
 xor                x [N,2] float32, y [N] int64 (four noisy corners, label = XOR of signs)
 =================  ==========================================================================
@@ -22,6 +26,7 @@ field). Without ``train_size`` the training data is an endless stream; with it, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +68,31 @@ def _majority(rng: np.random.Generator, n: int, *, length: int, format: str) -> 
     bits = rng.integers(0, 2, size=(n, length))
     y = (2 * bits.sum(axis=1) > length).astype(np.int64)
     x = bits.astype(np.int64) if format == "tokens" else bits[..., None].astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def _balanced(opens: np.ndarray) -> np.ndarray:
+    """Rows of 0/1 (1 = "(") that are balanced bracket sequences."""
+    depth = np.cumsum(np.where(opens == 1, 1, -1), axis=1)
+    return (depth.min(axis=1) >= 0) & (depth[:, -1] == 0)
+
+
+def _brackets(rng: np.random.Generator, n: int, *, length: int, format: str) -> Batch:
+    """Half balanced sequences (random Dyck words), half shuffles with the same counts."""
+    pos = rng.random(n) < 0.5
+    opens = np.zeros((n, length), np.int64)
+    depth = np.zeros(n, np.int64)
+    coins = rng.random((n, length)) < 0.5
+    for i in range(length):  # a random walk that stays >= 0 and ends at 0
+        left = length - i
+        step = np.where(depth == 0, True, np.where(depth >= left, False, coins[:, i]))
+        opens[:, i] = step
+        depth += np.where(step, 1, -1)
+    half = np.tile(np.repeat([1, 0], length // 2), (n, 1))
+    shuffled = rng.permuted(half, axis=1)  # equal counts: only matching tells them apart
+    opens = np.where(pos[:, None], opens, shuffled)
+    y = _balanced(opens).astype(np.int64)
+    x = opens if format == "tokens" else opens[..., None].astype(np.float32)
     return {"x": x, "y": y}
 
 
@@ -131,6 +161,16 @@ TASKS: dict[str, Task] = {
         val_size=512,
         info=_classes("majority"),
     ),
+    "brackets": Task(
+        generate=_brackets,
+        options={"length": 20, "format": "features"},
+        key="x",
+        # half the samples are balanced, and only Catalan(length / 2) balanced ones exist
+        space=lambda length, **_: 2.0 * math.comb(length, length // 2) / (length // 2 + 1),
+        train_size=None,
+        val_size=512,
+        info=_classes("brackets"),
+    ),
     "two_spirals": Task(
         generate=_spirals,
         options={"turns": 1.5, "noise": 0.05},
@@ -161,6 +201,8 @@ def _check_options(name: str, options: dict) -> dict:
     for key in ("turns", "noise"):
         if key in options:
             options[key] = as_number(options[key], f"train.data.{key} ({name})", minimum=0)
+    if "length" in options and name == "brackets" and options["length"] % 2:
+        raise ConfigError(f"train.data.length for brackets must be even, got {options['length']}")
     if options.get("format", "features") not in ("features", "tokens"):
         raise ConfigError(
             f"train.data.format for {name} must be `features` or `tokens`, "

@@ -271,3 +271,24 @@ def test_feeder_checks_names_shapes_and_dtypes():
     assert column["y"].shape == (3, 1)  # trailing 1 added
     with pytest.raises(DataError, match="does not take"):
         Feeder(inputs, {"z": "x"})
+
+
+def _balanced_by_stack(row):
+    depth = 0
+    for c in row:
+        depth += 1 if c == 1 else -1
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_brackets_task():
+    bundle = build_data({"task": "brackets", "length": 12, "val_size": 40}, batch=400, seed=0)
+    b = bundle.train.next_batch()
+    rows = b["x"][..., 0].astype(int)
+    assert b["x"].shape == (400, 12, 1)
+    assert np.array_equal(b["y"], [int(_balanced_by_stack(r)) for r in rows])
+    assert np.all(rows.sum(axis=1) == 6)  # counting "(" alone cannot solve it
+    assert 0.4 < b["y"].mean() < 0.65
+    with pytest.raises(ConfigError, match="must be even"):
+        build_data({"task": "brackets", "length": 7}, batch=4, seed=0)
