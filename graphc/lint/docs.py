@@ -6,6 +6,7 @@ A test compares the committed file with this output, so the page cannot go stale
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from graphc.lint.table import Rule, all_rules, paragraphs
@@ -73,7 +74,27 @@ once. Suppressions that silence nothing are reported as GL002.
 def _section(r: Rule) -> str:
     return (f"### {r.code} `{r.name}` ({r.severity})\n\n{r.summary}\n\n"
             f"**Why it matters.** {paragraphs(r.rationale)}\n\n**How to fix it.** {paragraphs(r.fix)}\n\n"
-            f"Fires on:\n\n```yaml\n{r.bad}```\n\nSilent on the fixed spec:\n\n```yaml\n{r.good}```\n")
+            f"Fires on:\n\n```yaml\n{r.bad}```\n\n`graphc lint spec.yaml` says:\n\n```\n{_findings(r)}```\n\n"
+            f"Silent on the fixed spec:\n\n```yaml\n{r.good}```\n")
+
+
+def _findings(r: Rule) -> str:
+    """What lint reports on the bad example (only this rule's findings), as the text format shows."""
+    from graphc.lint.engine import Config, lint_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spec.yaml"
+        path.write_text(r.bad, encoding="utf-8")
+        result = lint_file(str(path), config=Config())
+        lines = []
+        for d in result.diagnostics:
+            if d.code != r.code:
+                continue
+            where = f"spec.yaml:{d.span.line}:{d.span.col}: " if d.span else ""
+            lines.append(f"{where}{d.severity}[{d.code}]: {d.message.replace(str(path), 'spec.yaml')}")
+            if d.hint:
+                lines.append(f"  = hint: {d.hint}")
+    return "".join(line + "\n" for line in lines)
 
 
 def render_markdown(rules: dict[str, Rule] | None = None) -> str:

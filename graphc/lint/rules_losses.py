@@ -23,8 +23,9 @@ def _logit_sources(ctx: LintContext, ops: set[str]):
         themselves (softmax or sigmoid, computed stably inside the loss). Feeding them
         probabilities applies the normalization twice: the scores are squashed into [0, 1], the
         loss can barely tell a right answer from a wrong one, and gradients all but vanish.
-        `log_softmax` before `cross_entropy` computes the same value twice (it is idempotent),
-        but before `kl_div` with a temperature it changes the result.""",
+        `log_softmax` before `cross_entropy` gives the same loss (log_softmax is idempotent)
+        but does the work twice, so it is reported as a warning; before `kl_div` with a
+        temperature it changes the result.""",
       fix="""
         Feed the loss the scores from the last linear layer. If you also want probabilities
         for prediction, keep the `softmax` node and list it under `outputs:` beside the logits.""",
@@ -191,10 +192,10 @@ def activation_before_logits(ctx: LintContext):
 def dropout_before_output(ctx: LintContext):
     for node in ctx.ops("dropout"):
         frontier, seen = [node], {node.name}
-        hits = []
+        outputs, losses = [], []
         while frontier:
             cur = frontier.pop()
-            hits += [f"output `{o}`" for o in ctx.named_outputs(cur.name)]
+            outputs += [f"output `{o}`" for o in ctx.named_outputs(cur.name)]
             for consumer, _ in ctx.consumers(cur.name):
                 if consumer.name in seen:
                     continue
@@ -202,9 +203,10 @@ def dropout_before_output(ctx: LintContext):
                 if consumer.op in SHAPE_ONLY:
                     frontier.append(consumer)
                 elif OPS[consumer.op].loss:
-                    hits.append(f"loss `{consumer.name}` ({consumer.op})")
-        if hits:
-            yield Finding(f"`{node.name}` (dropout) feeds {', '.join(sorted(set(hits)))} directly",
+                    losses.append(f"loss `{consumer.name}` ({consumer.op})")
+        if outputs or losses:
+            yield Finding(f"`{node.name}` (dropout) feeds {' and '.join(sorted(set(outputs)) + sorted(set(losses)))} "
+                          f"directly: predictions are zeroed at random in training",
                           node.span, (node.name,),
                           hint="move the dropout before the last linear layer")
 
@@ -329,9 +331,10 @@ def never_trained(ctx: LintContext):
         count = sum(g.param_count(n) for n in untrained)
         first = g.nodes[untrained[0]]
         names = ", ".join(f"`{n}`" for n in untrained[:4]) + (" …" if len(untrained) > 4 else "")
+        one = len(untrained) == 1
         yield Finding(
-            f"output `{out_name}` depends on {names} ({count:,} parameters) which reach no loss: "
-            f"their weights never train", first.span, tuple(untrained),
+            f"{names} ({count:,} parameters) feed{'s' * one} output `{out_name}` but no loss: "
+            f"{'its' if one else 'their'} weights never train", first.span, tuple(untrained),
             hint=f"add a loss on `{out_name}` under `losses:`, or remove the branch")
 
 
