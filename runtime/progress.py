@@ -25,15 +25,19 @@ class Progress:
 
     def start(self, total: int, step: int) -> None:
         self.total, self.first, self.t0 = total, step, time.perf_counter()
+        self.samples = 0
 
-    def rates(self, step: int) -> tuple[float, float]:
-        """(steps per second, seconds remaining) measured over this run."""
+    def rates(self, step: int) -> tuple[float, float, float]:
+        """(steps/s, samples/s, seconds remaining), measured over this invocation."""
         elapsed = time.perf_counter() - self.t0
-        rate = (step - self.first) / elapsed if elapsed > 0 else 0.0
-        return rate, (self.total - step) / rate if rate > 0 else float("nan")
+        if elapsed <= 0 or step <= self.first:
+            return 0.0, 0.0, float("nan")
+        rate = (step - self.first) / elapsed
+        return rate, self.samples / elapsed, (self.total - step) / rate
 
     def update(self, step: int, stats: dict) -> None:
-        pass
+        """``stats``: loss, lr and samples (seen in this step)."""
+        self.samples += stats.get("samples", 0)
 
     def message(self, text: str) -> None:
         pass
@@ -55,15 +59,16 @@ class PlainProgress(Progress):
         self.last = self.t0
 
     def update(self, step: int, stats: dict) -> None:
+        super().update(step, stats)
         now = time.perf_counter()
         if now - self.last < self.interval and step < self.total:
             return
         self.last = now
-        rate, eta = self.rates(step)
+        rate, speed, eta = self.rates(step)
         line = f"step {step}/{self.total}  loss {stats.get('loss', float('nan')):.4f}"
         line += f"  lr {stats.get('lr', 0.0):.2e}"
-        if "samples_per_sec" in stats:
-            line += f"  {stats['samples_per_sec']:.0f} samples/s"
+        if speed > 0:
+            line += f"  {speed:.0f} samples/s"
         if rate > 0 and step < self.total:
             line += f"  eta {_duration(eta)}"
         print(line, file=self.stream, flush=True)
@@ -107,7 +112,8 @@ class RichProgress(Progress):
         )
 
     def update(self, step: int, stats: dict) -> None:
-        speed = stats.get("samples_per_sec")
+        super().update(step, stats)
+        speed = self.rates(step)[1]
         self.bar.update(
             self.task,
             completed=step,

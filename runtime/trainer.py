@@ -183,12 +183,7 @@ class Run:
                     stop = self.validate(row)
                 self.record(row)
                 bar.update(
-                    self.step,
-                    {
-                        "loss": tracker.result()["loss"],
-                        "lr": lr,
-                        "samples_per_sec": row.get("samples_per_sec"),
-                    },
+                    self.step, {"loss": tracker.result()["loss"], "lr": lr, "samples": samples}
                 )
                 if stop:
                     es = self.cfg.early_stopping
