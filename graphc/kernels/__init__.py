@@ -88,7 +88,7 @@ KERNELS: dict[str, KernelPair] = {
         ("x",),
         ("weight", "bias"),
         ("stride", "padding", "dilation", "groups", "has_bias"),
-    ),  # fmt: skip
+    ),
     "conv2d": _pair(conv, "conv2d", ("x",), ("weight", "bias"), _CONV2D_ATTRS),
     "conv_transpose2d": _pair(
         conv,
@@ -107,7 +107,7 @@ KERNELS: dict[str, KernelPair] = {
             "groups",
             "has_bias",
         ),
-    ),  # fmt: skip
+    ),
     # pool
     "maxpool2d": _pair(pool, "maxpool2d", ("x",), (), _POOL_ATTRS, n_saved=1),
     "avgpool2d": _pair(pool, "avgpool2d", ("x",), (), _POOL_ATTRS),
@@ -137,7 +137,7 @@ KERNELS: dict[str, KernelPair] = {
         ("eps", "momentum", "training"),
         n_saved=2,
         buffers=("running_mean", "running_var"),
-    ),  # fmt: skip
+    ),
     # attention
     "attention": _pair(
         attention,
@@ -147,7 +147,7 @@ KERNELS: dict[str, KernelPair] = {
         ("heads", "causal", "has_bias"),
         n_saved=5,
         nondiff=("key_padding_mask",),
-    ),  # fmt: skip
+    ),
     # recurrent
     "rnn": _pair(
         recurrent,
@@ -157,7 +157,7 @@ KERNELS: dict[str, KernelPair] = {
         ("hidden", "bidirectional", "last", "nonlinearity_tanh"),
         n_saved=1,
         jit=False,
-    ),  # fmt: skip
+    ),
     "lstm": _pair(
         recurrent,
         "lstm",
@@ -166,7 +166,7 @@ KERNELS: dict[str, KernelPair] = {
         ("hidden", "bidirectional", "last"),
         n_saved=3,
         jit=False,
-    ),  # fmt: skip
+    ),
     "gru": _pair(
         recurrent,
         "gru",
@@ -175,7 +175,7 @@ KERNELS: dict[str, KernelPair] = {
         ("hidden", "bidirectional", "last"),
         n_saved=3,
         jit=False,
-    ),  # fmt: skip
+    ),
     # loss
     "cross_entropy": _pair(
         loss,
@@ -183,8 +183,9 @@ KERNELS: dict[str, KernelPair] = {
         ("logits", "target", "mask"),
         (),
         ("ignore_index", "label_smoothing"),
+        n_saved=1,
         nondiff=("target", "mask"),
-    ),  # fmt: skip
+    ),
     "bce_with_logits": _pair(loss, "bce_with_logits", ("logits", "target"), nondiff=("target",)),
     "mse": _pair(loss, "mse", ("pred", "target")),
     "hinge": _pair(loss, "hinge", ("scores", "target"), (), ("margin",), nondiff=("target",)),

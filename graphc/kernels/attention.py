@@ -17,6 +17,8 @@ import math
 import numba
 import numpy as np
 
+from graphc.kernels.vmath import vexp
+
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
 
 
@@ -91,25 +93,33 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     qh = _split_heads(_proj(q.reshape(b_n * t_len, e), wq, bq, has_bias), b_n, t_len, heads)
     kh = _split_heads(_proj(src, wk, bk, has_bias), b_n, s_len, heads)
     vh = _split_heads(_proj(src, wv, bv, has_bias), b_n, s_len, heads)
-    probs = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
-    ctx_h = np.empty_like(qh)
+    # Pass 1: scaled, masked scores minus their row max. Pass 2: one vectorised exp over all
+    # of them. Pass 3: normalise rows and multiply by V.
+    shifted = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
     for b in range(b_n):
         for h in range(heads):
             sc = np.dot(qh[b, h], kh[b, h].T)
-            p = probs[b, h]
+            sh = shifted[b, h]
             for t in range(t_len):
                 m = -np.inf
                 for s in range(s_len):
                     v = _MASKED if _is_masked(mf, b, s, s_len, t, causal) else sc[t, s] * scale
-                    sc[t, s] = v
+                    sh[t, s] = v
                     # max of the *stored* (possibly float32-rounded) value, so a fully
                     # masked row gives exp(0) = 1 everywhere, never 0/0
-                    m = max(m, sc[t, s])
+                    m = max(m, sh[t, s])
+                for s in range(s_len):
+                    sh[t, s] -= m
+    probs = np.empty_like(shifted)
+    vexp(shifted.reshape(-1), probs.reshape(-1))
+    ctx_h = np.empty_like(qh)
+    for b in range(b_n):
+        for h in range(heads):
+            p = probs[b, h]
+            for t in range(t_len):
                 tot = 0.0
                 for s in range(s_len):
-                    ex = math.exp(sc[t, s] - m)
-                    p[t, s] = ex
-                    tot += ex
+                    tot += p[t, s]
                 inv = 1.0 / tot
                 for s in range(s_len):
                     p[t, s] *= inv

@@ -16,7 +16,8 @@ import math
 import numba
 import numpy as np
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+from graphc.kernels.vmath import vexp, vnormal_cdf, vsigmoid, vtanh
+
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -45,37 +46,39 @@ def relu_bwd(g_out, x, out):
 
 @numba.njit(cache=True)
 def gelu_fwd(x):
-    # Exact (erf) GELU, torch's default approximate="none".
+    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x).
     out = np.empty_like(x)
     xf = x.reshape(-1)
     of = out.reshape(-1)
+    vnormal_cdf(xf, of)
     for i in range(xf.size):
-        v = xf[i]
-        of[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+        of[i] *= xf[i]
     return (out,)
 
 
 @numba.njit(cache=True)
 def gelu_bwd(g_out, x, out):
+    # d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
     gx = np.empty_like(x)
     gf = g_out.reshape(-1)
     xf = x.reshape(-1)
     gxf = gx.reshape(-1)
+    cdf = np.empty_like(xf)
+    vnormal_cdf(xf, cdf)
+    arg = np.empty_like(xf)
     for i in range(xf.size):
-        v = float(xf[i])
-        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
-        pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
-        gxf[i] = gf[i] * (cdf + v * pdf)
+        arg[i] = -0.5 * xf[i] * xf[i]
+    pdf = np.empty_like(xf)
+    vexp(arg, pdf)
+    for i in range(xf.size):
+        gxf[i] = gf[i] * (cdf[i] + xf[i] * _INV_SQRT_2PI * pdf[i])
     return (gx,)
 
 
 @numba.njit(cache=True)
 def tanh_fwd(x):
     out = np.empty_like(x)
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
-    for i in range(xf.size):
-        of[i] = math.tanh(xf[i])
+    vtanh(x.reshape(-1), out.reshape(-1))
     return (out,)
 
 
@@ -92,21 +95,9 @@ def tanh_bwd(g_out, x, out):
 
 
 @numba.njit(cache=True)
-def _sigmoid(v):
-    # Branch on the sign so exp never overflows.
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
-
-
-@numba.njit(cache=True)
 def sigmoid_fwd(x):
     out = np.empty_like(x)
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
-    for i in range(xf.size):
-        of[i] = _sigmoid(xf[i])
+    vsigmoid(x.reshape(-1), out.reshape(-1))
     return (out,)
 
 
@@ -124,21 +115,31 @@ def sigmoid_bwd(g_out, x, out):
 
 # --------------------------------------------------------------------------- softmax family
 @numba.njit(cache=True)
+def _shift_rows(x2):
+    """x - rowmax(x) as a new array: the stable argument of exp."""
+    n, c = x2.shape
+    sh = np.empty_like(x2)
+    for r in range(n):
+        m = x2[r, 0]
+        for j in range(1, c):
+            m = max(m, x2[r, j])
+        for j in range(c):
+            sh[r, j] = x2[r, j] - m
+    return sh
+
+
+@numba.njit(cache=True)
 def softmax_fwd(x):
     # Over the last axis; the driver moves other axes last before calling.
     c = x.shape[-1]
-    x2 = x.reshape(-1, c)
+    sh = _shift_rows(x.reshape(-1, c))
     out = np.empty_like(x)
     o2 = out.reshape(-1, c)
-    for r in range(x2.shape[0]):
-        m = -np.inf
-        for j in range(c):
-            m = max(m, x2[r, j])
+    vexp(sh.reshape(-1), out.reshape(-1))
+    for r in range(o2.shape[0]):
         s = 0.0
         for j in range(c):
-            e = math.exp(x2[r, j] - m)
-            o2[r, j] = e
-            s += e
+            s += o2[r, j]
         inv = 1.0 / s
         for j in range(c):
             o2[r, j] *= inv
@@ -164,19 +165,18 @@ def softmax_bwd(g_out, x, out):
 @numba.njit(cache=True)
 def log_softmax_fwd(x):
     c = x.shape[-1]
-    x2 = x.reshape(-1, c)
+    sh = _shift_rows(x.reshape(-1, c))
+    e = np.empty_like(sh)
+    vexp(sh.reshape(-1), e.reshape(-1))
     out = np.empty_like(x)
     o2 = out.reshape(-1, c)
-    for r in range(x2.shape[0]):
-        m = -np.inf
-        for j in range(c):
-            m = max(m, x2[r, j])
+    for r in range(sh.shape[0]):
         s = 0.0
         for j in range(c):
-            s += math.exp(x2[r, j] - m)
-        lse = m + math.log(s)
+            s += e[r, j]
+        ls = math.log(s)
         for j in range(c):
-            o2[r, j] = x2[r, j] - lse
+            o2[r, j] = sh[r, j] - ls
     return (out,)
 
 
@@ -184,15 +184,17 @@ def log_softmax_fwd(x):
 def log_softmax_bwd(g_out, x, out):
     c = x.shape[-1]
     g2 = g_out.reshape(-1, c)
-    o2 = out.reshape(-1, c)
+    p = np.empty_like(out)
+    vexp(out.reshape(-1), p.reshape(-1))
+    p2 = p.reshape(-1, c)
     gx = np.empty_like(x)
     gx2 = gx.reshape(-1, c)
-    for r in range(o2.shape[0]):
+    for r in range(p2.shape[0]):
         gs = 0.0
         for j in range(c):
             gs += g2[r, j]
         for j in range(c):
-            gx2[r, j] = g2[r, j] - math.exp(o2[r, j]) * gs
+            gx2[r, j] = g2[r, j] - p2[r, j] * gs
     return (gx,)
 
 

@@ -16,12 +16,10 @@ rnn: hs[D,T,B,H]; lstm: hs, cs[D,T,B,H], gates[D,T,B,4H] (after activation);
 gru: hs, gates[D,T,B,3H] (r, z, n after activation), hn[D,T,B,H] (= W_hn h + b_hn).
 """
 
-import math
-
 import numba
 import numpy as np
 
-from graphc.kernels.elementwise import _sigmoid
+from graphc.kernels.vmath import vsigmoid, vtanh
 
 
 @numba.njit(cache=True)
@@ -64,11 +62,11 @@ def _rnn_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh):
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        a = _proj(h, w_hh, b_hh)
-        for b in range(b_n):
-            for j in range(hd):
-                pre = xw[t, b, j] + a[b, j]
-                hs[t, b, j] = math.tanh(pre) if use_tanh else max(pre, 0.0)
+        pre = _proj(h, w_hh, b_hh) + xw[t]
+        if use_tanh:
+            vtanh(pre.reshape(-1), hs[t].reshape(-1))
+        else:
+            hs[t] = np.maximum(pre, 0.0)
         h = hs[t]
     return hs
 
@@ -101,26 +99,32 @@ def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
     hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
     cs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
     gates = np.empty((t_len, b_n, 4 * hd), dtype=xt.dtype)
+    tc = np.empty((b_n, hd), dtype=xt.dtype)
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     c = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        a = _proj(h, w_hh, b_hh)
+        pre = _proj(h, w_hh, b_hh) + xw[t]
+        # One vectorised sigmoid over all four gates: tanh(g) = 2 sigmoid(2g) - 1.
+        for b in range(b_n):
+            for j in range(2 * hd, 3 * hd):
+                pre[b, j] *= 2.0
+        act = gates[t]
+        vsigmoid(pre.reshape(-1), act.reshape(-1))
+        for b in range(b_n):
+            for j in range(2 * hd, 3 * hd):
+                act[b, j] = 2.0 * act[b, j] - 1.0
+        cn = cs[t]
         for b in range(b_n):
             for j in range(hd):
-                ig = _sigmoid(xw[t, b, j] + a[b, j])
-                fg = _sigmoid(xw[t, b, hd + j] + a[b, hd + j])
-                gg = math.tanh(xw[t, b, 2 * hd + j] + a[b, 2 * hd + j])
-                og = _sigmoid(xw[t, b, 3 * hd + j] + a[b, 3 * hd + j])
-                cn = fg * c[b, j] + ig * gg
-                cs[t, b, j] = cn
-                hs[t, b, j] = og * math.tanh(cn)
-                gates[t, b, j] = ig
-                gates[t, b, hd + j] = fg
-                gates[t, b, 2 * hd + j] = gg
-                gates[t, b, 3 * hd + j] = og
-        h = hs[t]
-        c = cs[t]
+                cn[b, j] = act[b, hd + j] * c[b, j] + act[b, j] * act[b, 2 * hd + j]
+        vtanh(cn.reshape(-1), tc.reshape(-1))
+        hn = hs[t]
+        for b in range(b_n):
+            for j in range(hd):
+                hn[b, j] = act[b, 3 * hd + j] * tc[b, j]
+        h = hn
+        c = cn
     return hs, cs, gates
 
 
@@ -128,6 +132,8 @@ def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
 def _lstm_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse):
     t_len, b_n, hd = hs.shape
     cp = _shift_prev(cs, reverse)
+    tcs = np.empty_like(cs)
+    vtanh(cs.reshape(-1), tcs.reshape(-1))
     dg = np.empty((t_len, b_n, 4 * hd), dtype=xt.dtype)
     dh = np.zeros((b_n, hd), dtype=xt.dtype)
     dc = np.zeros((b_n, hd), dtype=np.float64)
@@ -139,7 +145,7 @@ def _lstm_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse):
                 fg = gates[t, b, hd + j]
                 gg = gates[t, b, 2 * hd + j]
                 og = gates[t, b, 3 * hd + j]
-                tc = math.tanh(cs[t, b, j])
+                tc = tcs[t, b, j]
                 dhv = gh[t, b, j] + dh[b, j]
                 dcv = dc[b, j] + dhv * og * (1.0 - tc * tc)
                 dc[b, j] = dcv * fg  # flows to the previous cell state
@@ -163,21 +169,31 @@ def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
     hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
     gates = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)
     hns = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+    pre_rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
+    rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
+    pre_n = np.empty((b_n, hd), dtype=xt.dtype)
+    n = np.empty((b_n, hd), dtype=xt.dtype)
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
         a = _proj(h, w_hh, b_hh)
         for b in range(b_n):
+            for j in range(2 * hd):
+                pre_rz[b, j] = xw[t, b, j] + a[b, j]
+        vsigmoid(pre_rz.reshape(-1), rz.reshape(-1))
+        for b in range(b_n):
             for j in range(hd):
-                r = _sigmoid(xw[t, b, j] + a[b, j])
-                z = _sigmoid(xw[t, b, hd + j] + a[b, hd + j])
-                hn = a[b, 2 * hd + j]  # W_hn h + b_hn: r gates it *after* the bias (torch)
-                n = math.tanh(xw[t, b, 2 * hd + j] + r * hn)
-                hs[t, b, j] = (1.0 - z) * n + z * h[b, j]
-                gates[t, b, j] = r
+                # r gates W_hn h + b_hn, i.e. *after* the hidden bias (torch)
+                pre_n[b, j] = xw[t, b, 2 * hd + j] + rz[b, j] * a[b, 2 * hd + j]
+        vtanh(pre_n.reshape(-1), n.reshape(-1))
+        for b in range(b_n):
+            for j in range(hd):
+                z = rz[b, hd + j]
+                hs[t, b, j] = (1.0 - z) * n[b, j] + z * h[b, j]
+                gates[t, b, j] = rz[b, j]
                 gates[t, b, hd + j] = z
-                gates[t, b, 2 * hd + j] = n
-                hns[t, b, j] = hn
+                gates[t, b, 2 * hd + j] = n[b, j]
+                hns[t, b, j] = a[b, 2 * hd + j]
         h = hs[t]
     return hs, gates, hns
 

@@ -1,0 +1,68 @@
+"""Error bounds of the vectorised float32 transcendental functions (graphc.kernels.vmath)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from graphc.kernels import vmath
+
+GRID = np.concatenate(
+    [
+        np.linspace(-100, 100, 20001),
+        np.linspace(-3, 3, 20001),
+        np.logspace(-12, 1, 2000),
+        -np.logspace(-12, 1, 2000),
+        [0.0, 1e-30, -1e4, 1e4, 88.0, -87.0, -90.0],
+    ]
+).astype(np.float32)
+
+
+def _run(fn, x):
+    out = np.empty_like(x)
+    fn(x, out)
+    return out
+
+
+def test_exp_relative_error_and_range():
+    x = GRID.astype(np.float64)
+    got = _run(vmath.vexp, GRID)
+    assert np.all(np.isfinite(got))
+    normal = (x > -87.0) & (x < 88.0)
+    ref = np.exp(x[normal])
+    assert np.max(np.abs(got[normal] - ref) / ref) < 2e-7
+    assert np.all(got[x < vmath._EXP_LO] == 0.0)  # underflow is exactly 0 (masked softmax)
+
+
+@pytest.mark.parametrize(
+    ("name", "ref", "abs_tol", "rel_tol"),
+    [
+        ("vsigmoid", lambda x: 1 / (1 + np.exp(-x)), 1e-7, 2e-7),
+        ("vtanh", np.tanh, 1e-7, 5e-7),
+        ("vnormal_cdf", lambda x: 0.5 * (1 + erf(x / math.sqrt(2))), 2e-7, None),
+    ],
+)
+def test_float32_error_bounds(name, ref, abs_tol, rel_tol):
+    x = GRID.astype(np.float64)
+    with np.errstate(over="ignore"):
+        expected = ref(x)
+    got = _run(getattr(vmath, name), GRID)
+    assert np.all(np.isfinite(got))
+    err = np.abs(got - expected)
+    assert err.max() < abs_tol
+    if rel_tol is not None:
+        big = np.abs(expected) > 1e-30
+        assert (err[big] / np.abs(expected[big])).max() < rel_tol
+
+
+@pytest.mark.parametrize("name", ["vexp", "vsigmoid", "vtanh", "vnormal_cdf"])
+def test_float64_uses_libm_accuracy(name):
+    x = np.linspace(-20, 20, 2001)
+    refs = {
+        "vexp": np.exp,
+        "vsigmoid": lambda v: 1 / (1 + np.exp(-v)),
+        "vtanh": np.tanh,
+        "vnormal_cdf": lambda v: 0.5 * (1 + erf(v / math.sqrt(2))),
+    }
+    np.testing.assert_allclose(_run(getattr(vmath, name), x), refs[name](x), rtol=1e-14, atol=1e-16)
