@@ -131,6 +131,7 @@ class LintResult:
     file: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
     suppressed: list[Diagnostic] = field(default_factory=list)
+    suppressed_by: list[str] = field(default_factory=list)  # "spec" (`lint:`) or "config", per entry
     linted: bool = False  # False when check errors kept the rules from running
     fail_on: str = "warning"
 
@@ -198,8 +199,12 @@ def lint_file(spec: str, *, overrides: dict | None = None, config: Config | None
     for d in _collapse(found):
         if d.is_error and d.code.startswith("GC"):
             result.diagnostics.append(d)  # check errors cannot be silenced
-        elif matches(d.code, cfg.ignore + file_ignores) or (ctx is not None and _suppressed_on_node(ctx, d)):
+        elif matches(d.code, cfg.ignore + file_ignores):
             result.suppressed.append(d)
+            result.suppressed_by.append("config")
+        elif ctx is not None and _suppressed_on_node(ctx, d):
+            result.suppressed.append(d)
+            result.suppressed_by.append("spec")
         else:
             result.diagnostics.append(d)
     if ctx is not None:

@@ -65,7 +65,8 @@ def render_json(results: list[LintResult], rules: dict[str, Rule]) -> str:
             "linted": r.linted,
             "failed": r.failed(),
             "diagnostics": [_json(d, rules) for d in r.diagnostics],
-            "suppressed": [_json(d, rules) for d in r.suppressed],
+            "suppressed": [{**_json(d, rules), "suppressed_by": by}
+                           for d, by in zip(r.suppressed, r.suppressed_by, strict=True)],
         })
     every = [d for r in results for d in r.diagnostics]
     summary = {sev: sum(d.severity == sev for d in every) for sev in ("error", "warning", "note")}
@@ -138,7 +139,7 @@ def render_sarif(results: list[LintResult], rules: dict[str, Rule]) -> str:
     index = {r.code: i for i, r in enumerate(rules.values())}
     sarif_results = []
     for r in results:
-        for d, suppressed in [*((d, False) for d in r.diagnostics), *((d, True) for d in r.suppressed)]:
+        for d, suppressed in [*((d, None) for d in r.diagnostics), *zip(r.suppressed, r.suppressed_by, strict=True)]:
             if d.code not in index:
                 index[d.code] = len(descriptors)
                 descriptors.append(_check_descriptor(d.code))
@@ -156,7 +157,8 @@ def render_sarif(results: list[LintResult], rules: dict[str, Rule]) -> str:
             if d.nodes:
                 res["properties"] = {"nodes": list(d.nodes)}
             if suppressed:
-                res["suppressions"] = [{"kind": "inSource", "status": "accepted"}]
+                res["suppressions"] = [{"kind": "inSource" if suppressed == "spec" else "external",
+                                        "status": "accepted"}]
             sarif_results.append(res)
     run = {
         "tool": {"driver": {"name": "graphc", "version": _version(),

@@ -92,7 +92,7 @@ def test_json(noisy):
     assert f["linted"] and f["failed"]
     by_code = {d["code"]: d for d in f["diagnostics"]}
     assert set(by_code) == {"GL101", "GL305", "GL402"}
-    assert [d["code"] for d in f["suppressed"]] == ["GL104"]
+    assert [(d["code"], d["suppressed_by"]) for d in f["suppressed"]] == [("GL104", "spec")]
     assert by_code["GL101"]["rule"] == "probabilities-into-logits-loss"
     assert by_code["GL101"]["span"]["line"] > 0 and by_code["GL101"]["hint"]
     assert data["summary"]["error"] == 1

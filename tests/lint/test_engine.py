@@ -104,6 +104,7 @@ def test_config_from_the_nearest_pyproject(tmp_path):
     result = lint_file(str(spec))
     assert codes(result) == []
     assert sorted(d.code for d in result.suppressed) == ["GL101"]
+    assert result.suppressed_by == ["config"]
     other = tmp_path / "spec.yaml"
     other.write_text(MIXED)
     assert codes(lint_file(str(other))) == ["GL101"]
