@@ -13,8 +13,10 @@ _GC = re.compile(r"^GC\d{0,3}$")
 
 def known_pattern(code: str) -> bool:
     """A rule code or prefix that names at least one rule (GLxxx) or check diagnostic (GCxxx)."""
+    from graphc.lint.table import all_rules  # every rule module, not only those imported so far
+
     code = code.upper()
-    return bool(_GC.match(code)) or any(c.startswith(code) for c in RULES) and code.startswith("GL")
+    return bool(_GC.match(code)) or (code.startswith("GL") and any(c.startswith(code) for c in all_rules()))
 
 
 @rule("GL001", "invalid-suppression", "warning",

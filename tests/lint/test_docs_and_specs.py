@@ -28,3 +28,13 @@ def test_reference_specs_lint_clean(spec):
     assert result.diagnostics == [], [f"{d.code} {d.span}: {d.message}" for d in result.diagnostics]
     for d in result.suppressed:  # a suppression in a reference spec must say why
         assert d.code.startswith("GL")
+
+
+def test_no_rule_crashes_on_any_spec_in_the_repository():
+    specs = sorted(p for p in ROOT.glob("**/*.yaml")
+                   if ".git" not in p.parts and "node_modules" not in p.parts)
+    assert specs
+    for spec in specs:
+        result = lint_file(str(spec))
+        crashed = [d.message for d in result.diagnostics if "internal error" in d.message]
+        assert not crashed, f"{spec}: {crashed}"
