@@ -342,7 +342,6 @@ class DiagramBuilder:
                                ERROR_COLOUR, 10))
         rows.append(self._legend())
         cells = "".join(f"<tr><td>{r}</td></tr>" for r in rows) + '<tr><td height="6"></td></tr>'
-
         return f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="0">{cells}</table>>'
 
     def _cluster(self, parent: graphviz.Digraph, cluster: Cluster) -> None:
@@ -362,7 +361,7 @@ class DiagramBuilder:
                  f'<tr><td align="left">{head}</td></tr>'
                  f'<tr><td align="left"><font point-size="9" color="{MUTED}">{info}</font>'
                  "</td></tr></table>>")
-        # a folded stack gets a heavier double-looking frame so "×N" reads as "N of these"
+        # a folded stack gets a heavier frame: it stands for N copies, not one
         style = {"style": "rounded,bold", "penwidth": "2.2"} if folded else {"style": "rounded"}
         with parent.subgraph(name=f"cluster_{cluster.key}") as sub:
             sub.attr(label=label, fontsize="12", color="#90A4AE", bgcolor="#FAFBFC", margin="12",
