@@ -52,14 +52,19 @@ _KEYS = [
 ]
 
 
+def did_you_mean(word: object, choices) -> str:
+    """`` (did you mean `x`?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
 def check_keys(section: dict, allowed: list[str] | tuple[str, ...], where: str) -> None:
     """Raise ConfigError for a key not in ``allowed``, suggesting the closest one."""
     for key in section:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
             raise ConfigError(
-                f"unknown key `{key}` in {where}{hint}; allowed: {', '.join(sorted(allowed))}"
+                f"unknown key `{key}` in {where}{did_you_mean(key, allowed)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
             )
 
 

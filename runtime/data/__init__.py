@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import did_you_mean
 from ..errors import ConfigError
 from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader, split_dataset
 from .digits import build_digits, load_digits_arrays
@@ -56,7 +57,10 @@ def build_data(
     elif kinds[0] == "dataset":
         name = spec["dataset"]
         if name not in DATASETS:
-            raise ConfigError(f"unknown dataset `{name}`; available: {', '.join(DATASETS)}")
+            raise ConfigError(
+                f"unknown dataset `{name}`{did_you_mean(name, DATASETS)}; "
+                f"available: {', '.join(DATASETS)}"
+            )
         bundle = DATASETS[name](spec, batch=batch, seed=seed)
     else:
         bundle = build_file(

@@ -50,9 +50,6 @@ class Dataset:
         for start in range(0, self.n, batch):
             yield self.take(slice(start, start + batch))
 
-    def shapes(self) -> str:
-        return ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in self.fields.items())
-
 
 class ArrayLoader:
     """Shuffled mini-batches over a finite Dataset, epoch after epoch."""

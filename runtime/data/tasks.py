@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import as_number, check_keys
+from ..config import as_number, check_keys, did_you_mean
 from ..errors import ConfigError, DataError
 from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader
 
@@ -255,11 +255,9 @@ def _unique_rows(task: Task, options: dict, rng: np.random.Generator, n: int) ->
 def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
     name = spec["task"]
     if name not in TASKS:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), TASKS, n=1)
-        hint = f" (did you mean `{close[0]}`?)" if close else ""
-        raise ConfigError(f"unknown task `{name}`{hint}; available: {', '.join(TASKS)}")
+        raise ConfigError(
+            f"unknown task `{name}`{did_you_mean(name, TASKS)}; available: {', '.join(TASKS)}"
+        )
     task = TASKS[name]
     common = ["task", "train_size", "val_size", "seed"]
     check_keys(spec, [*common, *task.options], f"train.data ({name})")
