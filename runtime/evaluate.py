@@ -19,7 +19,7 @@ def evaluate_dataset(
     for raw in dataset.batches(batch):
         result = model.forward(params, feed(raw), training=False, seed=seed)
         logits = result.outputs[model.outputs[0]] if model.outputs else None
-        tracker.add(logits, result.losses, raw)
+        tracker.add(logits, result.losses, feed.view(raw))
     return tracker.result()
 
 
@@ -43,7 +43,7 @@ def evaluate(
     if metrics is None and picked.setup is not None:
         metrics = picked.setup.metrics
     if metrics is None:
-        labelled = has_class_labels(picked.dataset.take(slice(0, 1)))
+        labelled = has_class_labels(picked.feed.view(picked.dataset.take(slice(0, 1))))
         metrics = ["loss", "accuracy"] if labelled else ["loss"]
     batch = batch or (picked.setup.cfg.batch if picked.setup else 64)
     out = evaluate_dataset(model, params, picked.dataset, picked.feed, metrics, batch, seed=0)

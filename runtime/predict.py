@@ -67,7 +67,7 @@ def predict(
     """
     picked = pick_data(model, data, split=split, base_dir=base_dir)
     dataset, feed, bundle = picked.dataset, picked.feed, picked.bundle
-    batch = dataset.take(slice(0, n))
+    batch = feed.view(dataset.take(slice(0, n)))
     decode = _decoder(bundle)
     rows = []
     if {"tokens", "targets", "loss_mask"} <= set(batch):

@@ -87,7 +87,9 @@ class Setup:
         feed(probe)  # fail now, with a clear message, if data and inputs do not fit
         if data.val is not None:
             feed(data.val.take(slice(0, cfg.batch)))
-        metrics = cfg.metrics or (["loss", "accuracy"] if has_class_labels(probe) else ["loss"])
+        metrics = cfg.metrics or (
+            ["loss", "accuracy"] if has_class_labels(feed.view(probe)) else ["loss"]
+        )
         es = cfg.early_stopping
         if es is not None:
             if data.val is None:

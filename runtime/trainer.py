@@ -237,7 +237,7 @@ class Run:
                 else:
                     grads[n] = np.array(gn, np.float32)
             logits = result.outputs.get(model.outputs[0]) if model.outputs else None
-            tracker.add(logits, result.losses, raw)
+            tracker.add(logits, result.losses, self.setup.feed.view(raw))
             samples += len(next(iter(raw.values())))
         if cfg.accumulate > 1:
             for a in grads.values():

@@ -38,6 +38,12 @@ class Feeder:
                 f"not take as input (inputs: {', '.join(inputs)})"
             )
 
+    def view(self, batch: Batch) -> Batch:
+        """``batch`` with each mapped field also under its input's name (for metrics: a field
+        mapped to input ``y`` or ``targets`` serves as the labels)."""
+        extra = {name: batch[field] for name, field in self.mapping.items() if field in batch}
+        return {**batch, **extra}
+
     def __call__(self, batch: Batch) -> Batch:
         out: Batch = {}
         bound: dict[str, tuple[int, str]] = {}

@@ -348,3 +348,20 @@ def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
         np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-6)
     summed = run("sum", 32, 1)  # a different batch really does give different weights
     assert not np.allclose(summed["fc1.w"], one["fc1.w"], rtol=1e-3)
+
+
+def test_data_map_renames_fields_for_inputs_and_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
+    np.savez(tmp_path / "pts.npz", points=pts, label=(pts[:, 0] > 0).astype(np.int64))
+    model = _spirals(
+        data={"file": str(tmp_path / "pts.npz"), "map": {"x": "points", "y": "label"}},
+        steps=60,
+        eval_every=60,
+    )
+    summary = train(model, out_dir=tmp_path / "run", progress="none")
+    assert summary["metrics"]["val_accuracy"] > 0.9  # accuracy found its labels via the map
+    assert (
+        evaluate(model, load_checkpoint(tmp_path / "run" / "checkpoint").params)["accuracy"]
+        == summary["metrics"]["val_accuracy"]
+    )
