@@ -56,6 +56,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "gradcheck": "graphc.compiler.commands:gradcheck",
     "bench": "graphc.compiler.commands:bench",
     "doctor": "graphc.doctor:doctor",
+    "train": "graphc.training:train",
+    "eval": "graphc.training:evaluate",
+    "sample": "graphc.training:sample",
     "render": "graphc.render:render",
 }
 

@@ -1,0 +1,146 @@
+"""CLI commands that run models: `graphc train`, `graphc eval`, `graphc sample`.
+
+The spec is compiled here; the runtime (graphc.runtime) only ever sees the CompiledModel.
+User mistakes (bad config, missing data, corrupt checkpoint, NaN loss) become one clear
+message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from graphc.cli import analyze_or_exit, parse_overrides, set_option
+
+
+@contextmanager
+def user_errors():
+    """Turn the errors a user can cause into a message and exit 1 (no traceback)."""
+    from graphc.compiler import InputError
+    from graphc.runtime import NonFiniteError, TrainingError
+
+    try:
+        yield
+    except NonFiniteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("the last good checkpoint was kept; lower the learning rate or enable "
+                   "clip_grad_norm, then --resume", err=True)
+        sys.exit(1)
+    except (TrainingError, InputError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def _model(spec: str, sets: tuple[str, ...]):
+    """Compile; --set keys that are not constants or dims are kept for the runtime."""
+    from graphc.compiler import compile_graph
+
+    overrides = parse_overrides(sets)
+    analysis = analyze_or_exit(spec, {k: v for k, v in overrides.items() if "." not in k})
+    constants = set(analysis.graph.constants)
+    train_overrides = {k: v for k, v in overrides.items() if k not in constants}
+    return compile_graph(analysis.graph), train_overrides
+
+
+def _print_metrics(metrics: dict) -> None:
+    width = max((len(k) for k in metrics), default=0)
+    for k, v in metrics.items():
+        value = f"{v:.4f}" if isinstance(v, float) else str(v)
+        click.echo(f"  {k:<{width}}  {value}")
+
+
+@click.command()
+@click.argument("spec", type=click.Path())
+@click.option("--steps", type=int, help="Train for this many optimizer steps.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run directory (default: runs/<spec name>).")
+@click.option("--resume", type=click.Path(), help="Continue from a run or checkpoint directory.")
+@click.option("--seed", type=int, help="Seed for initialization, data order and dropout.")
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto",
+              show_default=True, help="Live display (auto: rich on a terminal, plain lines otherwise).")
+@set_option
+def train(spec, steps, out_dir, resume, seed, progress, sets):
+    """Train a spec on the data its `train:` section names; writes a run directory."""
+    from graphc.runtime import train as run_training
+
+    model, overrides = _model(spec, sets)
+    if steps is not None:
+        overrides["steps"] = steps
+        if "epochs" in (model.train or {}):
+            overrides["epochs"] = None
+    if seed is not None:
+        overrides["seed"] = seed
+    if resume:
+        path = Path(resume)
+        run_dir = path.parent if path.name == "checkpoint" else path
+        if out_dir and Path(out_dir) != run_dir:
+            click.echo(f"error: --resume {resume} continues the run in {run_dir}; drop --out or "
+                       "make it the same directory", err=True)
+            sys.exit(2)
+        out_dir = run_dir
+    out_dir = out_dir or f"runs/{model.name}"
+    with user_errors():
+        summary = run_training(model, out_dir=out_dir, overrides=overrides, resume=bool(resume),
+                               progress=progress, base_dir=Path(spec).resolve().parent)
+    click.echo(f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
+               f"in {summary.get('time_sec', 0):.0f}s → {out_dir}")
+    _print_metrics(summary.get("metrics", {}))
+
+
+@click.command("eval")
+@click.argument("spec", type=click.Path())
+@click.option("--checkpoint", required=True, type=click.Path(), help="Run or checkpoint directory.")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@set_option
+def evaluate(spec, checkpoint, split, fmt, sets):
+    """Metrics of a trained checkpoint on the held-out (or training) split."""
+    from graphc.runtime import evaluate as run_eval
+    from graphc.runtime.checkpoint import load_params
+
+    model, _ = _model(spec, sets)
+    with user_errors():
+        params = load_params(checkpoint, model)
+        metrics = run_eval(model, params, split=split, base_dir=Path(spec).resolve().parent)
+    if fmt == "json":
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        click.echo(f"{spec} on the {split} split ({checkpoint}):")
+        _print_metrics(metrics)
+
+
+@click.command()
+@click.argument("spec", type=click.Path())
+@click.option("--checkpoint", required=True, type=click.Path(), help="Run or checkpoint directory.")
+@click.option("-n", "count", type=int, default=8, show_default=True, help="How many examples.")
+@click.option("--prompt", default="", help="Start of the text (character-level models).")
+@click.option("--length", type=int, default=200, show_default=True, help="Characters to generate.")
+@set_option
+def sample(spec, checkpoint, count, prompt, length, sets):
+    """Show a trained model doing its task: predictions on held-out examples, or generated text."""
+    from graphc.runtime import predict, sample_text
+    from graphc.runtime.checkpoint import load_params
+    from graphc.runtime.setup import Setup
+
+    model, _ = _model(spec, sets)
+    base = Path(spec).resolve().parent
+    with user_errors():
+        params = load_params(checkpoint, model)
+        data = (model.train or {}).get("data") or {}
+        if isinstance(data, dict) and str(data.get("file", "")).endswith(".txt"):
+            bundle = Setup.create(model, None, base).data
+            click.echo(sample_text(model, params, bundle, prompt=prompt, length=length))
+            return
+        rows = predict(model, params, n=count, base_dir=base)
+    for row in rows:
+        click.echo(row["text"])
+    if rows:
+        right = sum(bool(r.get("correct")) for r in rows)
+        click.echo(f"{right}/{len(rows)} correct")
