@@ -41,6 +41,7 @@ from .schedule import make_schedule
 from .setup import Setup, model_fingerprint, step_seed
 
 CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"  # the parameters at the best evaluation, with early stopping
 
 
 def train(
@@ -190,7 +191,7 @@ class Run:
                     bar.message(
                         f"early stopping at step {self.step}: {es.metric} has not "
                         f"improved for {es.patience} evaluations (best "
-                        f"{self.best['best']:.4f} at step {self.best['best_step']})"
+                        f"{self.best['best']} at step {self.best['best_step']})"
                     )
                     status = "early_stopped"
                     break
@@ -200,7 +201,7 @@ class Run:
                 status = "stopped"  # max_steps reached; resume to continue
             if not any("val_loss" in r and r["step"] == self.step for r in self.history):
                 final: dict[str, Any] = {}
-                self.validate(final)  # a run that stopped between evaluations
+                self.validate(final, judge=False)  # a run that stopped between evaluations
                 self.record(final)
             self.save()
         except KeyboardInterrupt:
@@ -249,8 +250,9 @@ class Run:
         self.optimizer.step(params, grads, lr)
         return tracker, norm, lr, samples
 
-    def validate(self, row: dict) -> bool:
-        """Add val_* metrics to ``row`` (in place); True when early stopping says stop."""
+    def validate(self, row: dict, *, judge: bool = True) -> bool:
+        """Add val_* metrics to ``row`` (in place). With ``judge``, early stopping weighs them
+        (keeping the best parameters in ``best/``); True when it says stop."""
         val_set = self.setup.data.val
         if val_set is None:
             return False
@@ -268,10 +270,18 @@ class Run:
             f"step {self.step}: " + "  ".join(f"val_{k} {v:.4f}" for k, v in val.items())
         )
         es = self.cfg.early_stopping
-        if es is None:
+        if es is None or not judge:
             return False
-        if es.improved(row[es.metric], self.best["best"]):
-            self.best = {"best": row[es.metric], "best_step": self.step, "bad_evals": 0}
+        value = row[es.metric]
+        if math.isfinite(value) and es.improved(value, self.best["best"]):
+            self.best = {"best": value, "best_step": self.step, "bad_evals": 0}
+            state = {
+                "step": self.step,
+                "model": self.model.name,
+                "model_hash": self.fingerprint,
+                es.metric: value,
+            }
+            save_checkpoint(self.out / BEST_DIR, self.params, {}, state)
             return False
         self.best["bad_evals"] += 1
         return self.best["bad_evals"] >= es.patience
@@ -341,7 +351,9 @@ class Run:
                 "loss": last.get("loss"),
                 **{k: v for k, v in val.items() if k.startswith("val_")},
             },
-            "best": self.best if self.cfg.early_stopping else None,
+            "best": {**self.best, "checkpoint": str(self.out / BEST_DIR)}
+            if self.best["best_step"] is not None
+            else None,
             "checkpoint": str(self.out / CHECKPOINT_DIR) if self.last_saved is not None else None,
             "checkpoint_step": self.last_saved,
             **extra,

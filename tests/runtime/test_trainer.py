@@ -88,9 +88,11 @@ def _straight_vs_resumed(tmp_path, model_factory, first, **resume_kwargs):
 
 
 def test_resume_is_exact_mid_schedule(tmp_path):
-    # cosine + warmup, dropout (seeded per step), a buffer, accumulation and clipping
+    # cosine + warmup, dropout (seeded per step), a buffer, accumulation, clipping and the
+    # early-stopping state (the stopped run's extra final evaluation must not count)
     def factory():
         model = _spirals(
+            early_stopping={"metric": "val_accuracy", "patience": 50},
             steps=30,
             accumulate=2,
             clip_grad_norm=0.5,
@@ -102,6 +104,9 @@ def test_resume_is_exact_mid_schedule(tmp_path):
         return model
 
     ckpt = _straight_vs_resumed(tmp_path, factory, {"max_steps": 13})
+    straight = ckpt.state["early_stopping"]
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoint").state["early_stopping"]
+    assert resumed == straight and straight["best_step"] is not None
     assert np.any(ckpt.params["norm.running_mean"] != 0)  # the buffer was trained and saved
 
 
@@ -197,6 +202,20 @@ def test_early_stopping(tmp_path):
     assert summary["status"] == "early_stopped" and summary["steps"] == 20
     assert summary["best"]["best_step"] == 5
     assert load_checkpoint(tmp_path / "checkpoint").state["step"] == 20
+    assert load_checkpoint(tmp_path / "best").state["step"] == 5
+
+
+def test_best_parameters_are_kept(tmp_path):
+    model = _spirals(steps=40, eval_every=5, early_stopping={"metric": "val_accuracy",
+                                                              "patience": 100})
+    summary = train(model, out_dir=tmp_path, progress="none")
+    best = summary["best"]
+    rows = [r for r in _rows(tmp_path) if "val_accuracy" in r]
+    top = max(r["val_accuracy"] for r in rows)
+    first_top = next(r["step"] for r in rows if r["val_accuracy"] == top)
+    assert best["best"] == top and best["best_step"] == first_top
+    params = load_checkpoint(tmp_path / "best").params
+    assert evaluate(model, params)["accuracy"] == top
 
 
 def test_freeze_and_buffers(tmp_path):
