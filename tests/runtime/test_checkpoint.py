@@ -127,7 +127,8 @@ def test_state_records_checksums(tmp_path):
 
 def test_load_params_from_a_run_directory_checks_the_model(tmp_path):
     from graphc.runtime import load_params
-    from toymodels import MLP
+
+    from .toymodels import MLP
 
     model = MLP(hidden=4)
     params = model.init_params(0)

@@ -5,7 +5,8 @@ import pytest
 from graphc.runtime.data import Feeder, build_data
 from graphc.runtime.data.digits import load_digits_arrays
 from graphc.runtime.errors import ConfigError, DataError
-from toymodels import TensorSpec
+
+from .toymodels import TensorSpec
 
 
 def _batches(bundle, k):

@@ -11,7 +11,8 @@ from graphc.runtime import (
     train,
 )
 from graphc.runtime.config import TrainConfig
-from toymodels import TokenModel
+
+from .toymodels import TokenModel
 
 TEXT = "the cat sat on the mat. " * 60
 

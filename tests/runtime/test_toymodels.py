@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from toymodels import MLP, TokenModel
+
+from .toymodels import MLP, TokenModel
 
 
 def _check_grads(model, batch, seed=3):

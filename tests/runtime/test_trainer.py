@@ -13,7 +13,8 @@ from graphc.runtime import (
     train,
 )
 from graphc.runtime.progress import PlainProgress
-from toymodels import MLP, TokenModel
+
+from .toymodels import MLP, TokenModel
 
 
 def _spirals(**train):
@@ -206,8 +207,9 @@ def test_early_stopping(tmp_path):
 
 
 def test_best_parameters_are_kept(tmp_path):
-    model = _spirals(steps=40, eval_every=5, early_stopping={"metric": "val_accuracy",
-                                                              "patience": 100})
+    model = _spirals(
+        steps=40, eval_every=5, early_stopping={"metric": "val_accuracy", "patience": 100}
+    )
     summary = train(model, out_dir=tmp_path, progress="none")
     best = summary["best"]
     rows = [r for r in _rows(tmp_path) if "val_accuracy" in r]
