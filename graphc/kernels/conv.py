@@ -14,7 +14,10 @@ conv_transpose2d is the adjoint of conv2d: its forward is conv2d's input-gradien
 import numba
 import numpy as np
 
-_COL_BUDGET = 1 << 22  # elements of the patch matrix per chunk (16 MiB in float32)
+# Elements of the patch matrix per chunk (1 MiB in float32). Measured on this machine kind:
+# a 2**22 budget made conv2d fwd+bwd 4x slower than 2**18 (fresh multi-MiB buffers page-fault
+# and fall out of L2); 2**16 is slower again (GEMMs too thin).
+_COL_BUDGET = 1 << 18
 
 
 @numba.njit(cache=True)
@@ -23,27 +26,31 @@ def _chunk(n_batch, rows, cols_per_image):
 
 
 @numba.njit(cache=True)
-def _im2col(img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """Patches of img[b0:b0+n] on an (oh, ow) grid -> [C*kh*kw, n*oh*ow]."""
+def _im2col(img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, col):
+    """Patches of img[b0:b0+n] on an (oh, ow) grid -> col [C*kh*kw, n*oh*ow] (every entry
+    written, so col can be a reused buffer)."""
     _, c_n, ih, iw = img.shape
     p = oh * ow
-    col = np.zeros((c_n * kh * kw, n * p), dtype=img.dtype)
     for c in range(c_n):
         for i in range(kh):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
+                # output columns x whose input column x*sw - pw + j*dw lies inside the image
+                x_lo = min(ow, max(0, -((j * dw - pw) // sw)))
+                x_hi = max(x_lo, min(ow, (iw - 1 + pw - j * dw) // sw + 1))
                 for bl in range(n):
                     src = img[b0 + bl, c]
                     base = bl * p
                     for y in range(oh):
                         iy = y * sh - ph + i * dh
+                        dst = base + y * ow
                         if iy < 0 or iy >= ih:
-                            continue  # padding stays zero
-                        for x in range(ow):
-                            ix = x * sw - pw + j * dw
-                            if 0 <= ix < iw:
-                                col[row, base + y * ow + x] = src[iy, ix]
-    return col
+                            col[row, dst : dst + ow] = 0.0
+                            continue
+                        col[row, dst : dst + x_lo] = 0.0
+                        for x in range(x_lo, x_hi):
+                            col[row, dst + x] = src[iy, x * sw - pw + j * dw]
+                        col[row, dst + x_hi : dst + ow] = 0.0
 
 
 @numba.njit(cache=True)
@@ -110,22 +117,40 @@ def _bias_grad(g_out, bias, has_bias):
 
 # --------------------------------------------------------------------------- conv2d
 @numba.njit(cache=True)
+def _conv2d_out_size(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w):
+    oh = (h + 2 * pad_h - dil_h * (kh - 1) - 1) // stride_h + 1
+    ow = (w + 2 * pad_w - dil_w * (kw - 1) - 1) // stride_w + 1
+    return oh, ow
+
+
+@numba.njit(cache=True)
 def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias):
     b_n, c_n, h, w = x.shape
     o_n, cg, kh, kw = weight.shape
-    oh = (h + 2 * pad_h - dil_h * (kh - 1) - 1) // stride_h + 1
-    ow = (w + 2 * pad_w - dil_w * (kw - 1) - 1) // stride_w + 1
-    og = o_n // groups
-    rows = cg * kh * kw
-    w3 = weight.reshape(groups, og, rows)
-    out = np.empty((b_n, o_n, oh, ow), dtype=x.dtype)
-    nb = _chunk(b_n, c_n * kh * kw, oh * ow)
-    for b0 in range(0, b_n, nb):
-        n = min(nb, b_n - b0)
-        col = _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
-        col3 = col.reshape(groups, rows, n * oh * ow)
-        for g in range(groups):
-            _scatter(np.dot(w3[g], col3[g]), out, b0, n, g * og)
+    oh, ow = _conv2d_out_size(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+    if cg == 1 and groups > 1:
+        # depthwise: one input channel per filter is too little work per GEMM; direct loops
+        out = _depthwise_fwd(x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+    else:
+        og = o_n // groups
+        rows = cg * kh * kw
+        w3 = weight.reshape(groups, og, rows)
+        out = np.empty((b_n, o_n, oh, ow), dtype=x.dtype)
+        nb = _chunk(b_n, c_n * kh * kw, oh * ow)
+        n_buf = 0
+        col = np.empty((0, 0), dtype=x.dtype)
+        res = np.empty((0, 0), dtype=x.dtype)
+        for b0 in range(0, b_n, nb):
+            n = min(nb, b_n - b0)
+            if n != n_buf:  # buffers are reused across chunks (only the last may differ)
+                col = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
+                res = np.empty((og, n * oh * ow), dtype=x.dtype)
+                n_buf = n
+            _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, col)
+            col3 = col.reshape(groups, rows, n * oh * ow)
+            for g in range(groups):
+                np.dot(w3[g], col3[g], res)
+                _scatter(res, out, b0, n, g * og)
     if has_bias and bias.size > 0:
         _add_bias(out, bias)
     return (out,)
@@ -136,24 +161,89 @@ def conv2d_bwd(g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, 
     b_n, c_n, h, w = x.shape
     o_n, cg, kh, kw = weight.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
+    if cg == 1 and groups > 1:
+        gx, gw = _depthwise_bwd(g_out, x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
+        return gx, gw, _bias_grad(g_out, bias, has_bias)
     og = o_n // groups
     rows = cg * kh * kw
     w3 = weight.reshape(groups, og, rows)
     gx = np.zeros_like(x)
     gw3 = np.zeros((groups, og, rows), dtype=x.dtype)
     nb = _chunk(b_n, c_n * kh * kw, oh * ow)
+    n_buf = 0
+    col = np.empty((0, 0), dtype=x.dtype)
+    gcol = np.empty((0, 0), dtype=x.dtype)
     for b0 in range(0, b_n, nb):
         n = min(nb, b_n - b0)
-        col = _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+        if n != n_buf:
+            col = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
+            gcol = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
+            n_buf = n
+        _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, col)
         col3 = col.reshape(groups, rows, n * oh * ow)
-        gcol3 = np.empty_like(col3)
+        gcol3 = gcol.reshape(groups, rows, n * oh * ow)
         for g in range(groups):
             go = _gather(g_out, b0, n, g * og, og)
             gw3[g] += np.dot(go, col3[g].T)
-            gcol3[g] = np.dot(w3[g].T, go)
-        gcol = gcol3.reshape(c_n * kh * kw, n * oh * ow)
+            np.dot(w3[g].T, go, gcol3[g])
         _col2im_add(gcol, gx, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
     return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)
+
+
+@numba.njit(cache=True)
+def _depthwise_fwd(x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow):
+    """groups == C (filter o reads channel o // (O/C)): direct loops, inner loop over a
+    precomputed in-bounds x range so it has no branches."""
+    b_n, c_n, h, w = x.shape
+    o_n, _, kh, kw = weight.shape
+    mult = o_n // c_n
+    out = np.zeros((b_n, o_n, oh, ow), dtype=x.dtype)
+    for j in range(kw):
+        x_lo = min(ow, max(0, -((j * dil_w - pad_w) // stride_w)))
+        x_hi = max(x_lo, min(ow, (w - 1 + pad_w - j * dil_w) // stride_w + 1))
+        off = j * dil_w - pad_w
+        for b in range(b_n):
+            for o in range(o_n):
+                src = x[b, o // mult]
+                dst = out[b, o]
+                for i in range(kh):
+                    wv = weight[o, 0, i, j]
+                    for y in range(oh):
+                        iy = y * stride_h - pad_h + i * dil_h
+                        if 0 <= iy < h:
+                            for z in range(x_lo, x_hi):
+                                dst[y, z] += wv * src[iy, z * stride_w + off]
+    return out
+
+
+@numba.njit(cache=True)
+def _depthwise_bwd(g_out, x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w):
+    b_n, c_n, h, w = x.shape
+    o_n, _, kh, kw = weight.shape
+    oh, ow = g_out.shape[2], g_out.shape[3]
+    mult = o_n // c_n
+    gx = np.zeros_like(x)
+    gw = np.zeros_like(weight)
+    for j in range(kw):
+        x_lo = min(ow, max(0, -((j * dil_w - pad_w) // stride_w)))
+        x_hi = max(x_lo, min(ow, (w - 1 + pad_w - j * dil_w) // stride_w + 1))
+        off = j * dil_w - pad_w
+        for b in range(b_n):
+            for o in range(o_n):
+                src = x[b, o // mult]
+                gsrc = gx[b, o // mult]
+                go = g_out[b, o]
+                for i in range(kh):
+                    wv = weight[o, 0, i, j]
+                    acc = 0.0
+                    for y in range(oh):
+                        iy = y * stride_h - pad_h + i * dil_h
+                        if 0 <= iy < h:
+                            for z in range(x_lo, x_hi):
+                                gsrc[iy, z * stride_w + off] += wv * go[y, z]
+                                acc += go[y, z] * src[iy, z * stride_w + off]
+                    gw[o, 0, i, j] += acc
+    return gx, gw
 
 
 # --------------------------------------------------------------------------- conv1d
@@ -205,12 +295,16 @@ def conv_transpose2d_fwd(
     w3 = weight.reshape(groups, cg, rows)
     out = np.zeros((b_n, o_n, oh, ow), dtype=x.dtype)
     nb = _chunk(b_n, o_n * kh * kw, h * w)
+    n_buf = 0
+    col = np.empty((0, 0), dtype=x.dtype)
     for b0 in range(0, b_n, nb):
         n = min(nb, b_n - b0)
-        col3 = np.empty((groups, rows, n * h * w), dtype=x.dtype)
+        if n != n_buf:
+            col = np.empty((o_n * kh * kw, n * h * w), dtype=x.dtype)
+            n_buf = n
+        col3 = col.reshape(groups, rows, n * h * w)
         for g in range(groups):
-            col3[g] = np.dot(w3[g].T, _gather(x, b0, n, g * cg, cg))
-        col = col3.reshape(o_n * kh * kw, n * h * w)
+            np.dot(w3[g].T, _gather(x, b0, n, g * cg, cg), col3[g])
         # The output image plays the role of conv2d's input; x's grid is the patch grid.
         _col2im_add(col, out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
     if has_bias and bias.size > 0:
@@ -245,12 +339,20 @@ def conv_transpose2d_bwd(
     gx = np.empty_like(x)
     gw3 = np.zeros((groups, cg, rows), dtype=x.dtype)
     nb = _chunk(b_n, o_n * kh * kw, h * w)
+    n_buf = 0
+    col = np.empty((0, 0), dtype=x.dtype)
+    res = np.empty((0, 0), dtype=x.dtype)
     for b0 in range(0, b_n, nb):
         n = min(nb, b_n - b0)
-        col = _im2col(g_out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
+        if n != n_buf:
+            col = np.empty((o_n * kh * kw, n * h * w), dtype=x.dtype)
+            res = np.empty((cg, n * h * w), dtype=x.dtype)
+            n_buf = n
+        _im2col(g_out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w, col)
         col3 = col.reshape(groups, rows, n * h * w)
         for g in range(groups):
             xg = _gather(x, b0, n, g * cg, cg)
             gw3[g] += np.dot(xg, col3[g].T)
-            _scatter(np.dot(w3[g], col3[g]), gx, b0, n, g * cg)
+            np.dot(w3[g], col3[g], res)
+            _scatter(res, gx, b0, n, g * cg)
     return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)

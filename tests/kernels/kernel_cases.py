@@ -204,6 +204,11 @@ CASES = {
             lambda rng, dt: _conv2d(rng, dt, (1, 3, 4, 5), 3, (3, 3), p=(1, 1), groups=3, has_bias=False),
         ),
         ("1x1_size1", lambda rng, dt: _conv2d(rng, dt, (1, 2, 1, 1), 1, (1, 1))),
+        (
+            "depthwise_mult2_stride_dil",
+            lambda rng, dt: _conv2d(rng, dt, (2, 3, 7, 6), 6, (3, 2), s=(2, 3), p=(2, 1), d=(2, 1), groups=3),
+        ),
+        ("c1_into_gemm_free_path", lambda rng, dt: _conv2d(rng, dt, (2, 1, 5, 4), 3, (2, 2))),
     ],
     "conv_transpose2d": [
         ("plain", lambda rng, dt: _convt(rng, dt, (2, 3, 3, 4), 2, (3, 3), s=(2, 2), p=(1, 1))),
