@@ -20,6 +20,13 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def _count(n: float) -> str:
+    """1234 -> "1234", 201654 -> "202k", 3.2e6 -> "3.2M"."""
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:.0f}"
+
+
 class Progress:
     """Silent progress (``"none"``); the base of the visible kinds."""
 
@@ -68,7 +75,7 @@ class PlainProgress(Progress):
         line = f"step {step}/{self.total}  loss {stats.get('loss', float('nan')):.4f}"
         line += f"  lr {stats.get('lr', 0.0):.2e}"
         if speed > 0:
-            line += f"  {speed:.0f} samples/s"
+            line += f"  {_count(speed)} samples/s"
         if rate > 0 and step < self.total:
             line += f"  eta {_duration(eta)}"
         print(line, file=self.stream, flush=True)
@@ -86,18 +93,16 @@ class RichProgress(Progress):
             MofNCompleteColumn,
             Progress,
             TextColumn,
-            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
+        # narrow enough for an 80-column terminal
         self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
             TextColumn("loss [cyan]{task.fields[loss]}"),
             TextColumn("lr {task.fields[lr]}"),
             TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console,
@@ -119,7 +124,7 @@ class RichProgress(Progress):
             completed=step,
             loss=f"{stats.get('loss', float('nan')):.4f}",
             lr=f"{stats.get('lr', 0.0):.2e}",
-            speed=f"{speed:.0f} samples/s" if speed else "",
+            speed=f"{_count(speed)} samples/s" if speed else "",
         )
 
     def message(self, text: str) -> None:
