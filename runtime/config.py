@@ -171,7 +171,12 @@ class TrainConfig:
                 metrics = [metrics]
             if not isinstance(metrics, list):
                 raise ConfigError(f"train.metrics must be a list, got {metrics!r}")
-            check_keys({m: None for m in metrics}, METRIC_NAMES, "train.metrics")
+            for m in metrics:
+                if m not in METRIC_NAMES:
+                    raise ConfigError(
+                        f"unknown metric `{m}` in train.metrics{did_you_mean(m, METRIC_NAMES)}; "
+                        f"available: {', '.join(METRIC_NAMES)}"
+                    )
             cfg.metrics = list(dict.fromkeys(["loss", *metrics]))
         freeze = train.get("freeze") or []
         if isinstance(freeze, str):
@@ -191,8 +196,8 @@ def _early_stopping(section: Any) -> EarlyStopping:
     if not isinstance(section, dict):
         raise ConfigError(f"train.early_stopping must be a mapping, got {section!r}")
     check_keys(section, ["metric", "patience", "mode", "min_delta"], "train.early_stopping")
-    metric = str(section.get("metric", "val_loss"))
-    base = metric.removeprefix("val_")
+    base = str(section.get("metric", "val_loss")).removeprefix("val_")
+    metric = f"val_{base}"  # always judged on the validation set
     if base not in METRIC_NAMES:
         raise ConfigError(
             f"train.early_stopping.metric `{metric}` is not a metric; use one of "

@@ -54,14 +54,21 @@ def _resolve(path: str, base_dir: Path | None) -> Path:
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"cannot read {path} as a .npy array: {err}") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError(f"{path} holds a .npz archive, not a single .npy array")
+    return array
 
 
 def _load_npz(path: Path, fields: list[str] | None) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.ndarray):
+            raise DataError(f"{path} holds a single .npy array, not a .npz archive")
+        with archive:
             names = list(archive.files)
             wanted = fields or names
             missing = [f for f in wanted if f not in names]

@@ -232,6 +232,9 @@ def test_txt_file_character_lm(tmp_path):
         ("data.json", b"{}", "unsupported data file type"),
         ("ragged.npz", "ragged", "share their first"),
         ("strings.npz", "strings", "numbers only"),
+        ("array.npz", "npy-inside", "single .npy array, not a .npz"),
+        ("archive.npy", "npz-inside", "a .npz archive, not a single .npy"),
+        ("fields.npz", "no-field", "no array named z; the file has x"),
     ],
 )
 def test_bad_files_raise_data_error(tmp_path, name, content, match):
@@ -242,10 +245,21 @@ def test_bad_files_raise_data_error(tmp_path, name, content, match):
         np.savez(path, x=np.zeros((5, 2)), y=np.zeros(4))
     elif content == "strings":
         np.savez(path, x=np.array(["a", "b"]))
+    elif content == "npy-inside":
+        with open(path, "wb") as fh:
+            np.save(fh, np.zeros(3))
+    elif content == "npz-inside":
+        with open(path, "wb") as fh:
+            np.savez(fh, x=np.zeros(3))
+    elif content == "no-field":
+        np.savez(path, x=np.zeros(3))
     elif content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=match):
-        build_data({"file": str(path), "block": 8}, batch=4, seed=0)
+        spec = {"file": str(path)}
+        spec.update({"block": 8} if name.endswith(".txt") else {})
+        spec.update({"fields": ["z"]} if content == "no-field" else {})
+        build_data(spec, batch=4, seed=0)
 
 
 def test_feeder_checks_names_shapes_and_dtypes():

@@ -83,6 +83,8 @@ def test_config_defaults_and_early_stopping_mode():
     )
     assert cfg.batch == 32 and cfg.optimizer == {"name": "adamw"} and cfg.seed == 0
     assert cfg.early_stopping.mode == "max" and cfg.early_stopping.patience == 5
+    bare = TrainConfig.from_dict({"data": {}, "early_stopping": {"metric": "accuracy"}})
+    assert bare.early_stopping.metric == "val_accuracy"
     assert (
         TrainConfig.from_dict({"data": {"task": "xor"}, "early_stopping": {}}).early_stopping.mode
         == "min"

@@ -237,7 +237,7 @@ def test_freeze_and_buffers(tmp_path):
         ({"stpes": 10}, ConfigError, "did you mean `steps`"),
         ({"steps": 10, "epochs": 2}, ConfigError, "both set"),
         ({"data": {"task": "majority"}, "steps": None, "epochs": 2}, ConfigError, "endless stream"),
-        ({"metrics": ["accuracy", "f1"]}, ConfigError, "unknown key `f1`"),
+        ({"metrics": ["accuracy", "perplexty"]}, ConfigError, "did you mean `perplexity`"),
         ({"early_stopping": {"metric": "val_f1"}}, ConfigError, "is not a metric"),
         ({"data": {"dataset": "digits"}}, DataError, r"input `x` expects shape \[B, 2\]"),
         ({"batch": 0}, ConfigError, "batch must be >= 1"),
