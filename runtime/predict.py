@@ -132,7 +132,11 @@ def sample_text(
     model is causal, so padding after the read position does not matter).
     """
     info = bundle.info
-    chars, block = info.get("chars"), int(info["seq_len"])
+    if "chars" not in info:
+        raise DataError(
+            "sample_text needs a character-level `.txt` data source; for other data use predict()"
+        )
+    chars, block = info["chars"], int(info["seq_len"])
     if chars is not None:
         lookup = {c: i for i, c in enumerate(chars)}
         unknown = sorted(set(prompt) - set(lookup))

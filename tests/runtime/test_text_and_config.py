@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from graphc.runtime import (
     ConfigError,
+    DataError,
     apply_overrides,
     build_data,
     evaluate,
@@ -44,8 +45,11 @@ def test_character_lm_on_a_text_file(tmp_path):
     assert "at" in text  # greedy continuation of "the " follows the corpus
     a = sample_text(model, params, bundle, prompt="t", length=20, seed=1)
     assert a == sample_text(model, params, bundle, prompt="t", length=20, seed=1)
-    with pytest.raises(Exception, match="not in the vocabulary"):
+    with pytest.raises(DataError, match="not in the vocabulary"):
         sample_text(model, params, bundle, prompt="Z", length=2)
+    digits = build_data({"task": "reverse_digits", "length": 4}, batch=8, seed=0)
+    with pytest.raises(DataError, match="needs a character-level"):
+        sample_text(model, params, digits, prompt="1")
     on_train = evaluate(model, params, {**model.train["data"]}, split="train", base_dir=tmp_path)
     assert on_train["samples"] == len(bundle.train.data)
 
