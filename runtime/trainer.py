@@ -66,6 +66,11 @@ def train(
         resumable); the schedule still spans the configured total.
     Raises ConfigError/DataError/CheckpointError on bad input, NonFiniteError on NaN/Inf.
     """
+    if not model.losses:
+        raise ConfigError(
+            f"model {model.name!r} lists no losses: there is nothing to train "
+            "(add `losses: [...]` to the spec)"
+        )
     run = Run(model, Path(out_dir), Setup.create(model, overrides, base_dir), overrides)
     if resume:
         run.restore()

@@ -249,6 +249,13 @@ def test_config_and_data_mismatch_errors(tmp_path, train_cfg, error, match):
         train(model, out_dir=tmp_path, progress="none")
 
 
+def test_a_model_without_losses_is_refused(tmp_path):
+    model = _spirals()
+    model.losses = []
+    with pytest.raises(ConfigError, match="lists no losses"):
+        train(model, out_dir=tmp_path, progress="none")
+
+
 def test_plain_progress_lines(tmp_path, capsys):
     # log_every 5: most steps have no metrics row, the progress line must not care
     model = _spirals(steps=12, log_every=5)
