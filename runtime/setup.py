@@ -33,6 +33,19 @@ def model_fingerprint(model) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def spec_hash(model) -> str | None:
+    """sha256 (16 hex digits) of the spec file the model was compiled from, when known.
+
+    Recorded in checkpoints for provenance only: editing the `train:` section changes it, and
+    resuming with more steps is allowed, so :func:`model_fingerprint` is what resume checks.
+    """
+    path = getattr(model, "source_path", None)
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+    except OSError:
+        return None
+
+
 def step_seed(seed: int, step: int, micro: int = 0) -> int:
     """The forward seed (dropout etc.) for a micro-batch: a pure function of its position."""
     return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])

@@ -38,7 +38,7 @@ from .optim import clip_by_global_norm, global_norm, make_optimizer
 from .plot import plot_losses
 from .progress import make_progress
 from .schedule import make_schedule
-from .setup import Setup, model_fingerprint, step_seed
+from .setup import Setup, model_fingerprint, spec_hash, step_seed
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_DIR = "best"  # the parameters at the best evaluation, with early stopping
@@ -310,7 +310,7 @@ class Run:
             "rng": {"seed": self.cfg.seed, "scheme": "SeedSequence([seed, step, micro])"},
             "model": self.model.name,
             "model_hash": self.fingerprint,
-            "spec_hash": getattr(self.model, "spec_hash", None),
+            "spec_hash": spec_hash(self.model),
             "optimizer": scalars,
             "early_stopping": self.best,
             "total_steps": self.total,

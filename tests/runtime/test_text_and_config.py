@@ -114,3 +114,9 @@ def test_data_files_resolve_next_to_the_spec(tmp_path):
     model.source_path = str(tmp_path / "lm.yaml")  # what the compiler records
     summary = train(model, out_dir=tmp_path / "run", progress="none")
     assert summary["status"] == "completed"
+    state = load_checkpoint(tmp_path / "run" / "checkpoint").state
+    assert state["spec_hash"] is None  # the spec file itself does not exist here
+    (tmp_path / "lm.yaml").write_text("name: lm\n")
+    train(model, out_dir=tmp_path / "run", progress="none")
+    state = load_checkpoint(tmp_path / "run" / "checkpoint").state
+    assert len(state["spec_hash"]) == 16
