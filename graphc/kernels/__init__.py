@@ -20,6 +20,9 @@ are plain Python over NumPy, because that is as fast and much simpler:
 ``add``/``sub``/``mul``/``matmul`` (numpy broadcasting + BLAS), and ``rnn``/``lstm``/``gru``
 (thin wrappers over njit per-direction cores, since ``last`` changes the output's rank).
 
+Importing this package raises glibc's malloc mmap/trim thresholds (see ``_alloc``; opt out
+with ``GRAPHC_NO_MALLOPT=1``): without it every MiB-sized temporary is page-faulted in afresh.
+
 Shape ops other than ``concat2`` (flatten, reshape, transpose, permute, slice, split,
 sum, mean) are not kernels: the driver does them with NumPy; see ``graphc.kernels.shape``.
 """
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphc.kernels import (
+    _alloc,
     attention,
     conv,
     elementwise,
@@ -38,6 +42,9 @@ from graphc.kernels import (
     recurrent,
     shape,
 )
+
+# Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
+_alloc.tune_allocator()
 
 
 @dataclass(frozen=True)
