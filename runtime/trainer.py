@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,8 @@ class Run:
             "initial parameters" if self.resumed_from is None else self.out / CHECKPOINT_DIR,
         )
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.resumed_from is None and (self.out / BEST_DIR).exists():
+            shutil.rmtree(self.out / BEST_DIR)  # a previous run's best, not this one's
         info = {k: v for k, v in self.setup.data.info.items() if k != "chars"}
         config = {
             "model": self.model.name,

@@ -204,6 +204,8 @@ def test_early_stopping(tmp_path):
     assert summary["best"]["best_step"] == 5
     assert load_checkpoint(tmp_path / "checkpoint").state["step"] == 20
     assert load_checkpoint(tmp_path / "best").state["step"] == 5
+    train(_spirals(steps=5), out_dir=tmp_path, progress="none")  # a fresh run, no early stop
+    assert not (tmp_path / "best").exists()
 
 
 def test_best_parameters_are_kept(tmp_path):
