@@ -4,7 +4,7 @@ Public API::
 
     train(model, out_dir=..., overrides=..., resume=..., progress=..., base_dir=..., max_steps=...)
     evaluate(model, params, data=None, split="val") -> metrics
-    predict(model, params, data=None, n=8) -> rows;  sample_text(model, params, bundle, ...)
+    predict(model, params, data=None, n=8) -> rows;  sample_text(model, params, data=None, ...)
     load_params(run_or_checkpoint_dir, model=None) -> params
     load_checkpoint(path) / save_checkpoint(path, params, optimizer_state, state)
     build_data(train_data, batch=..., seed=...) -> DataBundle

@@ -119,18 +119,23 @@ def predict(
 def sample_text(
     model,
     params: dict[str, np.ndarray],
-    bundle: DataBundle,
+    data=None,
     *,
     prompt: str = "",
     length: int = 200,
     temperature: float = 1.0,
     seed: int = 0,
+    base_dir=None,
 ) -> str:
     """Continue ``prompt`` by ``length`` characters with a character-level LM (``.txt`` data).
 
-    temperature 0 is greedy; the context is the last ``seq_len`` tokens, right-padded (the
-    model is causal, so padding after the read position does not matter).
+    ``data`` as for :func:`predict` (None: the spec's ``train.data``). Temperature 0 is
+    greedy; the context is the last ``seq_len`` tokens, right-padded (the model is causal, so
+    padding after the read position does not matter).
     """
+    bundle = (
+        data if isinstance(data, DataBundle) else pick_data(model, data, base_dir=base_dir).bundle
+    )
     info = bundle.info
     if "chars" not in info:
         raise DataError(
