@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
 
@@ -146,7 +146,7 @@ class DataBundle:
 def split_indices(n: int, val_fraction: float, seed: int, labels: np.ndarray | None = None):
     """Reproducible (train, val) index arrays; stratified by ``labels`` when given."""
     if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"the held-out fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng([seed, 7])
     if labels is None:
         order = rng.permutation(n)

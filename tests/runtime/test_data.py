@@ -99,6 +99,11 @@ def test_validation_is_fixed_and_disjoint_from_training():
     assert not {r.tobytes() for r in finite.train.data.fields["tokens"]} & val
 
 
+def test_held_out_fraction_must_be_a_fraction():
+    with pytest.raises(ConfigError, match=r"held-out fraction must be in \[0, 1\), got 1.5"):
+        build_data({"dataset": "digits", "test_fraction": 1.5}, batch=8, seed=0)
+
+
 def test_too_small_a_task_is_refused():
     with pytest.raises(ConfigError, match="distinct samples"):
         build_data({"task": "reverse_digits", "length": 2, "val_size": 80}, batch=8, seed=0)
