@@ -190,7 +190,7 @@ TASKS: dict[str, Task] = {
         info=_classes("xor"),
     ),
 }
-TASKS["spirals"] = TASKS["two_spirals"]
+ALIASES = {"spirals": "two_spirals"}
 
 
 def _check_options(name: str, options: dict) -> dict:
@@ -253,7 +253,7 @@ def _unique_rows(task: Task, options: dict, rng: np.random.Generator, n: int) ->
 
 
 def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
-    name = spec["task"]
+    name = ALIASES.get(spec["task"], spec["task"])
     if name not in TASKS:
         raise ConfigError(
             f"unknown task `{name}`{did_you_mean(name, TASKS)}; available: {', '.join(TASKS)}"
