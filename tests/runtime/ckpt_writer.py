@@ -1,16 +1,24 @@
 """A checkpoint writer that the atomicity tests kill with SIGKILL.
 
-usage: ckpt_writer.py DIR stage NAME   -- save #1, then during save #2 stop at stage NAME
-       ckpt_writer.py DIR loop         -- save #1, #2, ... of large arrays until killed
+usage: ckpt_writer.py RUNTIME_DIR DIR stage NAME  -- save #1, then stop at stage NAME of save #2
+       ckpt_writer.py RUNTIME_DIR DIR loop        -- save #1, #2, ... of large arrays until killed
 Checkpoint #k holds arrays filled with k and state {"step": k}, so a reader can tell
 whether what it loads is one complete checkpoint.
 """
 
+import importlib
 import sys
 import time
+import types
 
 import numpy as np
-from graphc.runtime import checkpoint
+
+# Import runtime/checkpoint.py (and its errors module) under a stand-in package: `graphc`'s own
+# __init__ pulls in the whole front end, a second of start-up per writer for nothing.
+_pkg = types.ModuleType("rt")
+_pkg.__path__ = [sys.argv[1]]
+sys.modules["rt"] = _pkg
+checkpoint = importlib.import_module("rt.checkpoint")
 
 
 def contents(k: int, size: int):
@@ -19,9 +27,9 @@ def contents(k: int, size: int):
 
 
 def main() -> None:
-    path, mode = sys.argv[1], sys.argv[2]
+    path, mode = sys.argv[2], sys.argv[3]
     if mode == "stage":
-        stage = sys.argv[3]
+        stage = sys.argv[4]
         checkpoint.save_checkpoint(path, *contents(1, 1000))
 
         def hook(name: str) -> None:

@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import graphc.runtime.checkpoint as checkpoint_module
 import numpy as np
 import pytest
 from graphc.runtime.checkpoint import load_checkpoint, save_checkpoint
 from graphc.runtime.errors import CheckpointError
 
 WRITER = Path(__file__).with_name("ckpt_writer.py")
+RUNTIME_DIR = str(Path(checkpoint_module.__file__).parent)
 
 
 def _save(path, k=1):
@@ -73,7 +75,9 @@ def test_missing_checkpoint(tmp_path):
 
 def _writer(path, *args):
     return subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(WRITER), RUNTIME_DIR, str(path), *args],
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
