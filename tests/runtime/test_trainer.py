@@ -395,3 +395,12 @@ def test_data_map_renames_fields_for_inputs_and_metrics(tmp_path):
         evaluate(model, load_checkpoint(tmp_path / "run" / "checkpoint").params)["accuracy"]
         == summary["metrics"]["val_accuracy"]
     )
+
+
+def test_auto_progress_is_plain_without_a_terminal(capsys):
+    from graphc.runtime.progress import RichProgress, make_progress
+
+    assert type(make_progress("auto")) is PlainProgress  # pytest captures stdout: no TTY
+    assert isinstance(make_progress("rich"), RichProgress)
+    with pytest.raises(ValueError, match="auto, rich, plain or none"):
+        make_progress("fancy")
