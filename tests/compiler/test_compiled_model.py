@@ -1,0 +1,187 @@
+"""CompiledModel behaviour: batch checking, locating non-finite values, train/eval modes,
+determinism, and the generated driver's backward in training mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphc.compiler import InputError, compile_spec
+
+from .helpers import spec_text, write
+
+CLASSIFIER = spec_text(
+    {"x": ["B", 3], "y": (["B"], "int64")},
+    {"fc": {"op": "linear", "in": "x", "out": 4},
+     "act": {"op": "tanh", "in": "fc"},
+     "logits": {"op": "linear", "in": "act", "out": 2},
+     "loss": {"op": "cross_entropy", "in": ["logits", "y"]}},
+    outputs=["logits"], losses=["loss"])
+
+# dropout, batchnorm and a symbolic reshape: everything whose backward reads forward-only state
+STOCHASTIC = spec_text(
+    {"x": ["B", 2, 3], "t": ["B", 6]},
+    {"bn": {"op": "batchnorm", "in": "x", "momentum": 0.5},
+     "drop": {"op": "dropout", "in": "bn", "p": 0.5},
+     "flat": {"op": "reshape", "in": "drop", "shape": ["B", -1]},
+     "loss": {"op": "mse", "in": ["flat", "t"]}},
+    outputs=["drop", "bn"], losses=["loss"])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return compile_spec(write(tmp_path_factory.mktemp("clf"), CLASSIFIER))
+
+
+@pytest.fixture(scope="module")
+def stochastic(tmp_path_factory):
+    return compile_spec(write(tmp_path_factory.mktemp("sto"), STOCHASTIC))
+
+
+def _clf_batch(b=4):
+    rng = np.random.default_rng(0)
+    return {"x": rng.standard_normal((b, 3)).astype(np.float32), "y": rng.integers(0, 2, b)}
+
+
+def _sto_batch(b=4):
+    rng = np.random.default_rng(1)
+    return {"x": rng.standard_normal((b, 2, 3)).astype(np.float32) * 2 + 1,
+            "t": rng.standard_normal((b, 6)).astype(np.float32)}
+
+
+# ----------------------------------------------------------------------------- batch checking
+@pytest.mark.parametrize(("change", "pattern"), [
+    (lambda b: b.pop("y"), r"no `y`.*inputs are x, y"),
+    (lambda b: b.update(x=np.zeros((4, 5), np.float32)), r"input `x` has shape \(4, 5\).*\[B×3\].*axis 1 must be 3"),
+    (lambda b: b.update(x=np.zeros((4, 3, 1), np.float32)), r"input `x`.*rank 2"),
+    (lambda b: b.update(y=np.zeros(5, np.int64)), r"dimension B is 4 in `x` but 5 in `y`"),
+    (lambda b: b.update(y=np.zeros(4, np.float32)), r"input `y` must hold integers, found float32"),
+    (lambda b: b.update(x=np.full((4, 3), "a")), r"input `x` must be numeric"),
+], ids=["missing", "wrong-axis", "wrong-rank", "inconsistent-B", "float-ids", "strings"])
+def test_bad_batches_raise_input_error(classifier, change, pattern):
+    batch = _clf_batch()
+    change(batch)
+    params = classifier.init_params(0)
+    with pytest.raises(InputError, match=pattern):
+        classifier.forward(params, batch)
+
+
+def test_input_error_is_a_value_error_and_good_batches_convert(classifier):
+    assert issubclass(InputError, ValueError)
+    batch = _clf_batch()
+    fed = classifier.feed({"x": batch["x"].astype(np.float64), "y": batch["y"].astype(np.int32)})
+    assert fed["x"].dtype == np.float32 and fed["y"].dtype == np.int64
+
+
+# ----------------------------------------------------------------------------- non-finite values
+def test_first_nonfinite_is_none_when_all_finite(classifier):
+    assert classifier.first_nonfinite(classifier.init_params(0), _clf_batch()) is None
+
+
+def test_first_nonfinite_names_the_node_owning_a_nan_parameter(classifier):
+    params = classifier.init_params(0)
+    params["logits.weight"][0, 0] = np.nan
+    assert classifier.first_nonfinite(params, _clf_batch()) == "logits"
+
+
+def test_first_nonfinite_names_the_node_that_overflows(classifier):
+    params = classifier.init_params(0)
+    params["fc.weight"][:] = 1e30  # finite, but x·Wᵀ overflows float32 in `fc`; tanh makes it finite again
+    batch = _clf_batch()
+    batch["x"] = np.abs(batch["x"]) * 1e10 + 1e10
+    assert classifier.first_nonfinite(params, batch) == "fc"
+
+
+def test_first_nonfinite_names_a_non_finite_input(classifier):
+    batch = _clf_batch()
+    batch["x"][1, 2] = np.inf
+    assert classifier.first_nonfinite(classifier.init_params(0), batch) == "x"
+
+
+# ----------------------------------------------------------------------------- modes
+def test_dropout_is_the_identity_in_eval(stochastic):
+    params = stochastic.init_params(0)
+    r = stochastic.forward(params, _sto_batch(), training=False)
+    np.testing.assert_array_equal(r.outputs["drop"], r.outputs["bn"])
+
+
+def test_dropout_zeroes_and_rescales_in_training(stochastic):
+    params = stochastic.init_params(0)
+    r = stochastic.forward(params, _sto_batch(), training=True, seed=5)
+    drop, bn = r.outputs["drop"], r.outputs["bn"]
+    kept = drop != 0
+    assert 0 < kept.sum() < kept.size
+    np.testing.assert_allclose(drop[kept], bn[kept] * 2.0, rtol=1e-6)
+
+
+def test_batchnorm_running_stats_update_only_in_training(stochastic):
+    batch = _sto_batch()
+    params = stochastic.init_params(0)
+    before = {k: v.copy() for k, v in params.items()}
+    stochastic.forward(params, batch, training=False)
+    for k in ("bn.running_mean", "bn.running_var"):
+        np.testing.assert_array_equal(params[k], before[k])
+    stochastic.forward(params, batch, training=True)
+    x = batch["x"].astype(np.float64)
+    mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2), ddof=1)  # torch blends the unbiased variance
+    np.testing.assert_allclose(params["bn.running_mean"], 0.5 * before["bn.running_mean"] + 0.5 * mean, rtol=1e-5)
+    np.testing.assert_allclose(params["bn.running_var"], 0.5 * before["bn.running_var"] + 0.5 * var, rtol=1e-5)
+    assert not stochastic.params["bn.running_mean"].trainable
+
+
+def test_batchnorm_eval_normalizes_with_running_stats(stochastic):
+    params = stochastic.init_params(0)
+    params["bn.running_mean"][:] = [1.0, -1.0]
+    params["bn.running_var"][:] = [4.0, 0.25]
+    batch = _sto_batch()
+    r = stochastic.forward(params, batch, training=False)
+    x = batch["x"].astype(np.float64)
+    ref = (x - params["bn.running_mean"][None, :, None]) / np.sqrt(params["bn.running_var"][None, :, None] + 1e-5)
+    np.testing.assert_allclose(r.outputs["bn"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_training_step_backward_runs_and_is_deterministic(stochastic):
+    """The backward of dropout/batchnorm reads the mode, and reshape's [B, -1] reads B."""
+    batch = _sto_batch()
+
+    def step(seed):
+        params = stochastic.init_params(0)
+        r = stochastic.forward(params, batch, training=True, seed=seed)
+        return r, stochastic.backward(r)
+
+    (r1, g1), (r2, g2), (r3, _) = step(3), step(3), step(4)
+    assert set(g1) == {"bn.weight", "bn.bias"}
+    assert r1.losses == r2.losses
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+        assert np.all(np.isfinite(g1[k]))
+    np.testing.assert_array_equal(r1.outputs["drop"], r2.outputs["drop"])
+    assert not np.array_equal(r1.outputs["drop"], r3.outputs["drop"]), "another seed, another mask"
+
+
+def test_eval_forward_is_deterministic_and_seed_independent(stochastic):
+    params = stochastic.init_params(0)
+    a = stochastic.forward(params, _sto_batch(), training=False, seed=1)
+    b = stochastic.forward(params, _sto_batch(), training=False, seed=2)
+    np.testing.assert_array_equal(a.outputs["drop"], b.outputs["drop"])
+    assert a.losses == b.losses
+
+
+def test_init_params_is_deterministic_per_seed(classifier):
+    a, b, c = classifier.init_params(0), classifier.init_params(0), classifier.init_params(1)
+    assert set(a) == set(classifier.params)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+        assert a[k].dtype == np.float32 and a[k].shape == classifier.params[k].shape
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_float64_model_computes_in_float64(classifier):
+    m64 = classifier.astype(np.float64)
+    params = {k: v.astype(np.float64) for k, v in m64.init_params(0).items()}
+    r = m64.forward(params, _clf_batch())
+    assert r.outputs["logits"].dtype == np.float64
+    assert all(g.dtype == np.float64 for g in m64.backward(r).values())
+    r32 = classifier.forward(classifier.init_params(0), _clf_batch())
+    assert r32.outputs["logits"].dtype == np.float32
+    assert r.losses["loss"] == pytest.approx(r32.losses["loss"], rel=1e-5)
