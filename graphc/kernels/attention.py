@@ -96,9 +96,12 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     # Pass 1: scaled, masked scores minus their row max. Pass 2: one vectorised exp over all
     # of them. Pass 3: normalise rows and multiply by V.
     shifted = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
+    sc = np.empty((t_len, s_len), dtype=q.dtype)
     for b in range(b_n):
         for h in range(heads):
-            sc = np.dot(qh[b, h], kh[b, h].T)
+            # np.dot with an out array: these products are tiny and the per-call result
+            # allocation would cost as much as the math (explicit loops measured slower)
+            np.dot(qh[b, h], kh[b, h].T, sc)
             sh = shifted[b, h]
             for t in range(t_len):
                 m = -np.inf
@@ -123,7 +126,7 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
                 inv = 1.0 / tot
                 for s in range(s_len):
                     p[t, s] *= inv
-            ctx_h[b, h] = np.dot(p, vh[b, h])
+            np.dot(p, vh[b, h], ctx_h[b, h])
     ctx = _merge_heads(ctx_h)
     out = _proj(ctx, wo, bo, has_bias).reshape(b_n, t_len, e)
     return out, qh, kh, vh, probs, ctx
@@ -170,12 +173,13 @@ def attention_bwd(
     gqh = np.empty_like(qh)
     gkh = np.empty_like(kh)
     gvh = np.empty_like(vh)
+    gp = np.empty((t_len, s_len), dtype=q.dtype)
     for b in range(b_n):
         for h in range(heads):
             p = probs[b, h]
             gc = gctx_h[b, h]
-            gp = np.dot(gc, vh[b, h].T)
-            gvh[b, h] = np.dot(p.T, gc)
+            np.dot(gc, vh[b, h].T, gp)
+            np.dot(p.T, gc, gvh[b, h])
             # softmax VJP, then zero where the score was replaced by the mask constant
             for t in range(t_len):
                 dot = 0.0
@@ -186,8 +190,8 @@ def attention_bwd(
                         gp[t, s] = 0.0
                     else:
                         gp[t, s] = p[t, s] * (gp[t, s] - dot) * scale
-            gqh[b, h] = np.dot(gp, kh[b, h])
-            gkh[b, h] = np.dot(gp.T, qh[b, h])
+            np.dot(gp, kh[b, h], gqh[b, h])
+            np.dot(gp.T, qh[b, h], gkh[b, h])
 
     gq_p = _merge_heads(gqh)
     gk_p = _merge_heads(gkh)

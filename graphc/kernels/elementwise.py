@@ -4,7 +4,8 @@ Convention (shared by every module in ``graphc.kernels``): ``<op>_fwd(**inputs, 
 **attrs)`` returns ``(outputs..., saved...)``; ``<op>_bwd(g_<output>..., **inputs, **params,
 **attrs, saved0.., <output>..)`` returns one gradient per input port, then one per param.
 Activations loop over the flat array so the result dtype always follows the input (a float
-literal in a vectorised numba expression could silently promote float32 to float64).
+literal in a vectorised numba expression could silently promote float32 to float64);
+exp/tanh/sigmoid/erf go through ``graphc.kernels.vmath`` (SIMD float32 forms, libm float64).
 
 ``add``/``sub``/``mul`` are plain NumPy functions, not njit kernels: numpy broadcasting and
 the reduction back to each operand's shape (``unbroadcast``) are already vectorised, and
@@ -16,9 +17,7 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.vmath import vexp, vnormal_cdf, vsigmoid, vtanh
-
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+from graphc.kernels.vmath import vexp, vgelu_grad, vnormal_cdf, vsigmoid, vtanh
 
 
 # --------------------------------------------------------------------------- activations
@@ -58,20 +57,8 @@ def gelu_fwd(x):
 
 @numba.njit(cache=True)
 def gelu_bwd(g_out, x, out):
-    # d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
     gx = np.empty_like(x)
-    gf = g_out.reshape(-1)
-    xf = x.reshape(-1)
-    gxf = gx.reshape(-1)
-    cdf = np.empty_like(xf)
-    vnormal_cdf(xf, cdf)
-    arg = np.empty_like(xf)
-    for i in range(xf.size):
-        arg[i] = -0.5 * xf[i] * xf[i]
-    pdf = np.empty_like(xf)
-    vexp(arg, pdf)
-    for i in range(xf.size):
-        gxf[i] = gf[i] * (cdf[i] + xf[i] * _INV_SQRT_2PI * pdf[i])
+    vgelu_grad(x.reshape(-1), g_out.reshape(-1), gx.reshape(-1))
     return (gx,)
 
 

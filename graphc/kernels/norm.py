@@ -17,64 +17,90 @@ import numpy as np
 
 # --------------------------------------------------------------------------- layernorm
 @numba.njit(cache=True)
+def _sum4(a):
+    """Sum of a 1-D array in float64 with four interleaved partial sums: breaks the FP-add
+    latency chain (no fastmath needed) and keeps a fixed, deterministic order."""
+    n = a.size
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = n - n % 4
+    for j in range(0, n4, 4):
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+    for j in range(n4, n):
+        s0 += a[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _ln_rows(x2, weight, bias, eps, affine):
     n, d = x2.shape
     out = np.empty_like(x2)
     mean = np.empty(n, dtype=x2.dtype)
     rstd = np.empty(n, dtype=x2.dtype)
-    use_affine = affine and weight.size > 0
+    use_w = affine and weight.size > 0
+    use_b = affine and bias.size > 0
     wf = weight.reshape(-1)
     bf = bias.reshape(-1)
+    dev = np.empty(d, dtype=np.float64)
     for r in range(n):
-        s = 0.0
+        row = x2[r]
+        orow = out[r]
+        m = _sum4(row) / d
         for j in range(d):
-            s += x2[r, j]
-        m = s / d
-        v = 0.0
+            dev[j] = row[j] - m
         for j in range(d):
-            t = x2[r, j] - m
-            v += t * t
-        rs = 1.0 / math.sqrt(v / d + eps)  # biased variance, as torch
+            orow[j] = dev[j] * dev[j]  # scratch: squared deviations
+        rs = 1.0 / math.sqrt(_sum4(orow) / d + eps)  # biased variance, as torch
         mean[r] = m
         rstd[r] = rs
         for j in range(d):
-            y = (x2[r, j] - m) * rs
-            if use_affine:
-                y = y * wf[j] + (bf[j] if bias.size > 0 else 0.0)
-            out[r, j] = y
+            orow[j] = dev[j] * rs
+        if use_w:
+            for j in range(d):
+                orow[j] *= wf[j]
+        if use_b:
+            for j in range(d):
+                orow[j] += bf[j]
     return out, mean, rstd
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _ln_rows_bwd(g2, x2, weight, bias, affine, mean, rstd):
     n, d = x2.shape
     gx = np.empty_like(x2)
     gw = np.zeros_like(weight)
     gb = np.zeros_like(bias)
-    use_affine = affine and weight.size > 0
+    use_w = affine and weight.size > 0
+    use_b = affine and bias.size > 0
     wf = weight.reshape(-1)
     gwf = gw.reshape(-1)
     gbf = gb.reshape(-1)
     xhat = np.empty(d, dtype=np.float64)
     gxhat = np.empty(d, dtype=np.float64)
+    prod = np.empty(d, dtype=np.float64)
     for r in range(n):
         m = mean[r]
         rs = rstd[r]
-        s1 = 0.0  # sum of gxhat
-        s2 = 0.0  # sum of gxhat * xhat
+        grow = g2[r]
         for j in range(d):
-            xh = (x2[r, j] - m) * rs
-            gh = g2[r, j] * wf[j] if use_affine else g2[r, j]
-            xhat[j] = xh
-            gxhat[j] = gh
-            s1 += gh
-            s2 += gh * xh
-            if use_affine:
-                gwf[j] += g2[r, j] * xh
-                if bias.size > 0:
-                    gbf[j] += g2[r, j]
-        s1 /= d
-        s2 /= d
+            xhat[j] = (x2[r, j] - m) * rs
+        if use_w:
+            for j in range(d):
+                gxhat[j] = grow[j] * wf[j]
+            for j in range(d):
+                gwf[j] += grow[j] * xhat[j]
+        else:
+            for j in range(d):
+                gxhat[j] = grow[j]
+        if use_b:
+            for j in range(d):
+                gbf[j] += grow[j]
+        for j in range(d):
+            prod[j] = gxhat[j] * xhat[j]
+        s1 = _sum4(gxhat) / d
+        s2 = _sum4(prod) / d
         for j in range(d):
             gx[r, j] = rs * (gxhat[j] - s1 - xhat[j] * s2)
     return gx, gw, gb

@@ -29,6 +29,7 @@ _LN2_LO = -2.1219444005469057e-04
 _EXP_LO = -87.3  # below this float32 exp underflows; return exactly 0
 _EXP_HI = 88.7  # clamp: exp(88.7) is still finite in float32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -148,3 +149,36 @@ def vnormal_cdf(x, out):
                 1.421413741 + t * (-1.453152027 + t * 1.061405429))))  # fmt: skip
             e = 1.0 - poly * dst[i]
             out[lo + i] = 0.5 * (1.0 + e) if v >= 0 else 0.5 * (1.0 - e)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def vgelu_grad(x, g, out):
+    """out = g * d/dx[x Phi(x)] = g * (Phi(x) + x phi(x)); float32 shares one exp between
+    Phi (A&S needs exp(-z^2) = exp(-x^2/2)) and phi."""
+    n = x.size
+    if x.itemsize != 4:
+        for i in range(n):
+            v = x[i]
+            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+            pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+            out[i] = g[i] * (cdf + v * pdf)
+        return
+    src = np.empty(_BLOCK, dtype=np.float32)
+    dst = np.empty(_BLOCK, dtype=np.float32)
+    dst_bits = dst.view(np.int32)
+    k = np.empty(_BLOCK, dtype=np.int32)
+    for lo in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - lo)
+        for i in range(m):
+            v = x[lo + i]
+            src[i] = -0.5 * v * v
+        _exp_block(src, m, dst, dst_bits, k)
+        for i in range(m):
+            v = float(x[lo + i])
+            z = abs(v) * _INV_SQRT2
+            t = 1.0 / (1.0 + 0.3275911 * z)
+            poly = t * (0.254829592 + t * (-0.284496736 + t * (
+                1.421413741 + t * (-1.453152027 + t * 1.061405429))))  # fmt: skip
+            e = 1.0 - poly * dst[i]
+            cdf = 0.5 * (1.0 + e) if v >= 0 else 0.5 * (1.0 - e)
+            out[lo + i] = g[lo + i] * (cdf + v * _INV_SQRT_2PI * dst[i])
