@@ -50,6 +50,7 @@ class Program:
     kernels: dict[str, object]  # generated-module name → kernel function
     input_grads: dict[str, str]  # graph input → gradient variable (when differentiated)
     wrt_inputs: bool = False
+    dim_vars: dict[str, str] = field(default_factory=dict)  # symbolic dim → its driver variable
 
 
 def _mangle(name: str, taken: set[str]) -> str:
@@ -62,11 +63,14 @@ def _mangle(name: str, taken: set[str]) -> str:
     return var
 
 
-def pyexpr(d) -> str:
+def pyexpr(d, dim_vars: dict[str, str] | None = None) -> str:
     """A dimension (sympy) as Python source over the bound dimension variables."""
     d = sympy.sympify(d)
     if d.is_Integer:
         return str(int(d))
+    if dim_vars:  # a dim named like a driver local (`P`, `S`, a node) has a renamed variable
+        d = d.subs({s: sympy.Symbol(dim_vars[str(s)]) for s in d.free_symbols
+                    if dim_vars.get(str(s), str(s)) != str(s)})
     return sympy.pycode(d)  # floor/ceil print as math.floor/math.ceil
 
 
@@ -76,6 +80,8 @@ def _where(node: Node) -> str:
 
 def build(graph: Graph, wrt_inputs: bool = False) -> Program:
     taken: set[str] = set()
+    dims = _bind_dims(graph)
+    dim_vars = {d: _mangle(d, taken) for d in dims}  # first, so dims keep their names if they can
     tensors: dict[tuple[str, str], str] = {}
     for name in graph.order:
         node = graph.nodes[name]
@@ -84,7 +90,7 @@ def build(graph: Graph, wrt_inputs: bool = False) -> Program:
             tensors[(name, port)] = _mangle(base, taken)
     lowered = {n: lower(graph.nodes[n], _first_rank(graph, graph.nodes[n]))
                for n in graph.order if not graph.nodes[n].is_input}
-    prog = Program(graph, [], [], tensors, {}, _bind_dims(graph), {}, {}, wrt_inputs)
+    prog = Program(graph, [], [], tensors, {}, dims, {}, {}, wrt_inputs, dim_vars)
     for name in graph.order:
         node = graph.nodes[name]
         if not node.is_input:
@@ -138,7 +144,7 @@ def _arg_exprs(prog: Program, node: Node, low: Lowered, source: str) -> list[tup
         args.append((name, repr(value)))
     for name, value in low.dynamic.items():
         if isinstance(value, tuple):  # a shape with symbolic dims, evaluated per batch
-            args.append((name, "(" + ", ".join(pyexpr(d) for d in value) + ",)"))
+            args.append((name, "(" + ", ".join(pyexpr(d, prog.dim_vars) for d in value) + ",)"))
         else:
             args.append((name, value))
     return args

@@ -38,8 +38,8 @@ def _call(c: Call, indent: str = "    ") -> list[str]:
 
 def _backward_reads(prog: Program, name: str) -> bool:
     """Whether some backward call's arguments mention the variable `name` (a forward local)."""
-    word = re.compile(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])")
-    return any(word.search(v) for c in prog.backward for _, v in c.args)
+    word = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    return any(word.search(re.sub(r'"[^"]*"', '""', v)) for c in prog.backward for _, v in c.args)
 
 
 def generate(prog: Program, source_file: str) -> str:
@@ -63,7 +63,7 @@ def generate(prog: Program, source_file: str) -> str:
         t = g.types.get((node.name, "out"))
         out.append(f'    {prog.tensors[(node.name, "out")]} = X["{node.name}"]  # {t}')
     for dim, (inp, axis) in sorted(prog.dims.items()):
-        out.append(f"    {dim} = {prog.tensors[(inp, 'out')]}.shape[{axis}]")
+        out.append(f"    {prog.dim_vars.get(dim, dim)} = {prog.tensors[(inp, 'out')]}.shape[{axis}]")
     for c in prog.forward:
         out.append("")
         out += _call(c)
@@ -82,8 +82,9 @@ def generate(prog: Program, source_file: str) -> str:
     if _backward_reads(prog, "training"):
         out.append('    training = S["training"]')
     for dim, (inp, axis) in sorted(prog.dims.items()):  # e.g. reshape's [B, -1] in the backward
-        if _backward_reads(prog, dim):
-            out.append(f'    {dim} = S["{prog.tensors[(inp, "out")]}"].shape[{axis}]')
+        var = prog.dim_vars.get(dim, dim)
+        if _backward_reads(prog, var):
+            out.append(f'    {var} = S["{prog.tensors[(inp, "out")]}"].shape[{axis}]')
     for c in prog.backward:
         out.append("")
         out += _call(c)

@@ -185,3 +185,25 @@ def test_float64_model_computes_in_float64(classifier):
     r32 = classifier.forward(classifier.init_params(0), _clf_batch())
     assert r32.outputs["logits"].dtype == np.float32
     assert r.losses["loss"] == pytest.approx(r32.losses["loss"], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- driver names
+def test_dims_and_nodes_named_like_driver_locals(tmp_path):
+    """Symbolic dims `P`, `S`, `training` and a node named `S` must not clobber the driver's own
+    variables (P = parameters, S = tape, training = mode) or each other."""
+    from .helpers import check_gradients, compile64, params64
+
+    text = spec_text(
+        {"q": ["P", "training", 4], "kv": ["P", "S", 4], "t": ["P", 6]},
+        {"a": {"op": "attention", "in": {"q": "q", "kv": "kv"}, "heads": 2},
+         "S": {"op": "dropout", "in": "a", "p": 0.3},
+         "flat": {"op": "reshape", "in": "S", "shape": ["P", -1]},
+         "head": {"op": "slice", "in": "flat", "axis": 1, "start": 0, "stop": 6},
+         "loss": {"op": "mse", "in": ["head", "t"]}},
+        losses=["loss"])
+    model = compile64(write(tmp_path, text))
+    rng = np.random.default_rng(0)
+    batch = {"q": rng.standard_normal((2, 3, 4)), "kv": rng.standard_normal((2, 5, 4)),
+             "t": rng.standard_normal((2, 6))}
+    check_gradients(model, params64(model), batch, training=True, seed=1, rng=rng,
+                    expect_inputs={"q", "kv", "t"})
