@@ -39,7 +39,7 @@ def spec_hash(model) -> str | None:
     Recorded in checkpoints for provenance only: editing the `train:` section changes it, and
     resuming with more steps is allowed, so :func:`model_fingerprint` is what resume checks.
     """
-    path = getattr(model, "source_path", None)
+    path = getattr(model, "spec_path", None)
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
     except OSError:
@@ -80,8 +80,8 @@ class Setup:
     def create(cls, model, overrides: dict | None = None, base_dir=None) -> Setup:
         """``base_dir`` (for relative data paths) defaults to the spec file's directory."""
         cfg = TrainConfig.from_dict(apply_overrides(model.train, overrides))
-        if base_dir is None and getattr(model, "source_path", None):
-            base_dir = Path(model.source_path).parent
+        if base_dir is None and getattr(model, "spec_path", None):
+            base_dir = Path(model.spec_path).resolve().parent
         data = build_data(cfg.data, batch=cfg.batch, seed=cfg.seed, base_dir=base_dir)
         if cfg.steps is not None:
             total = cfg.steps

@@ -70,7 +70,8 @@ class CompiledModel:
         self._tensors = dict(tensors)  # (node, port) → variable name in the generated driver
         self.name = graph.name
         self.source = source
-        self.source_path = source_path
+        self.source_path = source_path  # the generated driver
+        self.spec_path = graph.file  # the spec it came from (relative data paths start here)
         self.dtype = np.dtype(dtype)
         self._forward = namespace["forward"]
         self._backward = namespace["backward"]

@@ -137,6 +137,14 @@ class Expander:
     def _err(self, code, message, span, **kw):
         self.diags.error(code, message, span, **kw)
 
+    def _unknown_key(self, code, message, mapping: MDict, key, choices, **kw):
+        """An unknown key; a key with spaces is usually text split at a comma in `{…}`."""
+        fallback = kw.pop("hint", None)
+        hint = did_you_mean(str(key), choices) or fallback
+        if isinstance(key, str) and " " in key.strip():
+            hint = "a comma inside {…} starts a new key: put text with commas in quotes, e.g. doc: \"a, b\""
+        self._err(code, message, mapping.key_where(key), hint=hint, **kw)
+
     def _mapping(self, parent: MDict, key: str, required=True) -> MDict:
         v = parent.get(key)
         if v is None:
@@ -200,8 +208,8 @@ class Expander:
             if isinstance(raw, MDict):
                 for k in decl:
                     if k not in ("shape", "dtype", "doc"):
-                        self._err("GC005", f"unknown key `{k}` in input `{name}`", decl.key_where(k),
-                                  hint=did_you_mean(str(k), ("shape", "dtype", "doc")))
+                        self._unknown_key("GC005", f"unknown key `{k}` in input `{name}`", decl, k,
+                                          ("shape", "dtype", "doc"))
             else:
                 decl.value_spans["shape"] = inputs.where(name)
             shape_raw = decl.get("shape")
@@ -371,11 +379,10 @@ class Expander:
             if key in NODE_KEYS:
                 continue
             if key not in op.attrs:
-                self._err("GC102", f"`{op.name}` has no attribute `{key}` (node `{name}`)",
-                          decl.key_where(key),
-                          hint=did_you_mean(str(key), list(op.attrs) + list(NODE_KEYS))
-                          or (f"`{op.name}` takes: {', '.join(op.attrs)}" if op.attrs
-                              else f"`{op.name}` takes no attributes"))
+                self._unknown_key("GC102", f"`{op.name}` has no attribute `{key}` (node `{name}`)",
+                                  decl, key, list(op.attrs) + list(NODE_KEYS),
+                                  hint=f"`{op.name}` takes: {', '.join(op.attrs)}" if op.attrs
+                                  else f"`{op.name}` takes no attributes")
         for key, attr in op.attrs.items():
             if key not in decl:
                 if attr.required:

@@ -40,7 +40,7 @@ def test_character_lm_on_a_text_file(tmp_path):
     assert m["val_perplexity"] < 3.0 < vocab and m["val_accuracy"] > 0.6
     params = load_checkpoint(tmp_path / "run" / "checkpoint").params
     bundle = build_data(model.train["data"], batch=8, seed=0, base_dir=tmp_path)
-    model.source_path = str(tmp_path / "lm.yaml")  # data paths resolve next to the spec
+    model.spec_path = str(tmp_path / "lm.yaml")  # data paths resolve next to the spec
     text = sample_text(model, params, prompt="the ", length=30, temperature=0)
     assert text.startswith("the ") and len(text) == 34 and set(text) <= set(TEXT)
     assert "at" in text  # greedy continuation of "the " follows the corpus
@@ -112,7 +112,7 @@ def test_data_files_resolve_next_to_the_spec(tmp_path):
         seq_len=8,
         train={"data": {"file": "corpus.txt", "block": 8}, "steps": 2, "eval_every": 0},
     )
-    model.source_path = str(tmp_path / "lm.yaml")  # what the compiler records
+    model.spec_path = str(tmp_path / "lm.yaml")  # what the compiler records
     summary = train(model, out_dir=tmp_path / "run", progress="none")
     assert summary["status"] == "completed"
     state = load_checkpoint(tmp_path / "run" / "checkpoint").state
