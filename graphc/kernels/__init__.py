@@ -23,8 +23,12 @@ are plain Python over NumPy, because that is as fast and much simpler:
 Importing this package raises glibc's malloc mmap/trim thresholds (see ``_alloc``; opt out
 with ``GRAPHC_NO_MALLOPT=1``): without it every MiB-sized temporary is page-faulted in afresh.
 
-Shape ops other than ``concat2`` (flatten, reshape, transpose, permute, slice, split,
-sum, mean) are not kernels: the driver does them with NumPy; see ``graphc.kernels.shape``.
+Shape ops other than ``concat2`` (flatten, reshape, transpose, permute, slice, split, N-ary
+concat, sum, mean, softmax along any axis) are plain NumPy functions in
+``graphc.kernels.views`` and are not in ``KERNELS``.
+
+Float32 transcendental functions (exp, sigmoid, tanh, the GELU normal CDF) use the SIMD
+forms in ``graphc.kernels.vmath`` (a few ulp from libm); float64 uses libm.
 """
 
 from collections.abc import Callable

@@ -1,17 +1,10 @@
-"""Shape kernels.
+"""Shape kernels: ``concat2`` (two inputs along one axis).
 
-Only ``concat2`` is a kernel here. The other shape ops are pure data movement that the
-generated driver does with NumPy, because NumPy already does them as views or single copies:
-
-- flatten / reshape: ``x.reshape(shape)``; backward ``g.reshape(x.shape)``.
-- transpose / permute: ``np.ascontiguousarray(x.transpose(perm))``; backward with the
-  inverse permutation ``np.argsort(perm)``.
-- slice: ``np.ascontiguousarray(x[idx])``; backward ``gx = zeros_like(x); gx[idx] = g``.
-- split: slices along one axis; backward concatenates the cotangents (``np.concatenate``).
-- sum / mean over axes: ``x.sum(axes, keepdims=...)``; backward broadcasts ``g`` back to
-  ``x.shape`` (divided by the reduced count for mean).
-- concat of N > 2 inputs: the driver chains ``concat2`` (or calls ``np.concatenate`` and
-  splits the cotangent with ``concat2_bwd``-style slicing).
+The other data-movement ops (flatten, reshape, transpose, permute, slice, split, concat of N
+inputs, sum, mean, softmax along any axis) live in ``graphc.kernels.views`` as plain NumPy
+functions with the same calling convention: NumPy already does them as views or one C copy,
+so numba would add compile time and no speed. ``concat2`` stays an njit kernel for drivers
+that want a fixed-arity kernel.
 """
 
 import numba
