@@ -157,6 +157,9 @@ class CompiledModel:
         for name, value in params.items():
             if not np.all(np.isfinite(value)):
                 return self.params[name].node
+        # a training forward updates buffers (batchnorm running stats) in place: work on copies
+        params = {k: v.copy() if k in self.params and not self.params[k].trainable else v
+                  for k, v in params.items()}
         result = self.forward(params, batch, training=True, seed=seed)
         tape = result.tape
         for node in self.graph.order:

@@ -207,3 +207,12 @@ def test_dims_and_nodes_named_like_driver_locals(tmp_path):
              "t": rng.standard_normal((2, 6))}
     check_gradients(model, params64(model), batch, training=True, seed=1, rng=rng,
                     expect_inputs={"q", "kv", "t"})
+
+
+def test_first_nonfinite_leaves_the_parameters_alone(stochastic):
+    """A diagnostic must not move batchnorm's running statistics (it runs a training forward)."""
+    params = stochastic.init_params(0)
+    before = {k: v.copy() for k, v in params.items()}
+    assert stochastic.first_nonfinite(params, _sto_batch()) is None
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k], err_msg=k)
