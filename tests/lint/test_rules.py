@@ -47,7 +47,7 @@ def test_silent_on_fixed_example(tmp_path, code):
 
 # Findings about suppressions themselves (GL001, GL002) and about train settings that belong
 # to no node (GL402 learning rate, GL403 optimizer choice) are silenced per file instead;
-# tests/lint/test_config.py covers that.
+# tests/lint/test_engine.py covers that (per-file-ignores).
 NOT_ON_A_NODE = ("GL001", "GL002", "GL402", "GL403")
 
 
