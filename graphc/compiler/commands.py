@@ -32,10 +32,18 @@ dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=INT",
 
 
 def _compiled(spec: str, sets, **kw):
-    from graphc.compiler import compile_graph
+    from graphc.cli import report
+    from graphc.compiler import CompileError, compile_graph
+    from graphc.diagnostics import summary_line
+    from graphc.pipeline import Analysis
 
     analysis = analyze_or_exit(spec, parse_overrides(sets))
-    return compile_graph(analysis.graph, **kw)
+    try:
+        return compile_graph(analysis.graph, **kw)
+    except CompileError as exc:  # what only the back end checks (e.g. a loss that is not a scalar)
+        report(Analysis(spec, analysis.graph, exc.diagnostics))
+        click.echo(f"{spec}: {summary_line(exc.diagnostics)}", err=True)
+        sys.exit(1)
 
 
 @click.command("compile")

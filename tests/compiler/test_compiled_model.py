@@ -216,3 +216,15 @@ def test_first_nonfinite_leaves_the_parameters_alone(stochastic):
     assert stochastic.first_nonfinite(params, _sto_batch()) is None
     for k in params:
         np.testing.assert_array_equal(params[k], before[k], err_msg=k)
+
+
+def test_a_loss_that_is_not_a_scalar_is_a_compile_error(tmp_path):
+    from graphc.compiler import CompileError
+
+    text = spec_text({"x": [2, 3]}, {"h": {"op": "linear", "in": "x", "out": 3},
+                                     "a": {"op": "tanh", "in": "h"}}, losses=["a"])
+    with pytest.raises(CompileError) as info:
+        compile_spec(write(tmp_path, text))
+    (d,) = info.value.diagnostics
+    assert d.code == "GC206" and d.nodes == ("a",) and d.span is not None
+    assert "loss `a` must be a scalar" in d.message and "[2×3]" in d.message
