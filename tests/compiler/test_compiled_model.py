@@ -228,3 +228,21 @@ def test_a_loss_that_is_not_a_scalar_is_a_compile_error(tmp_path):
     (d,) = info.value.diagnostics
     assert d.code == "GC206" and d.nodes == ("a",) and d.span is not None
     assert "loss `a` must be a scalar" in d.message and "[2×3]" in d.message
+
+
+@pytest.mark.parametrize(("change", "pattern"), [
+    (lambda b: b["tokens"].__setitem__((0, 0), 13), "embedding: id out of range"),
+    (lambda b: b["targets"].__setitem__((1, 2), -3), "cross_entropy: target class out of range"),
+    (lambda b: b.update({k: np.tile(v, (1, 9)) for k, v in b.items()}), "sequence longer than max_len"),
+], ids=["token-id", "target-class", "too-long"])
+def test_out_of_range_values_raise_instead_of_reading_garbage(change, pattern):
+    from tests.conftest import SPECS
+
+    model = compile_spec(SPECS / "transformer.yaml")
+    rng = np.random.default_rng(0)
+    batch = {"tokens": rng.integers(0, 13, (2, 8)), "targets": rng.integers(0, 13, (2, 8)),
+             "loss_mask": np.ones((2, 8), np.float32)}
+    model.forward(model.init_params(0), batch)  # fine as it is
+    change(batch)
+    with pytest.raises((IndexError, ValueError), match=pattern):
+        model.forward(model.init_params(0), batch)
