@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from graphc.kernels import (
     _alloc,
+    _cache,
     attention,
     conv,
     elementwise,
@@ -49,6 +50,8 @@ from graphc.kernels import (
 
 # Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
 _alloc.tune_allocator()
+# Cached kernels inline helpers from sibling modules; drop the cache when any source changed.
+_cache.drop_stale_cache(elementwise.relu_fwd)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def _run(op, kwargs, rng):
     kp = KERNELS[op]
     res = kp.fwd(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})
     out, saved = res[0], res[1:]
-    g = rng.standard_normal(out.shape)
+    g = rng.standard_normal(out.shape).astype(out.dtype)
     grads = kp.bwd(g_out=g, **kwargs, **{f"saved{i}": s for i, s in enumerate(saved)}, out=out)
     return out, g, dict(zip(kp.inputs + kp.params, grads, strict=True))
 
@@ -188,7 +188,7 @@ def test_batchnorm(case):
     kp = KERNELS["batchnorm"]
     ours_kw = dict(kw, running_mean=rm, running_var=rv)
     out, *saved = kp.fwd(**ours_kw)
-    g = rng.standard_normal(out.shape)
+    g = rng.standard_normal(out.shape).astype(out.dtype)
     grads = kp.bwd(g_out=g, **ours_kw, saved0=saved[0], saved1=saved[1], out=out)
     ours = dict(zip(("x", "weight", "bias"), grads, strict=True))
     x, w, b = _t(kw["x"]), _t(kw["weight"]), _t(kw["bias"])
@@ -226,3 +226,82 @@ def test_cross_entropy_extreme_logits_are_finite():
     y = F.cross_entropy(torch.tensor(logits, dtype=torch.float64), torch.tensor(target))
     np.testing.assert_allclose(out, [y.item()], rtol=1e-6)
     assert np.all(np.isfinite(ours["logits"]))
+
+
+# --------------------------------------------------------------------------- float32, larger
+# The float32 paths use the vmath approximations; check they stay within float32 noise of
+# torch's float32 results on realistically sized inputs.
+def _f32_case(op, rng):
+    f32 = np.float32
+    if op == "lstm" or op == "gru":
+        g = 4 if op == "lstm" else 3
+        hd, n_in = 32, 16
+        p = {}
+        for d in (0, 1):
+            p[f"w_ih_{d}"] = (rng.standard_normal((g * hd, n_in)) * 0.3).astype(f32)
+            p[f"w_hh_{d}"] = (rng.standard_normal((g * hd, hd)) * 0.3).astype(f32)
+            p[f"b_ih_{d}"] = (rng.standard_normal(g * hd) * 0.3).astype(f32)
+            p[f"b_hh_{d}"] = (rng.standard_normal(g * hd) * 0.3).astype(f32)
+        x = rng.standard_normal((8, 20, n_in)).astype(f32)
+        return dict(x=x, **p, hidden=hd, bidirectional=True, last=False)
+    raise ValueError(op)
+
+
+@pytest.mark.parametrize("op", ["lstm", "gru"])
+def test_recurrent_float32_close_to_torch_float32(op):
+    rng = _rng("f32", op)
+    kw = _f32_case(op, rng)
+    out, g, ours = _run(op, kw, rng)
+    mod, params = _torch_rnn(op, kw)
+    mod = mod.float()
+    x = torch.tensor(kw["x"], requires_grad=True)
+    y = mod(x)[0]
+    y.backward(torch.tensor(g.astype(np.float32)))
+    np.testing.assert_allclose(out, y.detach().numpy(), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(ours["x"], x.grad.numpy(), rtol=1e-4, atol=5e-5)
+    for name, t in params.items():
+        np.testing.assert_allclose(ours[name], t.grad.numpy(), rtol=1e-4, atol=2e-4, err_msg=name)
+
+
+def test_elementwise_float32_close_to_torch_float64():
+    # Against torch in float64 (the truth), not float32: torch's own float32 GELU is 0.1% off
+    # in the far negative tail, where ours (relative-accurate Phi) is not.
+    rng = _rng("f32", "gelu")
+    x = (rng.standard_normal((64, 300)) * 3).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    for op, fn in (("gelu", F.gelu), ("softmax", lambda t: F.softmax(t, -1)),
+                   ("log_softmax", lambda t: F.log_softmax(t, -1)),
+                   ("sigmoid", torch.sigmoid), ("tanh", torch.tanh)):  # fmt: skip
+        kp = KERNELS[op]
+        (out,) = kp.fwd(x=x)
+        (gx,) = kp.bwd(g_out=g, x=x, out=out)
+        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        y = fn(xt)
+        y.backward(torch.tensor(g, dtype=torch.float64))
+        np.testing.assert_allclose(out, y.detach().numpy(), rtol=1e-6, atol=1e-7, err_msg=op)
+        np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=op)
+
+
+def test_attention_float32_close_to_torch_float32():
+    rng = _rng("f32", "attention")
+    kw = CASES["attention"][0][1](rng, np.float64)  # self_causal layout; bigger below
+    b, t, e, h = 16, 24, 32, 4
+    f32 = np.float32
+    kw.update(
+        q=rng.standard_normal((b, t, e)).astype(f32),
+        **{n: (rng.standard_normal((e, e)) / np.sqrt(e)).astype(f32) for n in ("wq", "wk", "wv", "wo")},
+        **{n: (rng.standard_normal(e) * 0.1).astype(f32) for n in ("bq", "bk", "bv", "bo")},
+        kv=np.zeros(0, f32), key_padding_mask=np.zeros(0, f32), heads=h,
+    )  # fmt: skip
+    out, g, ours = _run("attention", kw, rng)
+    mha = torch.nn.MultiheadAttention(e, h, batch_first=True)
+    mha.in_proj_weight.data = torch.tensor(np.concatenate([kw["wq"], kw["wk"], kw["wv"]]))
+    mha.in_proj_bias.data = torch.tensor(np.concatenate([kw["bq"], kw["bk"], kw["bv"]]))
+    mha.out_proj.weight.data = torch.tensor(kw["wo"])
+    mha.out_proj.bias.data = torch.tensor(kw["bo"])
+    q = torch.tensor(kw["q"], requires_grad=True)
+    mask = torch.ones(t, t, dtype=torch.bool).triu(1)
+    y = mha(q, q, q, attn_mask=mask, need_weights=False)[0]
+    y.backward(torch.tensor(g.astype(f32)))
+    np.testing.assert_allclose(out, y.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours["q"], q.grad.numpy(), rtol=1e-4, atol=5e-5)

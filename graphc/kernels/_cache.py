@@ -1,0 +1,52 @@
+"""Keep numba's on-disk kernel cache consistent with the kernel sources.
+
+numba keys each cached function on the timestamp and size of *its own* source file, but a
+kernel compiles in the njit helpers it calls from sibling modules (``vmath``, ``_sum4``, …).
+Editing or upgrading ``vmath.py`` alone would leave every caller's cached machine code with
+the old helper inlined. So at import we hash all of this package's sources and, when the hash
+differs from the one recorded next to the cache files, delete this package's cache files
+(the next call recompiles them; cold compile of everything is ~1-2 minutes).
+"""
+
+import hashlib
+from pathlib import Path
+
+_STAMP = "graphc-kernels.sources-sha256"
+
+
+def sources_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def drop_stale_cache(dispatcher) -> bool:
+    """Delete this package's numba cache files if the sources changed; True if it deleted.
+
+    ``dispatcher`` is any ``cache=True`` kernel of this package: its cache locator tells where
+    numba keeps the files (next to the sources, or under NUMBA_CACHE_DIR).
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    cache_path = getattr(cache, "_cache_path", None)
+    if cache_path is None:
+        return False
+    cache_dir = Path(cache_path)
+    stamp = cache_dir / _STAMP
+    digest = sources_digest()
+    try:
+        if stamp.exists() and stamp.read_text() == digest:
+            return False
+        modules = {p.stem for p in Path(__file__).parent.glob("*.py")}
+        dropped = False
+        if cache_dir.is_dir():
+            for f in cache_dir.iterdir():
+                if f.suffix in (".nbi", ".nbc") and f.name.split(".", 1)[0] in modules:
+                    f.unlink(missing_ok=True)
+                    dropped = True
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest)
+        return dropped
+    except OSError:  # read-only install: numba falls back to its own cache handling
+        return False

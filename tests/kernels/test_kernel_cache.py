@@ -1,0 +1,18 @@
+"""The numba cache stamp tracks every kernel source (callers inline helpers across modules)."""
+
+from pathlib import Path
+
+from graphc.kernels import _cache, elementwise
+
+
+def test_stamp_matches_sources_after_import():
+    cache_dir = Path(elementwise.relu_fwd._cache._cache_path)
+    assert (cache_dir / _cache._STAMP).read_text() == _cache.sources_digest()
+    assert _cache.drop_stale_cache(elementwise.relu_fwd) is False  # up to date: keeps files
+
+
+def test_digest_covers_every_kernel_module():
+    import graphc.kernels as pkg
+
+    sources = {p.name for p in Path(pkg.__file__).parent.glob("*.py")}
+    assert {"vmath.py", "conv.py", "recurrent.py", "__init__.py"} <= sources
