@@ -32,6 +32,25 @@ def _proj(x2, w, b):
 
 
 @numba.njit(cache=True)
+def _input_proj(xt, w_ih, b_ih, b_hh, n_fold):
+    """xt @ w_ih.T + b_ih, plus the first ``n_fold`` entries of b_hh: the hidden bias is
+    folded in once here instead of once per step (GRU's b_hn cannot be: r multiplies it)."""
+    y = np.dot(xt, w_ih.T)
+    n = y.shape[1]
+    bias = np.zeros(n, dtype=np.float64)
+    if b_ih.size > 0:
+        for j in range(n):
+            bias[j] += b_ih[j]
+    if b_hh.size > 0:
+        for j in range(n_fold):
+            bias[j] += b_hh[j]
+    for r in range(y.shape[0]):
+        for j in range(n):
+            y[r, j] += bias[j]
+    return y
+
+
+@numba.njit(cache=True)
 def _col_sums(g2, like):
     gb = np.zeros_like(like)
     if like.size > 0:
@@ -54,21 +73,21 @@ def _shift_prev(seq, reverse):
 
 # --------------------------------------------------------------------------- rnn
 @numba.njit(cache=True)
-def _rnn_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh):
-    t_len = xt.shape[0] // b_n
-    hd = w_hh.shape[1]
-    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, hd)
-    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+def _rnn_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh, hs):
+    """Fills hs[T, B, H] (the hidden state at each time)."""
+    t_len, _, hd = hs.shape
+    xw = _input_proj(xt, w_ih, b_ih, b_hh, hd).reshape(t_len, b_n, hd)
+    pre = np.empty((b_n, hd), dtype=xt.dtype)
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        pre = _proj(h, w_hh, b_hh) + xw[t]
+        np.dot(h, w_hh.T, pre)
+        pre += xw[t]
         if use_tanh:
             vtanh(pre.reshape(-1), hs[t].reshape(-1))
         else:
             hs[t] = np.maximum(pre, 0.0)
         h = hs[t]
-    return hs
 
 
 @numba.njit(cache=True)
@@ -92,32 +111,30 @@ def _rnn_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh):
 
 # --------------------------------------------------------------------------- lstm
 @numba.njit(cache=True)
-def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
-    t_len = xt.shape[0] // b_n
-    hd = w_hh.shape[1]
-    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, 4 * hd)
-    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
-    cs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
-    gates = np.empty((t_len, b_n, 4 * hd), dtype=xt.dtype)
+def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, hs, cs, gates):
+    """Fills hs, cs [T, B, H] and the activated gates [T, B, 4H]."""
+    t_len, _, hd = hs.shape
+    xw = _input_proj(xt, w_ih, b_ih, b_hh, 4 * hd).reshape(t_len, b_n, 4 * hd)
+    pre = np.empty((b_n, 4 * hd), dtype=xt.dtype)
     tc = np.empty((b_n, hd), dtype=xt.dtype)
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     c = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        pre = _proj(h, w_hh, b_hh) + xw[t]
+        np.dot(h, w_hh.T, pre)
+        pre += xw[t]
         # One vectorised sigmoid over all four gates: tanh(g) = 2 sigmoid(2g) - 1.
         for b in range(b_n):
             for j in range(2 * hd, 3 * hd):
                 pre[b, j] *= 2.0
         act = gates[t]
         vsigmoid(pre.reshape(-1), act.reshape(-1))
-        for b in range(b_n):
-            for j in range(2 * hd, 3 * hd):
-                act[b, j] = 2.0 * act[b, j] - 1.0
         cn = cs[t]
         for b in range(b_n):
             for j in range(hd):
-                cn[b, j] = act[b, hd + j] * c[b, j] + act[b, j] * act[b, 2 * hd + j]
+                g = 2.0 * act[b, 2 * hd + j] - 1.0
+                act[b, 2 * hd + j] = g
+                cn[b, j] = act[b, hd + j] * c[b, j] + act[b, j] * g
         vtanh(cn.reshape(-1), tc.reshape(-1))
         hn = hs[t]
         for b in range(b_n):
@@ -125,7 +142,6 @@ def _lstm_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
                 hn[b, j] = act[b, 3 * hd + j] * tc[b, j]
         h = hn
         c = cn
-    return hs, cs, gates
 
 
 @numba.njit(cache=True)
@@ -162,13 +178,14 @@ def _lstm_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse):
 
 # --------------------------------------------------------------------------- gru
 @numba.njit(cache=True)
-def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
-    t_len = xt.shape[0] // b_n
-    hd = w_hh.shape[1]
-    xw = _proj(xt, w_ih, b_ih).reshape(t_len, b_n, 3 * hd)
-    hs = np.empty((t_len, b_n, hd), dtype=xt.dtype)
-    gates = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)
-    hns = np.empty((t_len, b_n, hd), dtype=xt.dtype)
+def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, hs, gates, hns):
+    """Fills hs [T, B, H], the activated gates [T, B, 3H] and hns = W_hn h + b_hn [T, B, H]."""
+    t_len, _, hd = hs.shape
+    xw = _input_proj(xt, w_ih, b_ih, b_hh, 2 * hd).reshape(t_len, b_n, 3 * hd)
+    b_hn = np.zeros(hd, dtype=xt.dtype)
+    if b_hh.size > 0:
+        b_hn[:] = b_hh[2 * hd :]
+    a = np.empty((b_n, 3 * hd), dtype=xt.dtype)
     pre_rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
     rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
     pre_n = np.empty((b_n, hd), dtype=xt.dtype)
@@ -176,7 +193,7 @@ def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
     h = np.zeros((b_n, hd), dtype=xt.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        a = _proj(h, w_hh, b_hh)
+        np.dot(h, w_hh.T, a)
         for b in range(b_n):
             for j in range(2 * hd):
                 pre_rz[b, j] = xw[t, b, j] + a[b, j]
@@ -184,7 +201,9 @@ def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
         for b in range(b_n):
             for j in range(hd):
                 # r gates W_hn h + b_hn, i.e. *after* the hidden bias (torch)
-                pre_n[b, j] = xw[t, b, 2 * hd + j] + rz[b, j] * a[b, 2 * hd + j]
+                hn = a[b, 2 * hd + j] + b_hn[j]
+                hns[t, b, j] = hn
+                pre_n[b, j] = xw[t, b, 2 * hd + j] + rz[b, j] * hn
         vtanh(pre_n.reshape(-1), n.reshape(-1))
         for b in range(b_n):
             for j in range(hd):
@@ -193,9 +212,7 @@ def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse):
                 gates[t, b, j] = rz[b, j]
                 gates[t, b, hd + j] = z
                 gates[t, b, 2 * hd + j] = n[b, j]
-                hns[t, b, j] = a[b, 2 * hd + j]
         h = hs[t]
-    return hs, gates, hns
 
 
 @numba.njit(cache=True)
@@ -279,11 +296,12 @@ def rnn_fwd(
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
-    hs = [
-        _rnn_dir_fwd(xt, x.shape[0], *p, rev, bool(nonlinearity_tanh))
-        for p, rev in _directions(bidirectional, p0, p1)
-    ]
-    return _assemble_output(hs, last), np.stack(hs)
+    dirs = _directions(bidirectional, p0, p1)
+    b_n, t_len, hd = x.shape[0], x.shape[1], w_hh_0.shape[1]
+    hs = np.empty((len(dirs), t_len, b_n, hd), dtype=x.dtype)
+    for d, (p, rev) in enumerate(dirs):
+        _rnn_dir_fwd(xt, b_n, *p, rev, bool(nonlinearity_tanh), hs[d])
+    return _assemble_output(list(hs), last), hs
 
 
 def rnn_bwd(
@@ -307,8 +325,13 @@ def lstm_fwd(
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
-    res = [_lstm_dir_fwd(xt, x.shape[0], *p, rev) for p, rev in _directions(bidirectional, p0, p1)]
-    hs, cs, gates = (np.stack([r[i] for r in res]) for i in range(3))
+    dirs = _directions(bidirectional, p0, p1)
+    b_n, t_len, hd = x.shape[0], x.shape[1], w_hh_0.shape[1]
+    hs = np.empty((len(dirs), t_len, b_n, hd), dtype=x.dtype)
+    cs = np.empty_like(hs)
+    gates = np.empty((len(dirs), t_len, b_n, 4 * hd), dtype=x.dtype)
+    for d, (p, rev) in enumerate(dirs):
+        _lstm_dir_fwd(xt, b_n, *p, rev, hs[d], cs[d], gates[d])
     return _assemble_output(list(hs), last), hs, cs, gates
 
 
@@ -332,8 +355,13 @@ def gru_fwd(
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
-    res = [_gru_dir_fwd(xt, x.shape[0], *p, rev) for p, rev in _directions(bidirectional, p0, p1)]
-    hs, gates, hns = (np.stack([r[i] for r in res]) for i in range(3))
+    dirs = _directions(bidirectional, p0, p1)
+    b_n, t_len, hd = x.shape[0], x.shape[1], w_hh_0.shape[1]
+    hs = np.empty((len(dirs), t_len, b_n, hd), dtype=x.dtype)
+    gates = np.empty((len(dirs), t_len, b_n, 3 * hd), dtype=x.dtype)
+    hns = np.empty_like(hs)
+    for d, (p, rev) in enumerate(dirs):
+        _gru_dir_fwd(xt, b_n, *p, rev, hs[d], gates[d], hns[d])
     return _assemble_output(list(hs), last), hs, gates, hns
 
 
