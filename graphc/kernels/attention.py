@@ -2,7 +2,9 @@
 
 q[B,T,E] attends to kv[B,S,Ekv] (kv zero-size -> self-attention on q). Projections are one
 GEMM each over all B*T (or B*S) rows; per (batch, head) the score and context products are
-small GEMMs on a contiguous [B, H, L, E/H] head layout.
+small GEMMs on a contiguous [B, H, L, E/H] head layout, written into reused buffers. The
+softmax is three passes over all heads at once: masked, max-shifted scores; one vectorised
+exp (``vmath.vexp``); row normalisation.
 
 Masking (causal: key s > query t; key_padding_mask[b, s] > 0.5) *replaces* the scaled score
 with a large finite negative instead of adding -inf, so a fully masked row softmaxes to a

@@ -7,6 +7,13 @@ images would otherwise pay one BLAS call per image). Chunks keep the patch matri
 viewed as ``[groups, rows, cols]`` and indexed per group, which keeps every GEMM operand
 C-contiguous (a row slice would be typed as 'A' layout by numba).
 
+Patch and result buffers are allocated once per call and reused across chunks, and GEMMs
+write into them (``np.dot(a, b, out)``).
+
+Depthwise convolution (one input channel per filter, groups > 1) skips im2col: a [1, K]
+times [K, n*P] GEMM per channel is all overhead, so it runs as direct loops whose inner loop
+covers a precomputed in-bounds column range (no per-element padding test).
+
 conv_transpose2d is the adjoint of conv2d: its forward is conv2d's input-gradient path
 (GEMM then ``_col2im``), its backward is conv2d's forward path. conv1d is conv2d with H=1.
 """

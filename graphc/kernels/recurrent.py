@@ -4,7 +4,10 @@ reverse direction, zero initial state, torch gate orders (LSTM i,f,g,o; GRU r,z,
 Each direction is an njit core working in time-major layout: the input projection for all
 steps is one GEMM (``xt @ w_ih.T``), then each step does one [B,H] x [H,G*H] GEMM. The
 backward (BPTT) collects the pre-activation gate gradients of every step into a [T*B, G*H]
-matrix so the weight gradients are again single GEMMs after the time loop.
+matrix so the weight gradients are again single GEMMs after the time loop. Gate
+nonlinearities go through ``vmath`` over whole [B, G*H] blocks (LSTM's tanh gate as
+2*sigmoid(2x) - 1, so one sigmoid call covers all four gates), and the hidden bias is folded
+into the input projection once (except GRU's b_hn, which r multiplies).
 
 ``rnn_fwd``/``lstm_fwd``/``gru_fwd`` and their ``_bwd`` are thin plain-Python wrappers over
 these cores: they pick the directions, and the ``last`` attr changes the output's rank
