@@ -21,7 +21,7 @@ EXPECTED = {
                     13 * 64 + 64 * 64 + 2 * (4 * 64 * 64 + 4 * 64 + 2 * 128 + 64 * 256 + 256
                                              + 256 * 64 + 64) + 64 * 13 + 13),
     "cnn": ({"logits": "B×10", "loss": "scalar"},
-            16 * 9 + 16 + 32 * 16 * 9 + 32 + 128 * 64 + 64 + 64 * 10 + 10),
+            32 * 9 + 32 + 64 * 32 * 9 + 64 + 256 * 128 + 128 + 128 * 10 + 10),
     "lstm": ({"logits": "B×2", "loss": "scalar"}, 4 * 32 * (1 + 32) + 2 * 4 * 32 + 32 * 2 + 2),
     "mlp": ({"logits": "B×2", "loss": "scalar"}, 2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2),
 }
@@ -74,8 +74,8 @@ def test_cli_summary_totals_and_bound_dims():
     data = json.loads(r.stdout)
     assert data["params"] == EXPECTED["cnn"][1]
     conv1 = next(n for n in data["nodes"] if n["node"] == "conv1")
-    assert conv1["shape"] == "32×16×8×8"
-    assert conv1["flops"] == str(2 * 32 * 16 * 8 * 8 * 9)  # 2·MACs, one input channel, 3×3 taps
+    assert conv1["shape"] == "32×32×8×8"
+    assert conv1["flops"] == str(2 * 32 * 32 * 8 * 8 * 9)  # 2·MACs, one input channel, 3×3 taps
     text = _graphc("summary", "specs/transformer.yaml")
     assert text.returncode == 0 and "decoder.1.attn" in text.stdout and "105,741" in text.stdout
 
