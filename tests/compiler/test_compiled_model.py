@@ -194,8 +194,8 @@ def test_dims_and_nodes_named_like_driver_locals(tmp_path):
     from .helpers import check_gradients, compile64, params64
 
     text = spec_text(
-        {"q": ["P", "training", 4], "kv": ["P", "S", 4], "t": ["P", 6]},
-        {"a": {"op": "attention", "in": {"q": "q", "kv": "kv"}, "heads": 2},
+        {"q": ["P", "training", 4], "kv": ["P", "S", 4], "m": ["P", "S"], "t": ["P", 6]},
+        {"a": {"op": "attention", "in": {"q": "q", "kv": "kv", "key_padding_mask": "m"}, "heads": 2},
          "S": {"op": "dropout", "in": "a", "p": 0.3},
          "flat": {"op": "reshape", "in": "S", "shape": ["P", -1]},
          "head": {"op": "slice", "in": "flat", "axis": 1, "start": 0, "stop": 6},
@@ -204,7 +204,7 @@ def test_dims_and_nodes_named_like_driver_locals(tmp_path):
     model = compile64(write(tmp_path, text))
     rng = np.random.default_rng(0)
     batch = {"q": rng.standard_normal((2, 3, 4)), "kv": rng.standard_normal((2, 5, 4)),
-             "t": rng.standard_normal((2, 6))}
+             "m": np.array([[0.0, 0, 1, 0, 1], [0, 1, 1, 1, 1]]), "t": rng.standard_normal((2, 6))}
     check_gradients(model, params64(model), batch, training=True, seed=1, rng=rng,
                     expect_inputs={"q", "kv", "t"})
 
@@ -238,10 +238,10 @@ def test_a_loss_that_is_not_a_scalar_is_a_compile_error(tmp_path):
 def test_out_of_range_values_raise_instead_of_reading_garbage(change, pattern):
     from tests.conftest import SPECS
 
-    model = compile_spec(SPECS / "transformer.yaml")
+    model = compile_spec(SPECS / "transformer.yaml", dtype=np.float64)  # the kernels test_vjp_identity uses
     rng = np.random.default_rng(0)
     batch = {"tokens": rng.integers(0, 13, (2, 8)), "targets": rng.integers(0, 13, (2, 8)),
-             "loss_mask": np.ones((2, 8), np.float32)}
+             "loss_mask": np.ones((2, 8))}
     model.forward(model.init_params(0), batch)  # fine as it is
     change(batch)
     with pytest.raises((IndexError, ValueError), match=pattern):

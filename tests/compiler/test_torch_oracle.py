@@ -29,25 +29,29 @@ def _t(a):
 
 
 # ----------------------------------------------------------------------------- torch models
+# Each model takes the spec's `constants` (so a retuned spec keeps its oracle).
 class MLP(nn.Module):
-    def __init__(self):
+    def __init__(self, hidden, depth):
         super().__init__()
-        self.fc0, self.fc1, self.out = nn.Linear(2, 64), nn.Linear(64, 64), nn.Linear(64, 2)
+        self.fcs = nn.ModuleList(nn.Linear(2 if i == 0 else hidden, hidden) for i in range(depth))
+        self.out = nn.Linear(hidden, 2)
 
     def forward(self, b):
-        h = torch.tanh(self.fc1(torch.tanh(self.fc0(b["x"]))))
+        h = b["x"]
+        for fc in self.fcs:
+            h = torch.tanh(fc(h))
         logits = self.out(h)
         return logits, F.cross_entropy(logits, b["y"])
 
     def mapping(self):
-        return {"hidden_layers.0.fc": self.fc0, "hidden_layers.1.fc": self.fc1, "logits": self.out}
+        return {f"hidden_layers.{i}.fc": fc for i, fc in enumerate(self.fcs)} | {"logits": self.out}
 
 
 class CNN(nn.Module):
-    def __init__(self):
+    def __init__(self, classes, c1, c2, hidden):
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1, self.out = nn.Linear(32 * 2 * 2, 64), nn.Linear(64, 10)
+        self.conv1, self.conv2 = nn.Conv2d(1, c1, 3, padding=1), nn.Conv2d(c1, c2, 3, padding=1)
+        self.fc1, self.out = nn.Linear(c2 * 2 * 2, hidden), nn.Linear(hidden, classes)
 
     def forward(self, b):
         h = F.max_pool2d(F.relu(self.conv1(b["x"])), 2)
@@ -60,9 +64,9 @@ class CNN(nn.Module):
 
 
 class LSTM(nn.Module):
-    def __init__(self):
+    def __init__(self, hidden, classes):
         super().__init__()
-        self.rnn, self.out = nn.LSTM(1, 32, batch_first=True), nn.Linear(32, 2)
+        self.rnn, self.out = nn.LSTM(1, hidden, batch_first=True), nn.Linear(hidden, classes)
 
     def forward(self, b):
         _, (h_n, _) = self.rnn(b["x"])
@@ -76,8 +80,9 @@ class LSTM(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, vocab=13, d=64, heads=4, ff=256, layers=2, max_len=64):
+    def __init__(self, vocab, d_model, heads, d_ff, layers, max_len):
         super().__init__()
+        d, ff = d_model, d_ff
         self.embed = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.zeros(max_len, d))
         self.layers = nn.ModuleList(
@@ -120,20 +125,26 @@ def _by_name(model):
     return {f"{node}.{k}": getattr(mod, k) for node, mod in model.mapping().items() for k in ("weight", "bias")}
 
 
-def _batch(name, rng, b=5):
+def _batch(name, constants, rng, b=5):
     if name == "mlp":
         return {"x": rng.standard_normal((b, 2)), "y": rng.integers(0, 2, b)}
     if name == "cnn":
-        return {"x": rng.random((b, 1, 8, 8)), "y": rng.integers(0, 10, b)}
+        return {"x": rng.random((b, 1, 8, 8)), "y": rng.integers(0, int(constants["classes"]), b)}
     if name == "lstm":
         return {"x": rng.integers(0, 2, (b, 7, 1)).astype(np.float64), "y": rng.integers(0, 2, b)}
     t = 9
     mask = (rng.random((b, t)) < 0.5).astype(np.float64)
     mask[:, -1] = 1.0
-    return {"tokens": rng.integers(0, 13, (b, t)), "targets": rng.integers(0, 13, (b, t)), "loss_mask": mask}
+    vocab = int(constants["vocab"])
+    return {"tokens": rng.integers(0, vocab, (b, t)), "targets": rng.integers(0, vocab, (b, t)),
+            "loss_mask": mask}
 
 
 TORCH_MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTM, "transformer": Transformer}
+
+
+def _torch_model(name, model):
+    return TORCH_MODELS[name](**{k: int(v) for k, v in model.graph.constants.items()})
 
 
 def _sliced(ref):
@@ -148,9 +159,9 @@ def test_reference_spec_matches_torch(name):
     params = {k: v.astype(np.float64) for k, v in model.init_params(0).items()}
     # move every parameter off its init so zero biases / unit gains are tested too
     params = {k: v + 0.05 * rng.standard_normal(v.shape) for k, v in params.items()}
-    batch = _batch(name, rng)
+    batch = _batch(name, model.graph.constants, rng)
 
-    tm = TORCH_MODELS[name]().double()
+    tm = _torch_model(name, model).double()
     by_name = _by_name(tm)
     assert set(by_name) == set(model.params), (sorted(set(by_name) ^ set(model.params)))
     with torch.no_grad():
@@ -177,6 +188,6 @@ def test_reference_spec_matches_torch(name):
 def test_parameter_count_equals_torch(name):
     model = compile_spec(SPECS / f"{name}.yaml")
     ours = sum(int(np.prod(p.shape)) for p in model.params.values() if p.trainable)
-    theirs = sum(p.numel() for p in TORCH_MODELS[name]().parameters())
+    theirs = sum(p.numel() for p in _torch_model(name, model).parameters())
     assert ours == theirs, f"{name}: graphc has {ours:,} parameters, PyTorch {theirs:,}"
     assert model.graph.param_count(trainable_only=True) == theirs

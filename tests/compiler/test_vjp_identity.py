@@ -20,7 +20,6 @@ from .helpers import compile64, output_types, params64, write
 
 EPS = 1e-6
 DIMS = {"B": 3, "T": 6}
-ID_RANGE = {"tokens": 13, "targets": 13}  # the transformer's vocabulary; labels elsewhere are 0/1
 
 
 def _vjp_variant(spec_path, tmp_path):
@@ -37,11 +36,12 @@ def _vjp_variant(spec_path, tmp_path):
 
 
 def _batch(model, rng):
+    vocab = int(model.graph.constants.get("vocab", 2))  # ids/targets of the transformer; labels ≥ 2
     batch = {}
     for name, spec in model.inputs.items():
         shape = [DIMS[d] if isinstance(d, str) else d for d in spec.shape]
         if spec.dtype == "int64":
-            batch[name] = rng.integers(0, ID_RANGE.get(name, 2), size=shape)
+            batch[name] = rng.integers(0, vocab if name in ("tokens", "targets") else 2, size=shape)
         else:
             batch[name] = rng.standard_normal(shape)
     return batch
