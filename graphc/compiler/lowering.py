@@ -104,6 +104,8 @@ def lower(node: Node, rank: int) -> Lowered:
             spec[name] = v % rank if rank else v
         elif isinstance(v, tuple) and name == "axis":
             spec[name] = tuple(x % rank for x in v)
+    if node.op == "permute" and rank:  # the backward inverts the order with argsort
+        spec["dims"] = tuple(d % rank for d in a["dims"])
     if node.op in ("sum", "mean") and isinstance(spec.get("axis"), int):
         spec["axis"] = (spec["axis"],)
     out = Lowered(kernel)

@@ -80,6 +80,7 @@ for _op in ("sum", "mean"):
     row(_op, "axis-1-keepdims", {"x": [2, 3, 4]}, {"axis": -1, "keepdims": True})
     row(_op, "axes0,2", {"x": [2, 3, 4]}, {"axis": [0, 2]})
     row(_op, "size1", {"x": [1, 1]}, {"axis": 0})
+    row(_op, "negative-axes", {"x": [2, 3, 4]}, {"axis": [-1, 0]})
     row(_op, "all-as-the-loss", {"x": [2, 3]}, as_loss=True)
 
 # -- activations
@@ -94,6 +95,7 @@ for _op in ("softmax", "log_softmax"):
     row(_op, "axis1", {"x": [2, 3, 4]}, {"axis": 1})
     row(_op, "axis0", {"x": [3, 2, 2]}, {"axis": 0})
     row(_op, "size1", {"x": [2, 2, 1]})
+    row(_op, "axis-2", {"x": [2, 3, 4]}, {"axis": -2})
 
 # -- dropout: the noise comes from the seed, so differences with the same seed are valid
 row("dropout", "p0-train", {"x": [3, 4]}, {"p": 0.0}, training=True)
@@ -134,11 +136,13 @@ row("transpose", "default", {"x": [2, 3, 4]})
 row("transpose", "0-2", {"x": [2, 3, 4]}, {"dim0": 0, "dim1": 2})
 row("permute", "3d", {"x": [2, 3, 4]}, {"dims": [2, 0, 1]})
 row("permute", "4d", {"x": [2, 1, 3, 2]}, {"dims": [0, 2, 3, 1]})
+row("permute", "negative-dims", {"x": [2, 3, 4]}, {"dims": [0, -1, 1]})
 row("concat", "three", {"a": [2, 1, 3], "b": [2, 2, 3], "c": [2, 3, 3]}, {"axis": 1}, ins=["a", "b", "c"])
 row("concat", "last", {"a": [2, 3], "b": [2, 1]}, ins=["a", "b"])
 row("concat", "same-twice", {"a": [2, 3]}, {"axis": 0}, ins=["a", "a"])
 row("split", "both-used", {"x": [2, 5]}, {"sizes": [2, 3]})
 row("split", "one-unused", {"x": [2, 6, 3]}, {"axis": 1, "sizes": [1, 2, 3]}, unused=("1",))
+row("split", "negative-axis", {"x": [2, 3, 4]}, {"axis": -2, "sizes": [2, 1]})
 row("slice", "mid", {"x": [2, 5, 3]}, {"axis": 1, "start": 1, "stop": 3})
 row("slice", "to-end", {"x": [4, 3]}, {"axis": 0, "start": 2})
 row("slice", "size1", {"x": [2, 3]}, {"axis": -1, "start": 0, "stop": 1})
