@@ -510,3 +510,55 @@ def test_every_registered_op_has_a_forward_reference():
         "split"}
     missing = sorted(set(OPS) - tested)
     assert not missing, f"ops without a forward reference: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("op", ["bce_with_logits", "kl_div"])
+def test_losses_finite_on_huge_logits(tmp_path, op):
+    rng = _rng(f"huge-{op}")
+    z = _huge_logits(rng)
+    other = f32(rng.random(z.shape)) if op == "bce_with_logits" else _huge_logits(rng)[::-1].copy()
+    y, _, _ = _run(tmp_path, {"a": [4, 6], "b": [4, 6]}, {"op": op, "in": ["a", "b"]}, {"a": z, "b": other},
+                   loss=True)
+    assert np.isfinite(y)
+    a64, b64 = z.astype(np.float64), other.astype(np.float64)
+    if op == "bce_with_logits":
+        ref = float(np.mean(np.logaddexp(0, a64) - b64 * a64))
+    else:
+        lp, lq = ref_log_softmax(b64), ref_log_softmax(a64)
+        ref = float((np.exp(lp) * (lp - lq)).sum(-1).mean())
+    assert y == pytest.approx(ref, rel=1e-5)
+
+
+def test_fully_masked_attention_row_is_finite_and_uniform(tmp_path):
+    """Every key of batch row 0 is padding: documented to attend uniformly, never NaN."""
+    rng = _rng("attention-full-mask")
+    q = f32(rng.standard_normal((2, 3, 4)))
+    m = f32([[1, 1, 1], [0, 1, 0]])
+    y, p, _ = _run(tmp_path, {"q": [2, 3, 4], "m": [2, 3]},
+                   {"op": "attention", "in": {"q": "q", "key_padding_mask": "m"}, "heads": 2},
+                   {"q": q, "m": m}, rng=rng)
+    assert np.all(np.isfinite(y))
+    w = {k.split(".")[1]: v for k, v in p.items()}
+    q64 = q.astype(np.float64)
+    v = q64 @ w["wv"].T + w["bv"]
+    row0 = v[0].mean(axis=0) @ w["wo"].T + w["bo"]  # uniform weights over the three keys
+    np.testing.assert_allclose(y[0], np.broadcast_to(row0, (3, 4)), **TOL)
+    np.testing.assert_allclose(y[1], ref_attention(q64[1:], q64[1:], w, 2, False, m[1:].astype(np.float64))[0],
+                               **TOL)
+
+
+def test_cross_entropy_with_nothing_counted_is_zero(tmp_path):
+    logits = f32(_rng("ce-empty").standard_normal((2, 3)))
+    y, _, _ = _run(tmp_path, {"z": [2, 3], "t": ([2], "int64"), "m": [2]},
+                   {"op": "cross_entropy", "in": {"logits": "z", "target": "t", "mask": "m"}},
+                   {"z": logits, "t": np.array([0, 2]), "m": f32([0, 0])}, loss=True)
+    assert y == 0.0
+
+
+def test_norms_of_constant_rows_are_finite(tmp_path):
+    x = np.ones((2, 3, 4), np.float32)
+    y, p, _ = _run(tmp_path, {"x": [2, 3, 4]}, {"op": "layernorm", "in": "x"}, {"x": x})
+    np.testing.assert_allclose(y, np.broadcast_to(p["y.bias"], y.shape), atol=1e-6)
+    y, _, _ = _run(tmp_path, {"x": [1, 3]}, {"op": "batchnorm", "in": "x"}, {"x": np.ones((1, 3), np.float32)},
+                   training=True)
+    assert np.all(np.isfinite(y))
