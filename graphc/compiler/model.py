@@ -134,7 +134,23 @@ class CompiledModel:
                     raise InputError(f"dimension {d} is {bound[d][0]} in `{bound[d][1]}` but "
                                      f"{n} in `{name}`")
             out[name] = x
+        self._check_dim_expressions(out, bound)
         return out
+
+    def _check_dim_expressions(self, fed: dict[str, np.ndarray], bound: dict) -> None:
+        """Axes declared as expressions (`2*B`, `T - 1`) must match once their dims are bound."""
+        for node in self.graph.inputs:
+            for axis, d in enumerate(node.shape_spec):
+                d = sympy.sympify(d)
+                if d.is_Integer or d.is_Symbol:
+                    continue  # checked while binding
+                values = {s: bound[str(s)][0] for s in d.free_symbols if str(s) in bound}
+                want = d.subs(values)
+                n = fed[node.name].shape[axis]
+                if want.is_Integer and int(want) != n:
+                    where = ", ".join(f"{s}={v} from `{bound[str(s)][1]}`" for s, v in values.items())
+                    raise InputError(f"input `{node.name}` has shape {fed[node.name].shape}; axis {axis} "
+                                     f"must be {d} = {int(want)} ({where})")
 
     def forward(self, params, batch, *, training: bool = False, seed: int = 0) -> ForwardResult:
         X = self.feed(batch)

@@ -246,3 +246,14 @@ def test_out_of_range_values_raise_instead_of_reading_garbage(change, pattern):
     change(batch)
     with pytest.raises((IndexError, ValueError), match=pattern):
         model.forward(model.init_params(0), batch)
+
+
+def test_expression_dims_of_inputs_are_checked(tmp_path):
+    text = spec_text({"a": ["B", 3], "b": ["2 * B", 3]},
+                     {"c": {"op": "concat", "in": ["a", "a"], "axis": 0},
+                      "loss": {"op": "mse", "in": ["c", "b"]}}, losses=["loss"])
+    model = compile_spec(write(tmp_path, text))
+    ok = model.forward({}, {"a": np.ones((2, 3)), "b": np.ones((4, 3))})
+    assert ok.losses["loss"] == 0.0
+    with pytest.raises(InputError, match=r"input `b` has shape \(2, 3\); axis 0 must be 2\*B = 4 \(B=2 from `a`\)"):
+        model.forward({}, {"a": np.ones((2, 3)), "b": np.ones((2, 3))})
