@@ -18,7 +18,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from graphc.compiler import compile_spec  # noqa: E402
-from tests.conftest import SPECS  # noqa: E402
+from tests.conftest import REFERENCE_SPECS, SPECS  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = dict(rtol=1e-9, atol=1e-11)
@@ -191,3 +191,8 @@ def test_parameter_count_equals_torch(name):
     theirs = sum(p.numel() for p in _torch_model(name, model).parameters())
     assert ours == theirs, f"{name}: graphc has {ours:,} parameters, PyTorch {theirs:,}"
     assert model.graph.param_count(trainable_only=True) == theirs
+
+
+def test_every_reference_spec_has_a_torch_oracle():
+    missing = sorted(p.stem for p in REFERENCE_SPECS if p.stem not in TORCH_MODELS)
+    assert not missing, f"reference specs without a PyTorch model in this file: {', '.join(missing)}"

@@ -25,6 +25,7 @@ DIMS = {"B": 3, "T": 6}
 def _vjp_variant(spec_path, tmp_path):
     """The spec with `loss: sum(logits * c)` in place of its losses (the old loss stays unused)."""
     doc = yaml.safe_load(spec_path.read_text())
+    assert doc.get("outputs") == ["logits"], f"{spec_path.name}: expected `outputs: [logits]`"
     logits = output_types(spec_path)[("logits", "out")]
     doc["inputs"]["c"] = {"shape": [int(d) if d.is_Integer else str(d) for d in logits.shape],
                           "doc": "cotangent of the logits"}
