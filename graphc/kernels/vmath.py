@@ -123,8 +123,8 @@ def vtanh(x, out):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _cdf_block(xb, m, arg, dst, dst_bits, k):
-    """dst[:m] = Phi(xb[:m]) for float32 blocks (arg is a float64 scratch block).
+def _cdf_block(xb, m, arg, tb, dst, dst_bits, k):
+    """dst[:m] = Phi(xb[:m]) for float32 blocks (arg, tb: float64 scratch blocks).
 
     Uses erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)), t = 1 / (1 + z/2) (Numerical Recipes'
     erfcc, fractional error < 1.2e-7 everywhere), so the far negative tail keeps its relative
@@ -134,13 +134,13 @@ def _cdf_block(xb, m, arg, dst, dst_bits, k):
     for i in range(m):
         z = abs(float(xb[i])) * _INV_SQRT2
         t = 1.0 / (1.0 + 0.5 * z)
+        tb[i] = t
         arg[i] = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (
             0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (
                 1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))  # fmt: skip
     _exp_block(arg, m, dst, dst_bits, k)
     for i in range(m):
-        z = abs(float(xb[i])) * _INV_SQRT2
-        half_erfc = 0.5 * (1.0 / (1.0 + 0.5 * z)) * dst[i]
+        half_erfc = 0.5 * tb[i] * dst[i]
         dst[i] = half_erfc if xb[i] < 0 else 1.0 - half_erfc
 
 
@@ -154,6 +154,7 @@ def vnormal_cdf(x, out):
         return
     xb = np.empty(_BLOCK, dtype=np.float32)
     arg = np.empty(_BLOCK, dtype=np.float64)
+    tb = np.empty(_BLOCK, dtype=np.float64)
     dst = np.empty(_BLOCK, dtype=np.float32)
     dst_bits = dst.view(np.int32)
     k = np.empty(_BLOCK, dtype=np.int32)
@@ -161,7 +162,7 @@ def vnormal_cdf(x, out):
         m = min(_BLOCK, n - lo)
         for i in range(m):
             xb[i] = x[lo + i]
-        _cdf_block(xb, m, arg, dst, dst_bits, k)
+        _cdf_block(xb, m, arg, tb, dst, dst_bits, k)
         for i in range(m):
             out[lo + i] = dst[i]
 
@@ -179,6 +180,7 @@ def vgelu_grad(x, g, out):
         return
     xb = np.empty(_BLOCK, dtype=np.float32)
     arg = np.empty(_BLOCK, dtype=np.float64)
+    tb = np.empty(_BLOCK, dtype=np.float64)
     cdf = np.empty(_BLOCK, dtype=np.float32)
     pdf = np.empty(_BLOCK, dtype=np.float32)
     cdf_bits = cdf.view(np.int32)
@@ -188,7 +190,7 @@ def vgelu_grad(x, g, out):
         m = min(_BLOCK, n - lo)
         for i in range(m):
             xb[i] = x[lo + i]
-        _cdf_block(xb, m, arg, cdf, cdf_bits, k)
+        _cdf_block(xb, m, arg, tb, cdf, cdf_bits, k)
         for i in range(m):
             v = float(xb[i])
             arg[i] = -0.5 * v * v
