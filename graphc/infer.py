@@ -47,7 +47,20 @@ def infer(graph: Graph) -> list:
             graph.types[(name, port)] = t
         graph.params[name] = params
         graph.flops[name] = flops
+    _check_losses(graph, diags)
     return diags.items
+
+
+def _check_losses(graph: Graph, diags: Diagnostics) -> None:
+    """Training seeds every loss with d(objective)/d(loss) = 1, so a loss must be a scalar."""
+    for name, (node, port) in graph.losses.items():
+        t = graph.types.get((node, port))
+        if t is not None and t.rank != 0:
+            diags.error("GC206", f"loss `{name}` must be a scalar, but `{node}` "
+                        f"({graph.nodes[node].op}) is {t}", graph.output_spans.get(name),
+                        path=f"losses.{name}", nodes=(node,),
+                        hint="use a loss op (cross_entropy, mse, ...) or reduce it with `mean`/`sum` "
+                             "(axis: null)")
 
 
 def _context(graph: Graph, node: Node, diags: Diagnostics) -> Ctx | None:

@@ -20,11 +20,15 @@ from graphc.cli import analyze_or_exit, parse_overrides, set_option
 @contextmanager
 def user_errors():
     """Turn the errors a user can cause into a message and exit 1 (no traceback)."""
-    from graphc.compiler import InputError
+    from graphc.compiler import CompileError, InputError
+    from graphc.diagnostics import DiagnosticPrinter
     from graphc.runtime import NonFiniteError, TrainingError
 
     try:
         yield
+    except CompileError as exc:
+        DiagnosticPrinter().print_all(exc.diagnostics)
+        sys.exit(1)
     except NonFiniteError as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo("the last good checkpoint was kept; lower the learning rate or enable "
@@ -70,7 +74,8 @@ def train(spec, steps, out_dir, resume, seed, progress, sets):
     """Train a spec on the data its `train:` section names; writes a run directory."""
     from graphc.runtime import train as run_training
 
-    model, overrides = _model(spec, sets)
+    with user_errors():
+        model, overrides = _model(spec, sets)
     if steps is not None:
         overrides["steps"] = steps
         if "epochs" in (model.train or {}):
@@ -105,8 +110,8 @@ def evaluate(spec, checkpoint, split, fmt, sets):
     from graphc.runtime import evaluate as run_eval
     from graphc.runtime.checkpoint import load_params
 
-    model, _ = _model(spec, sets)
     with user_errors():
+        model, _ = _model(spec, sets)
         params = load_params(checkpoint, model)
         metrics = run_eval(model, params, split=split, base_dir=Path(spec).resolve().parent)
     if fmt == "json":
@@ -129,9 +134,9 @@ def sample(spec, checkpoint, count, prompt, length, sets):
     from graphc.runtime.checkpoint import load_params
     from graphc.runtime.setup import Setup
 
-    model, _ = _model(spec, sets)
     base = Path(spec).resolve().parent
     with user_errors():
+        model, _ = _model(spec, sets)
         params = load_params(checkpoint, model)
         data = (model.train or {}).get("data") or {}
         if isinstance(data, dict) and str(data.get("file", "")).endswith(".txt"):

@@ -25,25 +25,8 @@ class CompileError(Exception):
         self.diagnostics = diagnostics
 
 
-def _check_losses(graph) -> None:
-    """Backward seeds every loss with d(objective)/d(loss) = 1, so a loss must be a scalar."""
-    bad = []
-    for name, (node, port) in graph.losses.items():
-        t = graph.types.get((node, port))
-        if t is not None and t.rank != 0:
-            op = graph.nodes[node].op
-            bad.append(Diagnostic(
-                "error", "GC206", f"loss `{name}` must be a scalar, but `{node}` ({op}) is {t}",
-                graph.output_spans.get(name), path=f"losses.{name}", nodes=(node,),
-                hint="use a loss op (cross_entropy, mse, ...) or reduce it with `mean`/`sum` "
-                     "(axis: null)"))
-    if bad:
-        raise CompileError(bad)
-
-
 def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> CompiledModel:
     """Compile an analyzed (error-free) graph."""
-    _check_losses(graph)
     program = build(graph, wrt_inputs=wrt_inputs)
     source = generate(program, graph.file)
     path = store(source, graph.name)
