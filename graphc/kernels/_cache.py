@@ -9,14 +9,22 @@ differs from the one recorded next to the cache files, delete this package's cac
 """
 
 import hashlib
+import re
 from pathlib import Path
 
 _STAMP = "graphc-kernels.sources-sha256"
+_NJIT_DECORATOR = re.compile(rb"^@numba\.njit", re.MULTILINE)
+
+
+def _jit_sources() -> list[Path]:
+    """The modules that define njit code (bench.py, views.py and friends do not matter)."""
+    paths = sorted(Path(__file__).parent.glob("*.py"))
+    return [p for p in paths if _NJIT_DECORATOR.search(p.read_bytes())]
 
 
 def sources_digest() -> str:
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in _jit_sources():
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -38,7 +46,7 @@ def drop_stale_cache(dispatcher) -> bool:
     try:
         if stamp.exists() and stamp.read_text() == digest:
             return False
-        modules = {p.stem for p in Path(__file__).parent.glob("*.py")}
+        modules = {p.stem for p in _jit_sources()}
         dropped = False
         if cache_dir.is_dir():
             for f in cache_dir.iterdir():

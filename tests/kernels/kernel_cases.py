@@ -318,6 +318,19 @@ CASES = {
             ),
         )
         for nl, bi, last in [("tanh", False, False), ("relu", True, True), ("tanh", True, False)]
+    ]
+    + [
+        (
+            "relu_nobias",
+            lambda rng, dt: dict(
+                x=_r(rng, dt, 3, 2, 2),
+                **_rnn_params(rng, dt, 1, 2, 3, False, bias=False),
+                hidden=3,
+                bidirectional=False,
+                last=False,
+                nonlinearity_tanh=False,
+            ),
+        ),
     ],
     "lstm": [
         (
@@ -356,6 +369,18 @@ CASES = {
             ),
         )
         for bi, last in [(False, False), (True, True), (True, False)]
+    ]
+    + [
+        (
+            "nobias_bi",
+            lambda rng, dt: dict(
+                x=_r(rng, dt, 2, 3, 2),
+                **_rnn_params(rng, dt, 3, 2, 4, True, bias=False),
+                hidden=4,
+                bidirectional=True,
+                last=False,
+            ),
+        ),
     ],
     "cross_entropy": [
         ("plain", lambda rng, dt: _ce(rng, dt, (4,), 5, -100, 0.0, False)),
