@@ -26,15 +26,6 @@ from graphc.kernels.vmath import vsigmoid, vtanh
 
 
 @numba.njit(cache=True)
-def _proj(x2, w, b):
-    y = np.dot(x2, w.T)
-    if b.size > 0:
-        for r in range(y.shape[0]):
-            y[r] += b
-    return y
-
-
-@numba.njit(cache=True)
 def _input_proj(xt, w_ih, b_ih, b_hh, n_fold):
     """xt @ w_ih.T + b_ih, plus the first ``n_fold`` entries of b_hh: the hidden bias is
     folded in once here instead of once per step (GRU's b_hn cannot be: r multiplies it)."""
