@@ -32,6 +32,8 @@ forms in ``graphc.kernels.vmath`` (relative error <= 5e-7, bounds tested); float
 ``graphc.kernels._cache`` drops numba's cache files when any njit source changes (a cached
 kernel embeds the helpers it calls from other modules, which numba does not track).
 ``python -m graphc.kernels.bench [--torch] [--threads 1]`` times fwd+bwd per op.
+``set_blas_threads(n)`` sets the OpenBLAS thread count at run time (see ``_blas`` for why a
+small model may want 1).
 """
 
 from collections.abc import Callable
@@ -50,6 +52,7 @@ from graphc.kernels import (
     recurrent,
     shape,
 )
+from graphc.kernels._blas import get_blas_threads, set_blas_threads
 
 # Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
 _alloc.tune_allocator()
@@ -209,4 +212,4 @@ KERNELS: dict[str, KernelPair] = {
     "kl_div": _pair(loss, "kl_div", ("student", "teacher"), (), ("temperature",)),
 }
 
-__all__ = ["KERNELS", "KernelPair"]
+__all__ = ["KERNELS", "KernelPair", "get_blas_threads", "set_blas_threads"]

@@ -2,23 +2,17 @@
 to PyTorch eager: ``python -m graphc.kernels.bench [--torch] [--threads N]``.
 
 Times forward + backward per op (best of several CPU-time repeats, so other processes on a
-shared machine disturb it less). ``--threads`` sets both OpenBLAS's and torch's thread counts;
-it must be given before numpy loads BLAS, so this module reads it from argv at import time.
+shared machine disturb it less). ``--threads`` sets both OpenBLAS's and torch's thread counts.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-if __name__ == "__main__" and "--threads" in sys.argv:
-    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from graphc.kernels import KERNELS  # noqa: E402
+from graphc.kernels import KERNELS, set_blas_threads
 
 F32 = np.float32
 
@@ -145,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--torch", action="store_true", help="also time PyTorch eager")
     ap.add_argument("--threads", type=int, default=None, help="BLAS/torch threads")
     args = ap.parse_args(argv)
+    if args.threads:
+        set_blas_threads(args.threads)
     if args.torch:
         import torch
 
