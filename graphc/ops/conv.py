@@ -6,9 +6,9 @@ not a whole number the spec is wrong: graphc reports it instead of flooring sile
 
 from __future__ import annotations
 
-from graphc.ops.init import uniform_fan_in
 import sympy
 
+from graphc.ops.init import uniform_fan_in
 from graphc.ops.registry import Attr, ParamDef, ShapeError, defop
 from graphc.shapes import fmt_dim
 
