@@ -140,7 +140,7 @@ KERNELS: dict[str, KernelPair] = {
     "sub": _pair(elementwise, "sub", ("a", "b"), jit=False),
     "mul": _pair(elementwise, "mul", ("a", "b"), jit=False),
     "relu": _pair(elementwise, "relu", ("x",)),
-    "gelu": _pair(elementwise, "gelu", ("x",)),
+    "gelu": _pair(elementwise, "gelu", ("x",), n_saved=1),
     "tanh": _pair(elementwise, "tanh", ("x",)),
     "sigmoid": _pair(elementwise, "sigmoid", ("x",)),
     "softmax": _pair(elementwise, "softmax", ("x",)),

@@ -17,7 +17,9 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.vmath import vexp, vgelu_grad, vnormal_cdf, vsigmoid, vtanh
+from graphc.kernels.vmath import vexp, vnormal_cdf, vsigmoid, vtanh
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 # --------------------------------------------------------------------------- activations
@@ -45,20 +47,34 @@ def relu_bwd(g_out, x, out):
 
 @numba.njit(cache=True)
 def gelu_fwd(x):
-    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x).
+    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x). Phi(x) is saved: the
+    # backward then needs one exp (for phi) instead of recomputing Phi as well.
+    cdf = np.empty_like(x)
+    vnormal_cdf(x.reshape(-1), cdf.reshape(-1))
     out = np.empty_like(x)
     xf = x.reshape(-1)
+    cf = cdf.reshape(-1)
     of = out.reshape(-1)
-    vnormal_cdf(xf, of)
     for i in range(xf.size):
-        of[i] *= xf[i]
-    return (out,)
+        of[i] = xf[i] * cf[i]
+    return out, cdf
 
 
 @numba.njit(cache=True)
-def gelu_bwd(g_out, x, out):
+def gelu_bwd(g_out, x, saved0, out):
+    # d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    xf = x.reshape(-1)
+    arg = np.empty_like(xf)
+    for i in range(xf.size):
+        arg[i] = -0.5 * xf[i] * xf[i]
+    pdf = np.empty_like(xf)
+    vexp(arg, pdf)
     gx = np.empty_like(x)
-    vgelu_grad(x.reshape(-1), g_out.reshape(-1), gx.reshape(-1))
+    gf = g_out.reshape(-1)
+    cf = saved0.reshape(-1)
+    gxf = gx.reshape(-1)
+    for i in range(xf.size):
+        gxf[i] = gf[i] * (cf[i] + xf[i] * _INV_SQRT_2PI * pdf[i])
     return (gx,)
 
 

@@ -29,7 +29,6 @@ _LN2_LO = -2.1219444005469057e-04
 _EXP_LO = -87.3  # below this float32 exp underflows; return exactly 0
 _EXP_HI = 88.7  # clamp: exp(88.7) is still finite in float32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -165,35 +164,3 @@ def vnormal_cdf(x, out):
         _cdf_block(xb, m, arg, tb, dst, dst_bits, k)
         for i in range(m):
             out[lo + i] = dst[i]
-
-
-@numba.njit(cache=True, error_model="numpy")
-def vgelu_grad(x, g, out):
-    """out = g * d/dx[x Phi(x)] = g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
-    n = x.size
-    if x.itemsize != 4:
-        for i in range(n):
-            v = x[i]
-            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
-            pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
-            out[i] = g[i] * (cdf + v * pdf)
-        return
-    xb = np.empty(_BLOCK, dtype=np.float32)
-    arg = np.empty(_BLOCK, dtype=np.float64)
-    tb = np.empty(_BLOCK, dtype=np.float64)
-    cdf = np.empty(_BLOCK, dtype=np.float32)
-    pdf = np.empty(_BLOCK, dtype=np.float32)
-    cdf_bits = cdf.view(np.int32)
-    pdf_bits = pdf.view(np.int32)
-    k = np.empty(_BLOCK, dtype=np.int32)
-    for lo in range(0, n, _BLOCK):
-        m = min(_BLOCK, n - lo)
-        for i in range(m):
-            xb[i] = x[lo + i]
-        _cdf_block(xb, m, arg, tb, cdf, cdf_bits, k)
-        for i in range(m):
-            v = float(xb[i])
-            arg[i] = -0.5 * v * v
-        _exp_block(arg, m, pdf, pdf_bits, k)
-        for i in range(m):
-            out[lo + i] = g[lo + i] * (cdf[i] + xb[i] * _INV_SQRT_2PI * pdf[i])
