@@ -4,7 +4,10 @@ Both run the same architecture on the same batch in one process, alternating in 
 of steps so that whatever else the machine is doing hits both alike; the ratio of medians is
 the number to quote.
 
-    python benchmarks/compare_torch.py [--steps 40] [--specs transformer cnn]
+    python benchmarks/compare_torch.py [--steps 40] [--specs transformer cnn] [--threads 1]
+
+By default each side uses its own default threading (graphc: one BLAS thread, see
+graphc/compiler/__init__.py; torch: one thread per core); `--threads N` gives both N.
 """
 
 from __future__ import annotations
@@ -81,13 +84,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--specs", nargs="*", default=["transformer", "cnn", "lstm", "mlp"])
+    ap.add_argument("--threads", type=int, help="threads for both graphc's BLAS and torch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.threads:
+        from graphc.kernels import set_blas_threads
+
+        set_blas_threads(args.threads)
+        torch.set_num_threads(args.threads)
     rows = [measure(name, args.steps) for name in args.specs]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    from graphc.kernels import get_blas_threads
+
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), graphc BLAS threads "
+          f"{max(get_blas_threads(), default='?')}, "
           f"{args.steps} steps each in alternating blocks, medians")
     print(f"{'spec':<12} {'dims':<14} {'graphc ms':>10} {'torch ms':>10} {'ratio':>7}")
     for r in rows:
