@@ -343,8 +343,8 @@ def test_cross_entropy_with_nothing_counted_is_zero_not_nan():
         logits=np.ones((2, 3), np.float32), target=np.array([-100, -100], np.int64),
         mask=np.zeros(0, np.float32), ignore_index=-100, label_smoothing=0.0,
     )  # fmt: skip
-    out, lse = kp.fwd(**kw)
-    gx, _, _ = kp.bwd(g_out=np.ones(1, np.float32), **kw, saved0=lse, out=out)
+    out, probs = kp.fwd(**kw)
+    gx, _, _ = kp.bwd(g_out=np.ones(1, np.float32), **kw, saved0=probs, out=out)
     assert out.shape == (1,) and out[0] == 0.0 and not gx.any()
 
 
