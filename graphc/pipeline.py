@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from graphc.diagnostics import Diagnostic, DiagnosticError
 from graphc.infer import infer
@@ -24,6 +25,7 @@ class Analysis:
 
     file: str
     graph: Graph | None = None
+    doc: Any = None  # the loaded document with source marks, for spans the graph does not keep
     diagnostics: list[Diagnostic] = field(default_factory=list)
     reached: str = ""  # the last pass that ran
 
@@ -58,6 +60,7 @@ def analyze(path: str | Path, overrides: dict | None = None) -> Analysis:
     doc = step("load", lambda: load_file(path))
     if doc is None:
         return result
+    result.doc = doc
     expanded = step("expand", lambda: expand(doc, str(path), overrides))
     if expanded is None:
         return result

@@ -16,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from graphc.diagnostics import DiagnosticError, Span
+from graphc.diagnostics import Span
 from graphc.ir import BlockFrame, Graph, Input, Node
 from graphc.ops import OPS
 
@@ -46,6 +46,12 @@ def has_params(graph: Graph, name: str) -> bool:
     return any(p.trainable for p in graph.params.get(name, {}).values())
 
 
+def _empty_doc():
+    from graphc.spec.loader import MDict
+
+    return MDict()
+
+
 @dataclass
 class LintContext:
     """One analyzed spec, as the rules see it."""
@@ -53,6 +59,9 @@ class LintContext:
     graph: Graph
     file: str
     enabled: frozenset[str] = frozenset()  # codes of the rules selected for this run
+    # the spec document as the pipeline loaded it (spans of train settings, `lint:` on block
+    # instances): lint never parses the file a second time
+    doc: Any = field(default_factory=lambda: _empty_doc())
     _consumers: dict[str, list[tuple[Node, Input]]] = field(default_factory=dict, init=False)
 
     def __post_init__(self):
@@ -103,17 +112,6 @@ class LintContext:
 
     def type(self, name: str, port: str = "out"):
         return self.graph.types.get((name, port))
-
-    # -- the spec document (for spans of things the graph does not keep: train settings,
-    #    `lint:` on block instances). Loaded lazily, and only when a rule needs it.
-    @cached_property
-    def doc(self) -> Any:
-        from graphc.spec.loader import MDict, load_file
-
-        try:
-            return load_file(self.file)
-        except DiagnosticError:
-            return MDict()
 
     def train_where(self, *keys: str) -> Span | None:
         """The span of `train.<keys...>` (the deepest one present)."""

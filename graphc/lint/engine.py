@@ -190,7 +190,7 @@ def lint_file(spec: str, *, overrides: dict | None = None, config: Config | None
     found = list(analysis.diagnostics)
     ctx = None
     if analysis.ok:
-        ctx = LintContext(analysis.graph, spec, frozenset(r.code for r in enabled))
+        ctx = LintContext(analysis.graph, spec, frozenset(r.code for r in enabled), analysis.doc)
         for r in enabled:
             if not getattr(r.check, "late", False):
                 found += _run(r, ctx)
