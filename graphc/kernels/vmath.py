@@ -33,7 +33,8 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 @numba.njit(cache=True, error_model="numpy")
 def _exp_block(src, m, dst, dst_bits, k):
-    """dst[:m] = exp(src[:m]) for float32 blocks; dst_bits is dst viewed as int32."""
+    """dst[:m] = exp(src[:m]) into a float32 block (src float32, or float64 where the argument
+    itself must not be rounded); dst_bits is dst viewed as int32."""
     for i in range(m):
         v = min(max(float(src[i]), _EXP_LO), _EXP_HI)
         kf = np.floor(v * _LOG2E + 0.5)
