@@ -51,7 +51,9 @@ def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> Compi
     path = store(source, graph.name)
     namespace = dict(program.kernels)
     exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - our own generated code
-    return CompiledModel(graph, program.tensors, source, str(path), namespace, dtype)
+    model = CompiledModel(graph, program.tensors, source, str(path), namespace, dtype)
+    model.kernels = sorted(program.kernels)  # the kernel functions the driver calls
+    return model
 
 
 def compile_spec(spec: str | Path, *, overrides: dict | None = None, dtype=np.float32,

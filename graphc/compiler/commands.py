@@ -55,7 +55,7 @@ def compile_command(spec, emit, sets):
     t0 = time.perf_counter()
     model = _compiled(spec, sets)
     elapsed = time.perf_counter() - t0
-    kernels = sorted({c.split("=")[0] for c in model.source.split() if c.endswith(("_fwd(", "_bwd("))})
+    kernels = model.kernels
     params = sum(1 for p in model.params.values() if p.trainable)
     click.echo(f"{spec}: compiled `{model.name}` in {elapsed:.2f}s — {len(model.graph.order)} nodes, "
                f"{params} parameter tensors, {len(kernels)} kernels; driver {model.source_path}")
