@@ -1,0 +1,135 @@
+"""The commands that compile and run models, through the CLI a user types (in-process).
+
+Each error path a user can hit ends in a clear message and a non-zero exit, never a traceback.
+"""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from graphc.cli import main
+from tests.conftest import SPECS
+
+MLP = str(SPECS / "mlp.yaml")
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
+        f"traceback for {args}: {result.exception!r}")
+    return result
+
+
+def test_compile_emits_readable_source(tmp_path):
+    r = run("compile", MLP, "--emit", tmp_path / "build")
+    assert r.exit_code == 0, r.output
+    source = (tmp_path / "build" / "mlp.py").read_text()
+    assert "def forward(P, X, training, rng, dtype):" in source and "def backward(P, S, dtype):" in source
+    assert "# hidden_layers.0.fc · linear → B×64" in source  # node names and symbolic shapes
+    compile(source, "mlp.py", "exec")  # it is valid Python
+
+
+def test_compile_to_an_unwritable_place(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run("compile", MLP, "--emit", blocker / "sub")
+    assert r.exit_code == 1 and "cannot write" in r.output
+
+
+def test_gradcheck_passes_and_reports_json():
+    r = run("gradcheck", MLP, "--format", "json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["ok"] and {row["node"] for row in report["rows"]} >= {"logits", "x"}
+    assert all(row["rel_error"] < 1e-5 for row in report["rows"])
+
+
+def test_bench_reports_times_and_memory():
+    r = run("bench", MLP, "--no-cold", "--steps", "3", "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["step_median_ms"] > 0 and data["cached_start_s"] > 0 and data["peak_rss_mb"] > 10
+
+
+def test_train_resume_eval_sample(tmp_path):
+    out = tmp_path / "run"
+    r = run("train", MLP, "--steps", 30, "--out", out, "--progress", "none", "--seed", 3)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 30
+    r = run("train", MLP, "--steps", 60, "--resume", out / "checkpoint", "--progress", "none")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["resumed_from"] == 30
+    r = run("eval", MLP, "--checkpoint", out, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert 0.0 <= json.loads(r.output)["accuracy"] <= 1.0
+    r = run("sample", MLP, "--checkpoint", out, "-n", 4)
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1].endswith("/4 correct")
+
+
+def test_train_set_overrides_a_train_setting(tmp_path):
+    r = run("train", MLP, "--steps", 5, "--out", tmp_path, "--progress", "none",
+            "--set", "optimizer.lr=0.5", "--set", "hidden=8")
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["train"]["optimizer"]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "specs/bad/cycle.yaml"], "cycle"),
+    (["train", MLP, "--set", "data.task=spiralz", "--steps", 2], "spiralz"),
+    (["train", MLP, "--set", "optimizer.name=adamz", "--steps", 2], "adamz"),
+    (["eval", MLP, "--checkpoint", "/nonexistent/run"], "checkpoint"),
+    (["train", MLP, "--set", "nonsense"], "KEY=VALUE"),
+])
+def test_user_mistakes_are_clear_errors(tmp_path, args, message):
+    r = run(*args, *(["--out", tmp_path] if args[0] == "train" and "--set" in args else []))
+    assert r.exit_code in (1, 2), r.output
+    assert message in r.output
+
+
+def test_missing_data_file(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((SPECS / "mlp.yaml").read_text().replace(
+        "data: {task: two_spirals, noise: 0.05}", "data: {file: missing.npz}"))
+    r = run("train", spec, "--out", tmp_path / "run", "--progress", "none")
+    assert r.exit_code == 1 and "missing.npz" in r.output
+
+
+def test_corrupt_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", MLP, "--steps", 3, "--out", out, "--progress", "none").exit_code == 0
+    (out / "checkpoint" / "model.safetensors").write_bytes(b"not a safetensors file")
+    r = run("eval", MLP, "--checkpoint", out)
+    assert r.exit_code == 1 and "checkpoint" in r.output.lower()
+
+
+def test_nan_loss_stops_with_the_node_and_keeps_the_checkpoint(tmp_path):
+    import numpy as np
+
+    from graphc.runtime import load_checkpoint
+
+    cnn = SPECS / "cnn.yaml"  # relu is unbounded: huge weights overflow (tanh would saturate)
+    out = tmp_path / "run"
+    assert run("train", cnn, "--steps", 3, "--out", out, "--progress", "none").exit_code == 0
+    r = run("train", cnn, "--steps", 50, "--resume", out, "--progress", "none",
+            "--set", "optimizer.lr=1e30")
+    assert r.exit_code == 1, r.output
+    assert "non-finite" in r.output.lower() or "nan" in r.output.lower()
+    assert "node" in r.output.lower()  # names the node that first went bad
+    assert "last good checkpoint was kept" in r.output
+    kept = load_checkpoint(out / "checkpoint")
+    assert all(np.isfinite(v).all() for v in kept.params.values())
+    assert run("eval", cnn, "--checkpoint", out).exit_code == 0
+
+
+def test_doctor_reports_the_toolchain():
+    r = run("doctor")
+    assert r.exit_code == 0
+    assert "numba" in r.output and "graphviz" in r.output
+    if shutil.which("dot"):
+        assert "graphviz version" in r.output
