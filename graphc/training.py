@@ -31,8 +31,7 @@ def user_errors():
         sys.exit(1)
     except NonFiniteError as exc:
         click.echo(f"error: {exc}", err=True)
-        click.echo("the last good checkpoint was kept; lower the learning rate or enable "
-                   "clip_grad_norm, then --resume", err=True)
+        click.echo("hint: lower the learning rate or set clip_grad_norm, then --resume", err=True)
         sys.exit(1)
     except (TrainingError, InputError) as exc:
         click.echo(f"error: {exc}", err=True)
