@@ -64,7 +64,8 @@ def mse(c):
        inputs=(Port("scores"), Port("target", dtype="int")),
        attrs={"margin": Attr("float", 1.0, "required gap between the right class and the others")})
 def hinge(c):
-    """Multi-class SVM loss L_i = Σ_{j≠y_i} max(0, s_j - s_{y_i} + margin), mean over i."""
+    """Multi-class SVM loss L_i = Σ_{j≠y_i} max(0, s_j - s_{y_i} + margin), mean over i.
+    (PyTorch's multi_margin_loss also divides each L_i by the number of classes.)"""
     s, _ = _labels_match(c, "scores", "target")
     return tensor(SCALAR, s.dtype)
 
