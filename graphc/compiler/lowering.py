@@ -87,7 +87,8 @@ def lower(node: Node, rank: int) -> Lowered:
     """Kernel and arguments for `node`; `rank` is the rank of its first input."""
     kernel = KERNEL_TABLE.get(node.op)
     if kernel is None:
-        raise NotImplementedError(f"op `{node.op}` has no kernel")
+        raise LookupError(f"op `{node.op}` is registered but has no kernel: add it to KERNEL_TABLE in "
+                          "graphc/compiler/lowering.py")
     a = dict(node.attrs)
     if a.get("stride", ()) is None:  # pooling: the stride defaults to the window
         a["stride"] = a["kernel"]
