@@ -110,6 +110,7 @@ def test_corrupt_checkpoint(tmp_path):
 
 def test_nan_loss_stops_with_the_node_and_keeps_the_checkpoint(tmp_path):
     import numpy as np
+
     from graphc.runtime import load_checkpoint
 
     cnn = SPECS / "cnn.yaml"  # relu is unbounded: huge weights overflow (tanh would saturate)

@@ -7,9 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-import graphc.runtime.checkpoint as checkpoint_module
 import numpy as np
 import pytest
+
+import graphc.runtime.checkpoint as checkpoint_module
 from graphc.runtime.checkpoint import load_checkpoint, save_checkpoint
 from graphc.runtime.errors import CheckpointError
 

@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from graphc.runtime.data import Feeder, build_data
 from graphc.runtime.data.digits import load_digits_arrays
 from graphc.runtime.errors import ConfigError, DataError

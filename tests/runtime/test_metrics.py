@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from graphc.runtime.errors import DataError
 from graphc.runtime.metrics import MetricTracker
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from graphc.runtime.errors import CheckpointError, ConfigError
 from graphc.runtime.optim import clip_by_global_norm, global_norm, make_optimizer
 

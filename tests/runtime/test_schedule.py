@@ -1,6 +1,7 @@
 import math
 
 import pytest
+
 from graphc.runtime.errors import ConfigError
 from graphc.runtime.schedule import make_schedule
 

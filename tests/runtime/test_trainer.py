@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from graphc.runtime import (
     CheckpointError,
     ConfigError,
@@ -344,8 +345,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_so(tmp_path):
 def test_rich_progress_renders_step_loss_and_lr(tmp_path):
     import io
 
-    from graphc.runtime.progress import RichProgress
     from rich.console import Console
+
+    from graphc.runtime.progress import RichProgress
 
     buf = io.StringIO()
     bar = RichProgress(console=Console(file=buf, force_terminal=True, width=150))

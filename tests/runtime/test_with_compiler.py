@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.runtime import NonFiniteError, load_checkpoint, predict, train
 
 import graphc
+from graphc.runtime import NonFiniteError, load_checkpoint, predict, train
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "mlp.yaml"
 
