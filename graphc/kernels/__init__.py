@@ -15,6 +15,20 @@ Calling convention (the generated driver follows it exactly; all arguments by ke
   Outputs are C-contiguous; inputs are assumed C-contiguous.
 - Losses return shape (1,).
 
+Destination passing (what the buffer plan, ``graphc.compiler.plan``, relies on):
+
+- Every ``<op>_fwd`` takes ``out=None``. Given an array (C-contiguous, the output's shape and
+  dtype), the kernel writes the op's output into it and returns that very object first.
+  Saved tensors and scratch stay the kernel's own allocations.
+- Every ``<op>_bwd`` takes ``into_<port>=None`` for each differentiable input port (not the
+  ``nondiff_inputs``). Given an array, the kernel overwrites it with that input's whole
+  gradient (never accumulates) and returns that very object in the port's slot; for an absent
+  optional input the caller passes a zero-size array, returned as it is. Parameter gradients
+  stay kernel-allocated: they leave the step for the optimizer.
+- A destination never overlaps any other argument of the same call (the plan guarantees it).
+- ``None`` keeps the allocating behaviour; numba compiles the two forms as two
+  specialisations and prunes the ``is None`` branch in each.
+
 Most kernels are ``numba.njit(cache=True)`` dispatchers (``KernelPair.jit``). The exceptions
 are plain Python over NumPy, because that is as fast and much simpler:
 ``add``/``sub``/``mul``/``matmul`` (numpy broadcasting + BLAS), and ``rnn``/``lstm``/``gru``
