@@ -14,6 +14,7 @@ from graphc.compiler.autodiff import build
 from graphc.compiler.cache import store
 from graphc.compiler.codegen import generate
 from graphc.compiler.model import CompiledModel, ForwardResult, InputError, ParamSpec, TensorSpec
+from graphc.compiler.plan import plan
 from graphc.diagnostics import Diagnostic
 from graphc.pipeline import analyze
 
@@ -46,12 +47,13 @@ class CompileError(Exception):
 
 def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> CompiledModel:
     """Compile an analyzed (error-free) graph."""
-    program = build(graph, wrt_inputs=wrt_inputs)
-    source = generate(program, graph.file)
+    program = build(graph, wrt_inputs=wrt_inputs)  # forward plan + reverse walk
+    buffers = plan(program)  # live ranges; every kernel call gets its destinations
+    source = generate(program, buffers, graph.file)
     path = store(source, graph.name)
     namespace = dict(program.kernels)
     exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - our own generated code
-    model = CompiledModel(graph, program.tensors, source, str(path), namespace, dtype)
+    model = CompiledModel(graph, program.tensors, source, str(path), namespace, buffers, dtype)
     model.kernels = sorted(program.kernels)  # the kernel functions the driver calls
     return model
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 import sympy
 
-from graphc.compiler.lowering import NOISE_INPUTS, Lowered, lower
+from graphc.compiler.lowering import NOISE_INPUTS, Lowered, lower, takes
 from graphc.ir import Graph, Node
 from graphc.shapes import fmt_shape
 
-RESERVED = {"np", "P", "X", "S", "G", "GX", "training", "rng", "dtype", "_E", "math"}
+RESERVED = {"np", "P", "X", "S", "G", "GX", "buf", "training", "rng", "dtype", "_E", "math"}
 
 
 @dataclass
@@ -37,6 +37,10 @@ class Call:
     comment: str = ""
     before: list[str] = field(default_factory=list)  # lines emitted before the call
     after: list[str] = field(default_factory=list)  # lines emitted after (accumulation)
+    # Destinations the kernel can write into: (keyword, target variable or None when the
+    # result is discarded, symbolic shape or None for an absent optional input). The buffer
+    # plan (graphc.compiler.plan) decides what each keyword is given.
+    dests: list[tuple[str, str | None, tuple | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -164,7 +168,14 @@ def _forward_call(prog: Program, node: Node, low: Lowered, taken: set[str]) -> C
     shape = ", ".join(fmt_shape(t.shape) for p in node.outputs
                       if (t := prog.graph.types.get((node.name, p))))
     comment = f"{node.name} · {node.op} → {shape}" + (f"   ({_where(node)})" if node.span else "")
-    return Call(node.name, node.op, fn, _arg_exprs(prog, node, low, "fwd"), outs + saved, comment, before)
+    call = Call(node.name, node.op, fn, _arg_exprs(prog, node, low, "fwd"), outs + saved, comment, before)
+    t = prog.graph.types.get((node.name, node.outputs[0]))
+    if len(node.outputs) == 1 and takes(low.kernel.fwd, "out") and t is not None and t.is_float:
+        from graphc.ops import OPS
+
+        shape = (sympy.Integer(1),) if OPS[node.op].loss else t.shape  # loss kernels return (1,)
+        call.dests.append(("out", outs[0], shape))
+    return call
 
 
 def _requires_grad(prog: Program) -> set[str]:
@@ -230,19 +241,24 @@ def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -
             after.append(f"{grad_var[tensor]} = {grad_var[tensor]} + {tmp}")
             return tmp
 
+        dests = []
         for port_name in k.inputs:
             bound = node.port_inputs(port_name)
             if k.variadic:
                 targets += [receive(i.tensor) for i in bound]
-            elif bound and port_name not in k.nondiff and _differentiable(prog, node, port_name):
+                continue
+            if bound and port_name not in k.nondiff and _differentiable(prog, node, port_name):
                 targets.append(receive(bound[0].tensor))
             else:
                 targets.append("_")
+            if takes(k.bwd, f"into_{port_name}"):
+                shape = graph.types[bound[0].tensor].shape if bound else None
+                dests.append((f"into_{port_name}", None if targets[-1] == "_" else targets[-1], shape))
         params = graph.params.get(name, {})
         for p in k.params:
             targets.append(f'G["{name}.{p}"]' if p in params and params[p].trainable else "_")
         fn = _register(prog, f"{k.name}_bwd", k.bwd)
-        prog.backward.append(Call(name, node.op, fn, args, targets, f"{name} · {node.op}", [], after))
+        prog.backward.append(Call(name, node.op, fn, args, targets, f"{name} · {node.op}", [], after, dests))
     if prog.backward:
         prog.backward[0].before = seeds + prog.backward[0].before
     for node in graph.inputs:

@@ -8,6 +8,7 @@ on the way (activations, shape ops, norms without affine, losses).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -46,8 +47,10 @@ def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -
             if isinstance(d, int):
                 shape.append(d)
             else:
-                names = {k: symbol(k) for k in dims}
-                value = sympy.sympify(d, locals=names).subs({names[k]: v for k, v in dims.items()})
+                # every name is a dimension here, even one spelled like a sympy function (`N`)
+                names = {k: symbol(k) for k in re.findall(r"[A-Za-z_]\w*", d)}
+                value = sympy.sympify(d, locals=names).subs(
+                    {names[k]: v for k, v in dims.items() if k in names})
                 if not value.is_Integer:
                     raise ValueError(f"give a size for dimension `{d}` of input `{name}` (e.g. --dim {d}=8)")
                 shape.append(int(value))

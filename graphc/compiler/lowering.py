@@ -7,6 +7,7 @@ rule table here, so neither side has to know the other's naming.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,12 @@ KERNEL_TABLE: dict[str, Kernel] = {
     "softmax": _view("softmax", attrs=("axis",)),
     "log_softmax": _view("log_softmax", attrs=("axis",)),
 }
+
+def takes(fn: Callable, keyword: str) -> bool:
+    """Whether a kernel accepts `keyword` (its signature is the one source of truth for which
+    destinations, `out=`/`into_<port>=`, it can write into)."""
+    return keyword in inspect.signature(getattr(fn, "py_func", fn)).parameters
+
 
 # Kernel arguments filled at run time rather than from attributes.
 RUNTIME_ATTRS = {"training": "training"}

@@ -8,12 +8,15 @@ shapes (binding B, T, …) so a wrong shape is a clear error, not a kernel crash
 from __future__ import annotations
 
 import re
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sympy
 
+from graphc.compiler.plan import Arena, BufferPlan
 from graphc.ir import Graph
 
 
@@ -40,10 +43,45 @@ class ParamSpec:
 
 @dataclass
 class ForwardResult:
+    """What a forward returns. `tape` holds the values the backward reads; they live in the
+    model's preallocated buffers, which go back to the model once the backward has run (or the
+    result is dropped), so a result can be differentiated once."""
+
     outputs: dict[str, np.ndarray]
     losses: dict[str, float]
     tape: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     params: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    arena: Arena | None = field(repr=False, default=None)
+    gradients: tuple | None = field(repr=False, default=None)  # (G, GX) once computed
+    release: object = field(repr=False, default=None)
+
+
+class ArenaPool:
+    """Free arenas by (dims, dtype, reuse). A forward takes one (building it the first time a
+    batch shape is seen); its backward, or dropping its result, gives it back. Several results
+    alive at once each hold their own arena, so nothing they hold is overwritten."""
+
+    def __init__(self, plan: BufferPlan, keep: int = 8):
+        self.plan = plan
+        self.keep = keep  # free arenas kept around (a sampler growing T would pile them up)
+        self.free: OrderedDict[tuple, list[Arena]] = OrderedDict()
+
+    def acquire(self, X: dict[str, np.ndarray], dtype: np.dtype, reuse: bool) -> tuple[tuple, Arena]:
+        sizes = self.plan.sizes_of(X)
+        key = (tuple(sorted(sizes.items())), dtype.str, reuse)
+        stack = self.free.get(key)
+        if stack:
+            return key, stack.pop()
+        return key, Arena(self.plan, sizes, dtype, reuse)
+
+    def give_back(self, key: tuple, arena: Arena) -> None:
+        self.free.setdefault(key, []).append(arena)
+        self.free.move_to_end(key)
+        while sum(len(v) for v in self.free.values()) > self.keep:
+            oldest = next(iter(self.free))
+            self.free[oldest].pop(0)
+            if not self.free[oldest]:
+                del self.free[oldest]
 
 
 _INIT = re.compile(r"^(uniform|normal)\(([-+0-9.eE]+)\)$")
@@ -65,8 +103,10 @@ def initialize(spec: ParamSpec, rng: np.random.Generator, dtype=np.float32) -> n
 
 class CompiledModel:
     def __init__(self, graph: Graph, tensors: dict[tuple[str, str], str], source: str,
-                 source_path: str, namespace: dict, dtype=np.float32):
+                 source_path: str, namespace: dict, buffers: BufferPlan, dtype=np.float32):
         self.graph = graph
+        self.buffer_plan = buffers
+        self._arenas = ArenaPool(buffers)
         self._tensors = dict(tensors)  # (node, port) → variable name in the generated driver
         self.name = graph.name
         self.source = source
@@ -152,21 +192,43 @@ class CompiledModel:
                     raise InputError(f"input `{node.name}` has shape {fed[node.name].shape}; axis {axis} "
                                      f"must be {d} = {int(want)} ({where})")
 
-    def forward(self, params, batch, *, training: bool = False, seed: int = 0) -> ForwardResult:
+    def forward(self, params, batch, *, training: bool = False, seed: int = 0,
+                reuse: bool = True) -> ForwardResult:
+        """Run the forward. `reuse=False` gives every tensor its own buffer, so that every
+        value on the tape stays readable (for diagnosis; it costs memory)."""
         X = self.feed(batch)
         rng = np.random.default_rng(seed)
-        outputs, losses, tape = self._forward(params, X, training, rng, self.dtype)
+        key, arena = self._arenas.acquire(X, self.dtype, reuse)
+        try:
+            outputs, losses, tape = self._forward(params, X, arena.views, training, rng, self.dtype)
+        except BaseException:
+            self._arenas.give_back(key, arena)
+            raise
         # loss kernels return shape (1,); a scalar node used as a loss (`sum`, `mean`) has shape ()
-        return ForwardResult(outputs, {k: float(np.ravel(v)[0]) for k, v in losses.items()}, tape,
-                             params)
+        result = ForwardResult(outputs, {k: float(np.ravel(v)[0]) for k, v in losses.items()}, tape,
+                               params, arena)
+        result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
+        return result
+
+    def _gradients(self, result: ForwardResult) -> tuple[dict, dict]:
+        if result.gradients is None:
+            if result.arena is None:
+                raise ValueError("this forward result has no tape to differentiate")
+            try:
+                result.gradients = self._backward(result.params, result.tape, result.arena.views,
+                                                  self.dtype)
+            finally:  # the buffers go back to the pool: the tape is spent
+                result.tape, result.arena = {}, None
+                result.release()
+        return result.gradients
 
     def backward(self, result: ForwardResult) -> dict[str, np.ndarray]:
-        grads, _ = self._backward(result.params, result.tape, self.dtype)
-        return grads
+        """Parameter gradients of the sum of the losses (computed once per result)."""
+        return self._gradients(result)[0]
 
     def input_gradients(self, result: ForwardResult) -> dict[str, np.ndarray]:
         """Gradients with respect to float inputs (only for models compiled with wrt_inputs)."""
-        return self._backward(result.params, result.tape, self.dtype)[1]
+        return self._gradients(result)[1]
 
     def first_nonfinite(self, params, batch, *, seed: int = 0) -> str | None:
         """The spec node whose output first turns NaN/Inf (forward, then gradients)."""
@@ -176,7 +238,7 @@ class CompiledModel:
         # a training forward updates buffers (batchnorm running stats) in place: work on copies
         params = {k: v.copy() if k in self.params and not self.params[k].trainable else v
                   for k, v in params.items()}
-        result = self.forward(params, batch, training=True, seed=seed)
+        result = self.forward(params, batch, training=True, seed=seed, reuse=False)
         tape = result.tape
         for node in self.graph.order:
             for port in self.graph.nodes[node].outputs:

@@ -1,0 +1,204 @@
+"""The buffer plan: which tensor lives in which preallocated buffer.
+
+A training step runs the forward calls and then the backward calls; together they form one
+timeline (call 0 … F-1 forward, F … F+B-1 backward). For every tensor a kernel can write
+into (its `out=` / `into_<port>=` destinations) the plan knows its symbolic shape and its
+live range: from the call that writes it to the last call that reads it, or reads anything
+that may alias it (a `reshape` is a view; a kernel without a destination may hand back a view
+of its arguments, so its results are assumed to alias all of them). Forward tensors the
+backward reads stay live into the backward; gradients die as soon as they are consumed.
+
+Tensors that leave the step (outputs, losses, input gradients, and whatever they may alias)
+get fresh arrays on every call; everything else is *planned*: the driver finds it in `buf`, a
+dict of views into a few flat buffers. Which buffer is decided when a batch's dimensions are
+known (`assign`): a greedy best-fit over the live ranges, so two tensors share memory only
+when their lives do not overlap, and never with an argument of the call that writes them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from graphc.compiler.autodiff import Call, Program, pyexpr
+from graphc.shapes import fmt_shape
+
+_NAME = re.compile(r"S\[\"(\w+)\"\]|(?<![\w.\"])([A-Za-z_]\w*)(?![\w\"(])")
+
+
+@dataclass(frozen=True)
+class Planned:
+    var: str
+    shape: tuple  # symbolic
+    start: int  # the call that writes it
+    end: int  # the last call that reads it (or anything aliasing it)
+
+
+@dataclass
+class BufferPlan:
+    tensors: list[Planned]  # in order of `start`
+    dims: dict[str, tuple[str, int]]  # symbolic dim → (graph input, axis) that binds it
+    n_forward: int
+
+    def shapes(self, sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
+        def size(d) -> int:
+            d = sympy.sympify(d)
+            return int(d.subs({s: sizes[s.name] for s in d.free_symbols}))
+
+        return {t.var: tuple(size(d) for d in t.shape) for t in self.tensors}
+
+    def sizes_of(self, X: dict[str, np.ndarray]) -> dict[str, int]:
+        return {dim: X[inp].shape[axis] for dim, (inp, axis) in self.dims.items()}
+
+    def where(self, t: int) -> str:
+        return f"f{t}" if t < self.n_forward else f"b{t - self.n_forward}"
+
+
+def _reads(call: Call) -> set[str]:
+    text = " ".join([v for _, v in call.args] + call.before + call.after)
+    text = re.sub(r'P\["[^"]*"\]|G\["[^"]*"\]', "", text)
+    return {a or b for a, b in _NAME.findall(text)}
+
+
+class _Aliases:
+    """Union-find over variables that may share memory."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, v: str) -> str:
+        self.parent.setdefault(v, v)
+        while self.parent[v] != v:
+            self.parent[v] = self.parent[self.parent[v]]
+            v = self.parent[v]
+        return v
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def plan(prog: Program) -> BufferPlan:
+    """Decide every destination of every call (mutating the calls' arguments) and return the
+    live ranges of the planned tensors."""
+    calls = prog.forward + prog.backward
+    scratch = iter(range(10**9))
+    for call in calls:  # a discarded result still needs somewhere to go
+        call.dests = [(kw, var or f"_scratch{next(scratch)}", shape) for kw, var, shape in call.dests]
+    known = {v for c in calls for v in c.targets} | {v for c in calls for _, v, _ in c.dests}
+    defined: dict[str, int] = {}
+    last: dict[str, int] = {}
+    aliases = _Aliases()
+    for t, call in enumerate(calls):
+        reads = _reads(call) & known
+        for v in reads:
+            last[v] = t
+        dest_vars = {v for _, v, shape in call.dests if shape is not None}
+        for v in [*call.targets, *dest_vars]:
+            if v != "_" and not v.startswith(('G["', 'GX["')):
+                defined.setdefault(v, t)
+                last.setdefault(v, t)
+        for v in call.targets:  # results the kernel allocated itself may be views of its arguments
+            if v != "_" and v not in dest_vars and not v.startswith("G["):
+                for r in reads:
+                    aliases.union(v, r)
+    group_end: dict[str, int] = {}
+    for v, t in last.items():
+        root = aliases.find(v)
+        group_end[root] = max(group_end.get(root, -1), t)
+    escaping = {prog.tensors[t] for t in (*prog.graph.outputs.values(), *prog.graph.losses.values())}
+    escaping |= set(prog.input_grads.values())
+    escaping_groups = {aliases.find(v) for v in escaping}
+
+    planned, fresh = [], set()
+    for call in calls:
+        for kw, var, shape in call.dests:
+            if shape is None:
+                call.args.append((kw, "_E"))  # an absent optional input: a zero-size gradient
+            elif aliases.find(var) in escaping_groups:
+                fresh.add(var)
+                dims = ", ".join(pyexpr(d, prog.dim_vars) for d in shape) + ("," if len(shape) == 1 else "")
+                call.args.append((kw, f"np.empty(({dims}), dtype)"))
+            else:
+                if var not in {p.var for p in planned}:
+                    planned.append(Planned(var, tuple(shape), defined[var], group_end[aliases.find(var)]))
+                call.args.append((kw, f'buf["{var}"]'))
+    owned = {p.var for p in planned} | fresh
+    for call in prog.backward:  # fan-out sums go in place when the sum is a buffer of our own
+        call.after = [_in_place(line, owned) for line in call.after]
+    return BufferPlan(sorted(planned, key=lambda p: p.start), dict(prog.dims), len(prog.forward))
+
+
+def _in_place(line: str, owned: set[str]) -> str:
+    m = re.fullmatch(r"(\w+) = \1 \+ (\w+)", line)
+    if m and m.group(1) in owned:
+        return f"np.add({m.group(1)}, {m.group(2)}, out={m.group(1)})"
+    return line
+
+
+def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]], itemsize: int,
+           reuse: bool = True) -> tuple[dict[str, int], list[int]]:
+    """Buffer index of every planned tensor and each buffer's size in elements.
+
+    Greedy in order of first write: a tensor takes the smallest free buffer that fits, else
+    grows the largest free one, else opens a new one. A buffer is free once the last reader of
+    its tenant has run (strictly before the call that writes the new tenant).
+    """
+    del itemsize  # sizes are in elements; kept in the signature for callers that report bytes
+    where: dict[str, int] = {}
+    capacity: list[int] = []
+    busy: list[tuple[int, int]] = []  # heap of (end, buffer)
+    free: list[int] = []
+    for t in plan.tensors:
+        n = max(1, int(np.prod(shapes[t.var], dtype=np.int64)))
+        while reuse and busy and busy[0][0] < t.start:
+            free.append(heapq.heappop(busy)[1])
+        fits = [b for b in free if capacity[b] >= n]
+        if fits:
+            b = min(fits, key=lambda i: capacity[i])
+        elif free:
+            b = max(free, key=lambda i: capacity[i])
+            capacity[b] = n
+        else:
+            b = len(capacity)
+            capacity.append(n)
+        if b in free:
+            free.remove(b)
+        where[t.var] = b
+        heapq.heappush(busy, (t.end, b))
+    return where, capacity
+
+
+class Arena:
+    """The buffers of one plan for one set of dimensions and one dtype."""
+
+    def __init__(self, plan: BufferPlan, sizes: dict[str, int], dtype, reuse: bool = True):
+        dtype = np.dtype(dtype)
+        shapes = plan.shapes(sizes)
+        where, capacity = assign(plan, shapes, dtype.itemsize, reuse)
+        self.buffers = [np.empty(n, dtype) for n in capacity]
+        self.views = {v: self.buffers[b][: int(np.prod(shapes[v], dtype=np.int64))].reshape(shapes[v])
+                      for v, b in where.items()}
+        self.nbytes = sum(b.nbytes for b in self.buffers)
+        self.unshared_nbytes = sum(int(np.prod(s, dtype=np.int64)) * dtype.itemsize for s in shapes.values())
+
+
+def describe(plan: BufferPlan, sizes: dict[str, int] | None = None, dtype=np.float32) -> list[str]:
+    """The plan as comment lines for the generated driver (and `graphc compile --plan`)."""
+    lines = [f"{'tensor':<28} {'shape':<24} live"]
+    arena = None
+    if sizes is not None:
+        arena = Arena(plan, sizes, dtype)
+        shapes = plan.shapes(sizes)
+        where, _ = assign(plan, shapes, np.dtype(dtype).itemsize)
+    for t in plan.tensors:
+        shape = f"({fmt_shape(t.shape)})" if sizes is None else str(shapes[t.var])
+        buf = f"   buffer {where[t.var]}" if sizes is not None else ""
+        lines.append(f"{t.var:<28} {shape:<24} {plan.where(t.start)}..{plan.where(t.end)}{buf}")
+    if arena is not None:
+        lines.append(f"{len(plan.tensors)} tensors in {len(arena.buffers)} buffers: "
+                     f"{arena.nbytes / 2**20:.2f} MiB (unshared {arena.unshared_nbytes / 2**20:.2f} MiB)")
+    return lines
