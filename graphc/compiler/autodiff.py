@@ -211,11 +211,11 @@ def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -
     todo = [n for n in graph.order if n in req and n in relevant and not graph.nodes[n].is_input]
     grad_var: dict[tuple[str, str], str] = {}
     seeds = []
-    for (node, port) in graph.losses.values():  # d(objective)/d(loss) = 1 for each loss
+    for loss, (node, port) in graph.losses.items():  # objective = sum of W[loss] * loss
         if node in todo:
             var = _mangle("g_" + prog.tensors[(node, port)], taken)
             grad_var[(node, port)] = var
-            seeds.append(f"{var} = np.ones(1, dtype)  # d(sum of losses)/d({node}) = 1")
+            seeds.append(f'{var} = np.full(1, W["{loss}"], dtype)  # d(objective)/d({node}): its weight')
     temp = iter(range(10**9))
     for name in reversed(todo):
         node = graph.nodes[name]

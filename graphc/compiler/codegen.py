@@ -90,8 +90,8 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
     outputs = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.outputs.items())
     losses = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.losses.items())
     out += [f"    return {{{outputs}}}, {{{losses}}}, S", "", ""]
-    out += ["def backward(P, S, buf, dtype):",
-            '    """Gradients of the sum of the losses: G for parameters, GX for inputs."""',
+    out += ["def backward(P, S, buf, dtype, W):",
+            '    """Gradients of sum(W[loss] * loss): G for parameters, GX for inputs."""',
             "    _E = np.zeros(0, dtype)", "    G, GX = {}, {}"]
     if _backward_reads(prog, "training"):
         out.append('    training = S["training"]')

@@ -49,8 +49,11 @@ def _compiled(spec: str, sets, **kw):
 @click.command("compile")
 @click.argument("spec", type=click.Path())
 @click.option("--emit", type=click.Path(file_okay=False), help="Write the generated source here.")
+@click.option("--plan", "show_plan", is_flag=True,
+              help="Print the buffer plan: each tensor's shape, live range and buffer (sizes from --dim).")
+@dim_option
 @set_option
-def compile_command(spec, emit, sets):
+def compile_command(spec, emit, show_plan, dims, sets):
     """Compile a spec: autodiff, code generation, kernels; optionally write the generated source."""
     t0 = time.perf_counter()
     model = _compiled(spec, sets)
@@ -69,6 +72,20 @@ def compile_command(spec, emit, sets):
             click.echo(f"error: cannot write to `{emit}`: {exc.strerror}", err=True)
             sys.exit(1)
         click.echo(f"wrote {target}")
+    if show_plan:
+        from graphc.compiler.plan import describe
+
+        batch = int((model.train or {}).get("batch", 32))
+        sizes = _dims(dims, {"B": batch, "T": 16})
+        needed = set(model.buffer_plan.dims)
+        if needed - set(sizes):
+            missing = ", ".join(sorted(needed - set(sizes)))
+            click.echo(f"error: give a size for {missing} (e.g. --dim {min(needed - set(sizes))}=8)", err=True)
+            sys.exit(2)
+        shown = ", ".join(f"{k}={sizes[k]}" for k in sorted(needed))
+        click.echo(f"buffer plan ({shown}, {model.dtype}):")
+        for line in describe(model.buffer_plan, {k: sizes[k] for k in needed}, model.dtype):
+            click.echo(f"  {line}")
 
 
 @click.command()

@@ -53,6 +53,7 @@ class ForwardResult:
     params: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     arena: Arena | None = field(repr=False, default=None)
     gradients: tuple | None = field(repr=False, default=None)  # (G, GX) once computed
+    loss_weights: dict | None = field(repr=False, default=None)  # the weights they were computed with
     release: object = field(repr=False, default=None)
 
 
@@ -210,25 +211,36 @@ class CompiledModel:
         result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
         return result
 
-    def _gradients(self, result: ForwardResult) -> tuple[dict, dict]:
+    def _gradients(self, result: ForwardResult, weights: dict[str, float] | None) -> tuple[dict, dict]:
+        unknown = sorted(set(weights or {}) - set(self.losses))
+        if unknown:
+            raise ValueError(f"no loss named {', '.join(unknown)}; the spec's losses are "
+                             f"{', '.join(self.losses) or 'none'}")
+        W = {name: 1.0 for name in self.losses} | dict(weights or {})
         if result.gradients is None:
             if result.arena is None:
                 raise ValueError("this forward result has no tape to differentiate")
             try:
                 result.gradients = self._backward(result.params, result.tape, result.arena.views,
-                                                  self.dtype)
+                                                  self.dtype, W)
+                result.loss_weights = W
             finally:  # the buffers go back to the pool: the tape is spent
                 result.tape, result.arena = {}, None
                 result.release()
+        elif W != result.loss_weights:
+            raise ValueError("this forward result was already differentiated with other loss weights; "
+                             "run the forward again")
         return result.gradients
 
-    def backward(self, result: ForwardResult) -> dict[str, np.ndarray]:
-        """Parameter gradients of the sum of the losses (computed once per result)."""
-        return self._gradients(result)[0]
+    def backward(self, result: ForwardResult, weights: dict[str, float] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Parameter gradients of sum(weights[loss] * loss), each weight 1 unless given; computed
+        once per result (its buffers are then reused)."""
+        return self._gradients(result, weights)[0]
 
     def input_gradients(self, result: ForwardResult) -> dict[str, np.ndarray]:
         """Gradients with respect to float inputs (only for models compiled with wrt_inputs)."""
-        return self._gradients(result)[1]
+        return self._gradients(result, result.loss_weights)[1]
 
     def first_nonfinite(self, params, batch, *, seed: int = 0) -> str | None:
         """The spec node whose output first turns NaN/Inf (forward, then gradients)."""

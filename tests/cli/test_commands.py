@@ -26,9 +26,20 @@ def test_compile_emits_readable_source(tmp_path):
     r = run("compile", MLP, "--emit", tmp_path / "build")
     assert r.exit_code == 0, r.output
     source = (tmp_path / "build" / "mlp.py").read_text()
-    assert "def forward(P, X, training, rng, dtype):" in source and "def backward(P, S, dtype):" in source
+    assert "def forward(P, X, buf, training, rng, dtype):" in source
+    assert "def backward(P, S, buf, dtype, W):" in source
+    assert "# Buffer plan" in source and 'out=buf["hidden_layers_0_fc"]' in source
     assert "# hidden_layers.0.fc · linear → B×64" in source  # node names and symbolic shapes
     compile(source, "mlp.py", "exec")  # it is valid Python
+
+
+def test_compile_prints_the_buffer_plan():
+    r = run("compile", MLP, "--plan", "--dim", "B=8")
+    assert r.exit_code == 0, r.output
+    assert "buffer plan (B=8, float32)" in r.output
+    assert "hidden_layers_0_fc           (8, 64)" in r.output and " tensors in " in r.output
+    r = run("compile", SPECS.parent / "examples" / "gnn.yaml", "--plan")
+    assert r.exit_code == 2 and "give a size for N" in r.output
 
 
 def test_compile_to_an_unwritable_place(tmp_path):

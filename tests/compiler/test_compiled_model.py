@@ -3,10 +3,13 @@ determinism, and the generated driver's backward in training mode."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from graphc.compiler import InputError, compile_spec
+from graphc.compiler.checks import synthetic_batch
 
 from .helpers import spec_text, write
 
@@ -257,3 +260,25 @@ def test_expression_dims_of_inputs_are_checked(tmp_path):
     assert ok.losses["loss"] == 0.0
     with pytest.raises(InputError, match=r"input `b` has shape \(2, 3\); axis 0 must be 2\*B = 4 \(B=2 from `a`\)"):
         model.forward({}, {"a": np.ones((2, 3)), "b": np.ones((2, 3))})
+
+
+def test_backward_weights_the_losses():
+    model = compile_spec(Path(__file__).resolve().parents[2] / "examples/early_exit.yaml")
+    assert len(model.losses) >= 2
+    params = model.init_params(0)
+    batch = synthetic_batch(model, {"B": 4}, seed=0)
+    first, *rest = model.losses
+    per_loss = {}
+    for name in model.losses:  # each loss alone: weight 1 on it, 0 on the others
+        weights = {other: float(other == name) for other in model.losses}
+        per_loss[name] = model.backward(model.forward(params, batch), weights)
+    both = model.backward(model.forward(params, batch), {first: 2.0})
+    for k, g in both.items():
+        expected = 2.0 * per_loss[first][k] + sum(per_loss[n][k] for n in rest)
+        np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-6, err_msg=k)
+    result = model.forward(params, batch)
+    with pytest.raises(ValueError, match="no loss named"):
+        model.backward(result, {"nope": 1.0})
+    model.backward(result)
+    with pytest.raises(ValueError, match="other loss weights"):
+        model.backward(result, {first: 3.0})
