@@ -24,8 +24,9 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # --------------------------------------------------------------------------- activations
 @numba.njit(cache=True)
-def relu_fwd(x):
-    out = np.empty_like(x)
+def relu_fwd(x, out=None):
+    if out is None:
+        out = np.empty_like(x)
     xf = x.reshape(-1)
     of = out.reshape(-1)
     for i in range(xf.size):
@@ -35,8 +36,10 @@ def relu_fwd(x):
 
 
 @numba.njit(cache=True)
-def relu_bwd(g_out, x, out):
-    gx = np.empty_like(x)
+def relu_bwd(g_out, x, out, into_x=None):
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gf = g_out.reshape(-1)
     xf = x.reshape(-1)
     gxf = gx.reshape(-1)
@@ -46,12 +49,13 @@ def relu_bwd(g_out, x, out):
 
 
 @numba.njit(cache=True)
-def gelu_fwd(x):
+def gelu_fwd(x, out=None):
     # Exact (erf) GELU, torch's default approximate="none": x * Phi(x). Phi(x) is saved: the
     # backward then needs one exp (for phi) instead of recomputing Phi as well.
     cdf = np.empty_like(x)
     vnormal_cdf(x.reshape(-1), cdf.reshape(-1))
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     xf = x.reshape(-1)
     cf = cdf.reshape(-1)
     of = out.reshape(-1)
@@ -61,7 +65,7 @@ def gelu_fwd(x):
 
 
 @numba.njit(cache=True)
-def gelu_bwd(g_out, x, saved0, out):
+def gelu_bwd(g_out, x, saved0, out, into_x=None):
     # d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
     xf = x.reshape(-1)
     arg = np.empty_like(xf)
@@ -69,7 +73,9 @@ def gelu_bwd(g_out, x, saved0, out):
         arg[i] = -0.5 * xf[i] * xf[i]
     pdf = np.empty_like(xf)
     vexp(arg, pdf)
-    gx = np.empty_like(x)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gf = g_out.reshape(-1)
     cf = saved0.reshape(-1)
     gxf = gx.reshape(-1)
@@ -79,16 +85,19 @@ def gelu_bwd(g_out, x, saved0, out):
 
 
 @numba.njit(cache=True)
-def tanh_fwd(x):
-    out = np.empty_like(x)
+def tanh_fwd(x, out=None):
+    if out is None:
+        out = np.empty_like(x)
     vtanh(x.reshape(-1), out.reshape(-1))
     return (out,)
 
 
 @numba.njit(cache=True)
-def tanh_bwd(g_out, x, out):
+def tanh_bwd(g_out, x, out, into_x=None):
     # d tanh = 1 - tanh^2: reuse the forward output instead of recomputing tanh.
-    gx = np.empty_like(x)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gf = g_out.reshape(-1)
     of = out.reshape(-1)
     gxf = gx.reshape(-1)
@@ -98,15 +107,18 @@ def tanh_bwd(g_out, x, out):
 
 
 @numba.njit(cache=True)
-def sigmoid_fwd(x):
-    out = np.empty_like(x)
+def sigmoid_fwd(x, out=None):
+    if out is None:
+        out = np.empty_like(x)
     vsigmoid(x.reshape(-1), out.reshape(-1))
     return (out,)
 
 
 @numba.njit(cache=True)
-def sigmoid_bwd(g_out, x, out):
-    gx = np.empty_like(x)
+def sigmoid_bwd(g_out, x, out, into_x=None):
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gf = g_out.reshape(-1)
     of = out.reshape(-1)
     gxf = gx.reshape(-1)
@@ -132,11 +144,12 @@ def _shift_rows(x2):
 
 
 @numba.njit(cache=True)
-def softmax_fwd(x):
+def softmax_fwd(x, out=None):
     # Over the last axis; the driver moves other axes last before calling.
     c = x.shape[-1]
     sh = _shift_rows(x.reshape(-1, c))
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     o2 = out.reshape(-1, c)
     vexp(sh.reshape(-1), out.reshape(-1))
     for r in range(o2.shape[0]):
@@ -150,11 +163,13 @@ def softmax_fwd(x):
 
 
 @numba.njit(cache=True)
-def softmax_bwd(g_out, x, out):
+def softmax_bwd(g_out, x, out, into_x=None):
     c = x.shape[-1]
     g2 = g_out.reshape(-1, c)
     o2 = out.reshape(-1, c)
-    gx = np.empty_like(x)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gx2 = gx.reshape(-1, c)
     for r in range(o2.shape[0]):
         dot = 0.0
@@ -166,12 +181,13 @@ def softmax_bwd(g_out, x, out):
 
 
 @numba.njit(cache=True)
-def log_softmax_fwd(x):
+def log_softmax_fwd(x, out=None):
     c = x.shape[-1]
     sh = _shift_rows(x.reshape(-1, c))
     e = np.empty_like(sh)
     vexp(sh.reshape(-1), e.reshape(-1))
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     o2 = out.reshape(-1, c)
     for r in range(sh.shape[0]):
         s = 0.0
@@ -184,13 +200,15 @@ def log_softmax_fwd(x):
 
 
 @numba.njit(cache=True)
-def log_softmax_bwd(g_out, x, out):
+def log_softmax_bwd(g_out, x, out, into_x=None):
     c = x.shape[-1]
     g2 = g_out.reshape(-1, c)
     p = np.empty_like(out)
     vexp(out.reshape(-1), p.reshape(-1))
     p2 = p.reshape(-1, c)
-    gx = np.empty_like(x)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gx2 = gx.reshape(-1, c)
     for r in range(p2.shape[0]):
         gs = 0.0
@@ -203,10 +221,11 @@ def log_softmax_bwd(g_out, x, out):
 
 # --------------------------------------------------------------------------- dropout
 @numba.njit(cache=True)
-def dropout_fwd(x, u, p, training):
+def dropout_fwd(x, u, p, training, out=None):
     # The driver supplies the uniform noise u, so forward and backward agree on the mask
     # without saving it (bwd recomputes u >= p).
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     xf = x.reshape(-1)
     of = out.reshape(-1)
     if not training or p <= 0.0:
@@ -220,8 +239,10 @@ def dropout_fwd(x, u, p, training):
 
 
 @numba.njit(cache=True)
-def dropout_bwd(g_out, x, u, p, training, out):
-    gx = np.empty_like(x)
+def dropout_bwd(g_out, x, u, p, training, out, into_x=None):
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gf = g_out.reshape(-1)
     gxf = gx.reshape(-1)
     if not training or p <= 0.0:
@@ -235,37 +256,77 @@ def dropout_bwd(g_out, x, u, p, training, out):
 
 
 # --------------------------------------------------------------------------- broadcasting
-def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum ``g`` over the axes numpy broadcasting added or stretched to reach ``shape``."""
-    if g.shape == tuple(shape):
-        return np.ascontiguousarray(g)
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
+    """Sum ``g`` over the axes numpy broadcasting added or stretched to reach ``shape``.
+
+    With ``out`` (C-contiguous, ``shape``, ``g``'s dtype) the result is written there and
+    ``out`` itself is returned.
+    """
+    shape = tuple(shape)
+    if g.shape == shape:
+        if out is None:
+            return np.ascontiguousarray(g)
+        np.copyto(out, g)
+        return out
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
     )
+    if out is not None:
+        if axes:
+            # keepdims shape of the reduction = (1,) * lead + shape: a view of out.
+            np.sum(g, axis=axes, keepdims=True, out=out.reshape((1,) * lead + shape))
+        else:
+            np.copyto(out, g.reshape(shape))
+        return out
     r = g.sum(axis=axes, keepdims=True) if axes else g
     return np.ascontiguousarray(r.reshape(shape), dtype=g.dtype)
 
 
-def add_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
-    return (np.ascontiguousarray(a + b),)
+def _unbroadcast_of(ufunc, g, other, shape, out):
+    """``unbroadcast(ufunc(g, other), shape, out)``; straight into ``out`` when nothing is
+    summed (``g`` already has the target shape), so no temporary is made."""
+    if out is not None and g.shape == tuple(shape):
+        ufunc(g, other, out=out)
+        return out
+    return unbroadcast(ufunc(g, other), shape, out)
 
 
-def add_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
-    return unbroadcast(g_out, a.shape), unbroadcast(g_out, b.shape)
+def add_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
+    if out is None:
+        return (np.ascontiguousarray(a + b),)
+    np.add(a, b, out=out)
+    return (out,)
 
 
-def sub_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
-    return (np.ascontiguousarray(a - b),)
+def add_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
+    return unbroadcast(g_out, a.shape, into_a), unbroadcast(g_out, b.shape, into_b)
 
 
-def sub_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
-    return unbroadcast(g_out, a.shape), unbroadcast(-g_out, b.shape)
+def sub_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
+    if out is None:
+        return (np.ascontiguousarray(a - b),)
+    np.subtract(a, b, out=out)
+    return (out,)
 
 
-def mul_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
-    return (np.ascontiguousarray(a * b),)
+def sub_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
+    if into_b is not None and g_out.shape == tuple(b.shape):
+        gb = np.negative(g_out, out=into_b)
+    else:
+        gb = unbroadcast(-g_out, b.shape, into_b)
+    return unbroadcast(g_out, a.shape, into_a), gb
 
 
-def mul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
-    return unbroadcast(g_out * b, a.shape), unbroadcast(g_out * a, b.shape)
+def mul_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
+    if out is None:
+        return (np.ascontiguousarray(a * b),)
+    np.multiply(a, b, out=out)
+    return (out,)
+
+
+def mul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
+    return (
+        _unbroadcast_of(np.multiply, g_out, b, a.shape, into_a),
+        _unbroadcast_of(np.multiply, g_out, a, b.shape, into_b),
+    )

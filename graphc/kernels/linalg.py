@@ -19,26 +19,32 @@ from graphc.kernels.elementwise import unbroadcast
 
 # --------------------------------------------------------------------------- linear
 @numba.njit(cache=True)
-def linear_fwd(x, weight, bias, has_bias):
+def linear_fwd(x, weight, bias, has_bias, out=None):
     n_in = x.shape[-1]
     n_out = weight.shape[0]
     x2 = x.reshape(-1, n_in)
-    out2 = np.dot(x2, weight.T)
+    if out is None:
+        out = np.empty(x.shape[:-1] + (n_out,), dtype=x.dtype)
+    out2 = out.reshape(-1, n_out)
+    np.dot(x2, weight.T, out2)  # numba's two-argument np.dot is this call on a fresh array
     if has_bias and bias.size > 0:
         bf = bias.reshape(-1)
         for r in range(out2.shape[0]):
             for o in range(n_out):
                 out2[r, o] += bf[o]
-    return (out2.reshape(x.shape[:-1] + (n_out,)),)
+    return (out,)
 
 
 @numba.njit(cache=True)
-def linear_bwd(g_out, x, weight, bias, has_bias, out):
+def linear_bwd(g_out, x, weight, bias, has_bias, out, into_x=None):
     n_in = x.shape[-1]
     n_out = weight.shape[0]
     x2 = x.reshape(-1, n_in)
     g2 = g_out.reshape(-1, n_out)
-    gx = np.dot(g2, weight).reshape(x.shape)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
+    np.dot(g2, weight, gx.reshape(-1, n_in))
     gw = np.dot(g2.T, x2)
     gb = np.zeros_like(bias)
     if has_bias and bias.size > 0:
@@ -52,36 +58,54 @@ def linear_bwd(g_out, x, weight, bias, has_bias, out):
 # --------------------------------------------------------------------------- matmul
 # Plain NumPy: np.matmul already broadcasts batch dims and calls BLAS per matrix; an njit
 # version would need a specialisation per pair of operand ranks for no speed gain.
-def matmul_fwd(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
-    return (np.ascontiguousarray(np.matmul(a, b)),)
+def matmul_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
+    if out is None:
+        return (np.ascontiguousarray(np.matmul(a, b)),)
+    np.matmul(a, b, out=out)
+    return (out,)
 
 
-def matmul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None):
+def _matmul_unbroadcast(x, y, shape, into):
+    """``unbroadcast(x @ y, shape, into)``, the product written straight into ``into`` when it
+    already has ``shape`` (nothing to sum over batch dims)."""
+    if into is not None and np.broadcast_shapes(x.shape[:-2], y.shape[:-2]) == tuple(shape[:-2]):
+        np.matmul(x, y, out=into)
+        return into
+    return unbroadcast(np.matmul(x, y), shape, into)
+
+
+def matmul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
     # Operands are at least 2-D ([..., M, K] @ [..., K, N]).
     if b.ndim == 2:
         # Shared right operand: fold every batch row into one GEMM instead of a batched
         # product followed by a sum over the batch.
         k, n = b.shape
-        ga = np.matmul(g_out, b.T)
-        gb = np.dot(a.reshape(-1, k).T, g_out.reshape(-1, n))
-        return np.ascontiguousarray(ga), np.ascontiguousarray(gb)
-    ga = np.matmul(g_out, np.swapaxes(b, -1, -2))
-    gb = np.matmul(np.swapaxes(a, -1, -2), g_out)
-    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+        if into_a is None:
+            ga = np.ascontiguousarray(np.matmul(g_out, b.T))
+        else:
+            ga = np.matmul(g_out, b.T, out=into_a)
+        a2, g2 = a.reshape(-1, k).T, g_out.reshape(-1, n)
+        gb = np.ascontiguousarray(np.dot(a2, g2)) if into_b is None else np.dot(a2, g2, out=into_b)
+        return ga, gb
+    ga = _matmul_unbroadcast(g_out, np.swapaxes(b, -1, -2), a.shape, into_a)
+    gb = _matmul_unbroadcast(np.swapaxes(a, -1, -2), g_out, b.shape, into_b)
+    return ga, gb
 
 
 # --------------------------------------------------------------------------- embedding
 @numba.njit(cache=True)
-def embedding_fwd(ids, weight, padding_idx):
+def embedding_fwd(ids, weight, padding_idx, out=None):
     n, d = weight.shape
     idf = ids.reshape(-1)
-    out2 = np.empty((idf.size, d), dtype=weight.dtype)
+    if out is None:
+        out = np.empty(ids.shape + (d,), dtype=weight.dtype)
+    out2 = out.reshape(idf.size, d)
     for r in range(idf.size):
         i = idf[r]
         if i < 0 or i >= n:
             raise IndexError("embedding: id out of range")
         out2[r, :] = weight[i]
-    return (out2.reshape(ids.shape + (d,)),)
+    return (out,)
 
 
 @numba.njit(cache=True)
@@ -114,9 +138,10 @@ def _sinusoid(t_len, d, dtype_like):
 
 
 @numba.njit(cache=True)
-def positional_encoding_fwd(x, weight, learned):
+def positional_encoding_fwd(x, weight, learned, out=None):
     b_n, t_len, d = x.shape
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     if learned:
         wf = weight.reshape(-1)
         if wf.size < t_len * d:
@@ -133,9 +158,13 @@ def positional_encoding_fwd(x, weight, learned):
 
 
 @numba.njit(cache=True)
-def positional_encoding_bwd(g_out, x, weight, learned, out):
+def positional_encoding_bwd(g_out, x, weight, learned, out, into_x=None):
     b_n, t_len, d = x.shape
-    gx = g_out.copy()
+    if into_x is None:
+        gx = g_out.copy()
+    else:
+        gx = into_x
+        gx[:] = g_out
     gw = np.zeros_like(weight)
     if learned:
         gwf = gw.reshape(-1)

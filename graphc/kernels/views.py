@@ -4,6 +4,14 @@ NumPy already does these as views or one copy in C, so a Numba version would add
 time and no speed. They follow the kernel calling convention of this package: keyword
 arguments, `<op>_fwd` returns a tuple of outputs, `<op>_bwd` a tuple of input gradients.
 Multi-input (`concat`) and multi-output (`split`) ops take/return one tensor per element.
+
+Destination passing (see ``graphc.kernels``): transpose, permute, slice, concat, sum, mean,
+softmax and log_softmax forwards take ``out=``; the backwards of transpose, permute, slice,
+split, sum, mean, softmax and log_softmax take ``into_x=``. In a backward the parameter
+named ``out`` is, as everywhere, the forward's output value, not a destination. No
+destination is taken by ``flatten``/``reshape`` (forward and backward return views that alias
+their argument, with no copy to redirect), ``split_fwd`` (one output per piece) or
+``concat_bwd`` (one gradient per input of the variadic port; its pieces are copies).
 """
 
 from __future__ import annotations
@@ -29,20 +37,28 @@ def reshape_bwd(g_out, x, shape, out=None):
     return (g_out.reshape(x.shape),)
 
 
-def transpose_fwd(x, dim0, dim1):
-    return (np.ascontiguousarray(np.swapaxes(x, dim0, dim1)),)
+def _into(dest, value):
+    """``value`` as a fresh C-contiguous array, or copied into ``dest`` (returned) if given."""
+    if dest is None:
+        return np.ascontiguousarray(value)
+    np.copyto(dest, value)
+    return dest
 
 
-def transpose_bwd(g_out, x, dim0, dim1, out=None):
-    return (np.ascontiguousarray(np.swapaxes(g_out, dim0, dim1)),)
+def transpose_fwd(x, dim0, dim1, out=None):
+    return (_into(out, np.swapaxes(x, dim0, dim1)),)
 
 
-def permute_fwd(x, dims):
-    return (np.ascontiguousarray(x.transpose(dims)),)
+def transpose_bwd(g_out, x, dim0, dim1, out=None, into_x=None):
+    return (_into(into_x, np.swapaxes(g_out, dim0, dim1)),)
 
 
-def permute_bwd(g_out, x, dims, out=None):
-    return (np.ascontiguousarray(g_out.transpose(np.argsort(dims))),)
+def permute_fwd(x, dims, out=None):
+    return (_into(out, x.transpose(dims)),)
+
+
+def permute_bwd(g_out, x, dims, out=None, into_x=None):
+    return (_into(into_x, g_out.transpose(np.argsort(dims))),)
 
 
 def _index(ndim, axis, start, stop):
@@ -51,18 +67,22 @@ def _index(ndim, axis, start, stop):
     return tuple(idx)
 
 
-def slice_fwd(x, axis, start, stop):
-    return (np.ascontiguousarray(x[_index(x.ndim, axis, start, stop)]),)
+def slice_fwd(x, axis, start, stop, out=None):
+    return (_into(out, x[_index(x.ndim, axis, start, stop)]),)
 
 
-def slice_bwd(g_out, x, axis, start, stop, out=None):
-    gx = np.zeros_like(x)
+def slice_bwd(g_out, x, axis, start, stop, out=None, into_x=None):
+    if into_x is None:
+        gx = np.zeros_like(x)
+    else:
+        gx = into_x
+        gx.fill(0)
     gx[_index(x.ndim, axis, start, stop)] = g_out
     return (gx,)
 
 
-def concat_fwd(xs, axis):
-    return (np.concatenate(xs, axis=axis),)
+def concat_fwd(xs, axis, out=None):
+    return (np.concatenate(xs, axis=axis, out=out),)
 
 
 def concat_bwd(g_out, xs, axis, out=None):
@@ -75,7 +95,7 @@ def split_fwd(x, axis, sizes):
     return tuple(np.ascontiguousarray(p) for p in np.split(x, cuts, axis=axis))
 
 
-def split_bwd(x, axis, sizes, **cotangents):
+def split_bwd(x, axis, sizes, into_x=None, **cotangents):
     """Cotangents arrive as g_0, g_1, …; a piece nobody used contributes zeros."""
     pieces = []
     for i, n in enumerate(sizes):
@@ -85,7 +105,7 @@ def split_bwd(x, axis, sizes, **cotangents):
             shape[axis] = n
             g = np.zeros(shape, x.dtype)
         pieces.append(g)
-    return (np.concatenate(pieces, axis=axis),)
+    return (np.concatenate(pieces, axis=axis, out=into_x),)
 
 
 def _reduce_axes(x, axis):
@@ -100,47 +120,60 @@ def _expand_back(g, x, axes, keepdims):
     return np.broadcast_to(g, x.shape)
 
 
-def sum_fwd(x, axis, keepdims):
+def sum_fwd(x, axis, keepdims, out=None):
+    if out is not None:
+        np.sum(x, axis=_reduce_axes(x, axis), keepdims=keepdims, out=out)
+        return (out,)
     out = x.sum(axis=_reduce_axes(x, axis), keepdims=keepdims)
     return (np.ascontiguousarray(out, dtype=x.dtype).reshape(np.shape(out)),)
 
 
-def sum_bwd(g_out, x, axis, keepdims, out=None):
+def sum_bwd(g_out, x, axis, keepdims, out=None, into_x=None):
     axes = _reduce_axes(x, axis)
-    return (np.ascontiguousarray(_expand_back(g_out, x, axes, keepdims)),)
+    return (_into(into_x, _expand_back(g_out, x, axes, keepdims)),)
 
 
-def mean_fwd(x, axis, keepdims):
+def mean_fwd(x, axis, keepdims, out=None):
+    if out is not None:
+        np.mean(x, axis=_reduce_axes(x, axis), keepdims=keepdims, out=out)
+        return (out,)
     out = x.mean(axis=_reduce_axes(x, axis), keepdims=keepdims)
     return (np.ascontiguousarray(out, dtype=x.dtype).reshape(np.shape(out)),)
 
 
-def mean_bwd(g_out, x, axis, keepdims, out=None):
+def mean_bwd(g_out, x, axis, keepdims, out=None, into_x=None):
     axes = _reduce_axes(x, axis)
     count = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
-    g = _expand_back(g_out, x, axes, keepdims) / x.dtype.type(count)
-    return (np.ascontiguousarray(g, dtype=x.dtype),)
+    g = _expand_back(g_out, x, axes, keepdims)
+    if into_x is not None:
+        np.divide(g, x.dtype.type(count), out=into_x)
+        return (into_x,)
+    return (np.ascontiguousarray(g / x.dtype.type(count), dtype=x.dtype),)
 
 
-def _along_last(kernel, x, axis, *rest):
-    """Run a last-axis kernel along any axis by moving that axis last and back."""
+def _along_last(kernel, dest_name, dest, x, axis, *rest):
+    """Run a last-axis kernel along any axis by moving that axis last and back. ``dest``
+    (passed to the kernel as ``dest_name`` when the axis is already last) receives the
+    result if given."""
     if axis % x.ndim == x.ndim - 1:
-        return kernel(x, *rest)[0]
+        if dest is None:
+            return kernel(x, *rest)[0]
+        return kernel(x, *rest, **{dest_name: dest})[0]
     moved = [np.ascontiguousarray(np.moveaxis(a, axis, -1)) for a in (x, *rest)]
-    return np.ascontiguousarray(np.moveaxis(kernel(*moved)[0], -1, axis))
+    return _into(dest, np.moveaxis(kernel(*moved)[0], -1, axis))
 
 
-def softmax_fwd(x, axis):
-    return (_along_last(elementwise.softmax_fwd, x, axis),)
+def softmax_fwd(x, axis, out=None):
+    return (_along_last(elementwise.softmax_fwd, "out", out, x, axis),)
 
 
-def softmax_bwd(g_out, x, axis, out):
-    return (_along_last(elementwise.softmax_bwd, g_out, axis, x, out),)
+def softmax_bwd(g_out, x, axis, out, into_x=None):
+    return (_along_last(elementwise.softmax_bwd, "into_x", into_x, g_out, axis, x, out),)
 
 
-def log_softmax_fwd(x, axis):
-    return (_along_last(elementwise.log_softmax_fwd, x, axis),)
+def log_softmax_fwd(x, axis, out=None):
+    return (_along_last(elementwise.log_softmax_fwd, "out", out, x, axis),)
 
 
-def log_softmax_bwd(g_out, x, axis, out):
-    return (_along_last(elementwise.log_softmax_bwd, g_out, axis, x, out),)
+def log_softmax_bwd(g_out, x, axis, out, into_x=None):
+    return (_along_last(elementwise.log_softmax_bwd, "into_x", into_x, g_out, axis, x, out),)
