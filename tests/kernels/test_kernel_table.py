@@ -22,12 +22,14 @@ def test_signatures_follow_the_calling_convention(op):
     fwd_args = _params(kp.fwd)
     head = list(kp.inputs + kp.params + kp.buffers)
     assert fwd_args[: len(head)] == head
-    assert fwd_args[len(head) :] == list(kp.attrs)
+    assert fwd_args[len(head) :] == [*kp.attrs, "out"]  # `out`: the destination (buffer plan)
+    into = [f"into_{p}" for p in kp.inputs if p not in kp.nondiff_inputs]
     expected_bwd = (
         [f"g_{o}" for o in kp.outputs]
-        + fwd_args
+        + fwd_args[:-1]
         + [f"saved{i}" for i in range(kp.n_saved)]
         + list(kp.outputs)
+        + into
     )
     assert _params(kp.bwd) == expected_bwd
     assert set(kp.nondiff_inputs) <= set(kp.inputs)
