@@ -16,6 +16,9 @@ Keys (all optional except ``data``)::
       metrics: [loss, accuracy, sequence_accuracy, perplexity]
       early_stopping: {metric: val_accuracy, patience: 5, mode: max, min_delta: 0}
       freeze: ["embed.*"]    # glob patterns of parameter names kept fixed
+      phases:                # alternating updates (a GAN): each step runs them in order
+        - {loss: d_loss, params: ["disc.*"]}
+        - {loss: g_loss, params: ["gen.*"], every: 1, optimizer: {lr: 2e-4}}
       seed: 0
 
 Overrides use dotted keys (``optimizer.lr=1e-3``); see :func:`apply_overrides`.
@@ -48,8 +51,10 @@ _KEYS = [
     "metrics",
     "early_stopping",
     "freeze",
+    "phases",
     "seed",
 ]
+_PHASE_KEYS = ["loss", "params", "every", "optimizer"]
 
 
 def did_you_mean(word: object, choices) -> str:
@@ -116,6 +121,21 @@ class EarlyStopping:
 
 
 @dataclass
+class Phase:
+    """One part of an optimizer step: a forward, the gradient of ``losses`` (weight 1, the
+    other losses weight 0), and an update of the parameters ``params`` match, on the steps
+    where ``step % every == 0``. ``optimizer`` overrides keys of ``train.optimizer``."""
+
+    losses: list[str]
+    params: list[str]
+    every: int = 1
+    optimizer: dict | None = None
+
+    def runs_at(self, step: int) -> bool:
+        return step % self.every == 0
+
+
+@dataclass
 class TrainConfig:
     data: dict
     batch: int = 32
@@ -131,6 +151,7 @@ class TrainConfig:
     metrics: list[str] | None = None  # None: loss (+ accuracy when the data has labels)
     early_stopping: EarlyStopping | None = None
     freeze: list[str] = field(default_factory=list)
+    phases: list[Phase] | None = None
     seed: int = 0
 
     @classmethod
@@ -186,10 +207,54 @@ class TrainConfig:
         cfg.freeze = freeze
         if train.get("early_stopping") is not None:
             cfg.early_stopping = _early_stopping(train["early_stopping"])
+        if train.get("phases") is not None:
+            cfg.phases = _phases(train["phases"])
         return cfg
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
+
+
+def _names(value: Any, where: str, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be {what} or a non-empty list of them, got {value!r}")
+    return list(value)
+
+
+def _phases(section: Any) -> list[Phase]:
+    example = "[{loss: d_loss, params: [\"disc.*\"]}, {loss: g_loss, params: [\"gen.*\"]}]"
+    if not isinstance(section, list) or not section:
+        raise ConfigError(f"train.phases must be a non-empty list like {example}, got {section!r}")
+    phases = []
+    for i, raw in enumerate(section):
+        where = f"train.phases[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a mapping like {{loss: ..., params: [...]}}, "
+                              f"got {raw!r}")
+        check_keys(raw, _PHASE_KEYS, where)
+        for key in ("loss", "params"):
+            if key not in raw:
+                raise ConfigError(
+                    f"{where} has no `{key}`: a phase names the loss(es) it minimizes and "
+                    "the parameter patterns it updates"
+                )
+        losses = _names(raw["loss"], f"{where}.loss", "a loss name")
+        params = _names(raw["params"], f"{where}.params", "a parameter name pattern")
+        every = as_number(raw.get("every", 1), f"{where}.every", kind=int, minimum=1)
+        opt = raw.get("optimizer")
+        if isinstance(opt, str):
+            opt = {"name": opt}
+        elif opt is not None and not isinstance(opt, dict):
+            raise ConfigError(f"{where}.optimizer must be a mapping like {{lr: 2e-4}}, got {opt!r}")
+        phases.append(Phase(losses, params, every, opt))
+    if all(p.every > 1 for p in phases):
+        raise ConfigError(
+            "train.phases: every phase has `every` > 1, so some steps would do nothing; "
+            "let at least one phase run every step"
+        )
+    return phases
 
 
 def _early_stopping(section: Any) -> EarlyStopping:

@@ -16,8 +16,8 @@ def evaluate_dataset(
 ) -> dict[str, float]:
     """Metrics over every sample of ``dataset`` (inference mode, batch by batch)."""
     tracker = MetricTracker(metrics)
-    for raw in dataset.batches(batch):
-        result = model.forward(params, feed(raw), training=False, seed=seed)
+    for index, raw in enumerate(dataset.batches(batch)):
+        result = model.forward(params, feed(raw, key=(1, index)), training=False, seed=seed)
         logits = result.outputs[model.outputs[0]] if model.outputs else None
         tracker.add(logits, result.losses, feed.view(raw))
     return tracker.result()

@@ -151,7 +151,7 @@ def sample_text(
     else:
         ids = list(prompt.encode())
     ids = ids or [0]
-    feed = Feeder(model.inputs, info.get("map"))
+    feed = Feeder(model.inputs, info.get("map"), generate=info.get("generate"))
     rng = np.random.default_rng(seed)
     start = len(ids)
     for _ in range(length):

@@ -46,9 +46,11 @@ def spec_hash(model) -> str | None:
         return None
 
 
-def step_seed(seed: int, step: int, micro: int = 0) -> int:
-    """The forward seed (dropout etc.) for a micro-batch: a pure function of its position."""
-    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
+def step_seed(seed: int, step: int, micro: int = 0, phase: int = 0) -> int:
+    """The forward seed (dropout etc.) for a micro-batch: a pure function of its position
+    (and of the phase, for the second and later phases of a step)."""
+    key = [seed, step, micro] + ([phase] if phase else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 def _source_name(data: dict) -> str:
@@ -95,7 +97,13 @@ class Setup:
             total = math.ceil(cfg.epochs * per_epoch / cfg.accumulate)
         else:
             total = 1000
-        feed = Feeder(model.inputs, data.info.get("map"), source=_source_name(cfg.data))
+        feed = Feeder(
+            model.inputs,
+            data.info.get("map"),
+            source=_source_name(cfg.data),
+            generate=data.info.get("generate"),
+            seed=cfg.seed,
+        )
         probe = _peek(data.train)
         feed(probe)  # fail now, with a clear message, if data and inputs do not fit
         if data.val is not None:
@@ -133,7 +141,8 @@ def pick_data(model, data=None, *, split: str = "val", base_dir=None) -> Picked:
         return Picked(data, Feeder(model.inputs), None, None)
     setup = None
     if isinstance(data, DataBundle):
-        bundle, feed = data, Feeder(model.inputs, data.info.get("map"))
+        bundle = data
+        feed = Feeder(model.inputs, data.info.get("map"), generate=data.info.get("generate"))
     else:
         setup = Setup.create(model, {"data": data} if data is not None else None, base_dir)
         bundle, feed = setup.data, setup.feed

@@ -26,12 +26,14 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .checkpoint import check_params, load_checkpoint, save_checkpoint
+from .config import did_you_mean
 from .errors import CheckpointError, ConfigError, NonFiniteError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
@@ -88,10 +90,10 @@ class Run:
         self.loader, self.total = setup.data.train, setup.total
         self.fingerprint = model_fingerprint(model)
         self.trainable = self._trainable()
-        self.optimizer = make_optimizer(
-            self.cfg.optimizer, {n: model.params[n].decay for n in self.trainable}
-        )
-        self.schedule = make_schedule(self.cfg.schedule, lr=self.optimizer.lr, total=self.total)
+        self.phases = self._phases()
+        if self.cfg.phases:  # only what some phase updates is trained
+            updated = {n for ph in self.phases for n in ph.names}
+            self.trainable = [n for n in self.trainable if n in updated]
         self.log_every = self.cfg.log_every or max(1, self.total // 200)
         self.eval_every = self.cfg.eval_every
         self.ckpt_every = self.cfg.checkpoint_every or (
@@ -115,6 +117,53 @@ class Run:
                 )
         return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in self.cfg.freeze)]
 
+    def _phases(self) -> list[PhaseRun]:
+        """The phases of an optimizer step (one covering everything without train.phases),
+        each with its own optimizer and schedule."""
+        cfg, model = self.cfg, self.model
+        if not cfg.phases:
+            return [self._phase_run(None, self.trainable, 1, cfg.optimizer)]
+        runs = []
+        prefixes = sorted({n.split(".")[0] + ".*" for n in self.trainable})
+        for i, phase in enumerate(cfg.phases):
+            where = f"train.phases[{i}]"
+            for loss in phase.losses:
+                if loss not in model.losses:
+                    raise ConfigError(
+                        f"{where}.loss: the model has no loss `{loss}`"
+                        f"{did_you_mean(loss, model.losses)}; its losses: "
+                        f"{', '.join(model.losses)}"
+                    )
+            chosen: set[str] = set()
+            for pattern in phase.params:
+                hit = {n for n in self.trainable if fnmatch.fnmatchcase(n, pattern)}
+                if not hit:
+                    fixed = [n for n in model.params if fnmatch.fnmatchcase(n, pattern)]
+                    raise ConfigError(
+                        f"{where}.params: pattern `{pattern}` matches no trainable parameter"
+                        + (
+                            f" (only frozen parameters or buffers: {', '.join(fixed[:4])})"
+                            if fixed
+                            else f"; the parameters are under {', '.join(prefixes)}"
+                        )
+                    )
+                chosen |= hit
+            names = [n for n in self.trainable if n in chosen]
+            section = dict(cfg.optimizer)
+            if phase.optimizer:
+                renamed = phase.optimizer.get("name", section["name"]) != section["name"]
+                section = {**({} if renamed else section), **phase.optimizer}
+            runs.append(self._phase_run(phase.losses, names, phase.every, section))
+        return runs
+
+    def _phase_run(self, losses, names: list[str], every: int, section: dict) -> PhaseRun:
+        optimizer = make_optimizer(section, {n: self.model.params[n].decay for n in names})
+        schedule = make_schedule(self.cfg.schedule, lr=optimizer.lr, total=self.total)
+        weights = None
+        if losses is not None:
+            weights = {n: (1.0 if n in losses else 0.0) for n in self.model.losses}
+        return PhaseRun(losses, names, every, optimizer, schedule, weights)
+
     # --- start and resume ---------------------------------------------------------------
 
     def restore(self) -> None:
@@ -127,7 +176,7 @@ class Run:
                 f"{self.fingerprint}"
             )
         self.params = {k: np.array(v) for k, v in ckpt.params.items()}
-        self.optimizer.load_state_dict(ckpt.optimizer, state["optimizer"])
+        self._load_optimizers(ckpt.optimizer, state["optimizer"], ckpt.path)
         self.loader.load_state_dict(state["data"])
         self.step = self.resumed_from = self.last_saved = int(state["step"])
         self.best = state.get("early_stopping", self.best)
@@ -220,43 +269,65 @@ class Run:
         return self.finish(status)
 
     def train_step(self, logging: bool) -> tuple[MetricTracker, float, float, int]:
-        """One optimizer step over `accumulate` micro-batches; returns (metrics, grad norm,
-        lr, samples seen)."""
-        model, params, cfg = self.model, self.params, self.cfg
-        lr = self.schedule(self.step)
+        """One optimizer step over `accumulate` micro-batches, phase by phase; returns
+        (metrics, grad norm, lr, samples seen)."""
+        model, cfg = self.model, self.cfg
         tracker = MetricTracker(self.setup.metrics if logging else ["loss"])
-        grads: dict[str, np.ndarray] = {}
-        samples = 0
-        for micro in range(cfg.accumulate):
-            raw = self.loader.next_batch()
-            inputs = self.setup.feed(raw)
-            seed = step_seed(cfg.seed, self.step, micro)
-            result = model.forward(params, inputs, training=True, seed=seed)
-            loss = float(sum(result.losses.values()))
-            if not math.isfinite(loss):
-                self.fail(f"non-finite loss ({loss})", inputs, seed)
-            g = model.backward(result)
-            g = {n: g[n] for n in self.trainable if n in g}
-            g_norm = global_norm(g)
-            if not math.isfinite(g_norm):
-                self.fail(f"non-finite gradient ({g_norm})", inputs, seed)
-            for n, gn in g.items():
-                if n in grads:
-                    grads[n] += gn
+        raws = [self.loader.next_batch() for _ in range(cfg.accumulate)]
+        # per micro-batch: each loss as its own phase saw it (before its update), else as
+        # the step's first forward saw it; the first forward's outputs
+        own: list[dict[str, float]] = [{} for _ in raws]
+        first: list[dict[str, float] | None] = [None for _ in raws]
+        logits: list[np.ndarray | None] = [None for _ in raws]
+        norms, lrs = [], []
+        for index, phase in enumerate(self.phases):
+            if not phase.runs_at(self.step):
+                continue
+            lr = phase.schedule(self.step)
+            lrs.append(lr)
+            grads: dict[str, np.ndarray] = {}
+            for micro, raw in enumerate(raws):
+                inputs = self.setup.feed(raw, key=(0, self.step, micro))
+                seed = step_seed(cfg.seed, self.step, micro, index)
+                result = model.forward(self.params, inputs, training=True, seed=seed)
+                loss = float(sum(result.losses.values()))
+                if not math.isfinite(loss):
+                    self.fail(f"non-finite loss ({loss})", inputs, seed)
+                if phase.weights is None:
+                    g = model.backward(result)
                 else:
-                    grads[n] = np.array(gn, np.float32)
-            logits = result.outputs.get(model.outputs[0]) if model.outputs else None
-            tracker.add(logits, result.losses, self.setup.feed.view(raw))
+                    g = model.backward(result, weights=phase.weights)
+                g = {n: g[n] for n in phase.names if n in g}
+                g_norm = global_norm(g)
+                if not math.isfinite(g_norm):
+                    self.fail(f"non-finite gradient ({g_norm})", inputs, seed)
+                for n, gn in g.items():
+                    if n in grads:
+                        grads[n] += gn
+                    else:
+                        grads[n] = np.array(gn, np.float32)
+                if first[micro] is None:
+                    first[micro] = dict(result.losses)
+                    out = result.outputs.get(model.outputs[0]) if model.outputs else None
+                    logits[micro] = np.array(out) if out is not None and logging else out
+                for name, value in result.losses.items():
+                    if phase.losses is None or name in phase.losses:
+                        own[micro].setdefault(name, value)
+            if cfg.accumulate > 1:
+                for a in grads.values():
+                    a /= np.float32(cfg.accumulate)
+            if cfg.clip_grad_norm is not None:
+                norms.append(clip_by_global_norm(grads, cfg.clip_grad_norm))
+            else:
+                norms.append(global_norm(grads))
+            phase.optimizer.step(self.params, grads, lr)
+        samples = 0
+        for micro, raw in enumerate(raws):
+            losses = {name: own[micro].get(name, v) for name, v in first[micro].items()}
+            tracker.add(logits[micro], losses, self.setup.feed.view(raw))
             samples += len(next(iter(raw.values())))
-        if cfg.accumulate > 1:
-            for a in grads.values():
-                a /= np.float32(cfg.accumulate)
-        if cfg.clip_grad_norm is not None:
-            norm = clip_by_global_norm(grads, cfg.clip_grad_norm)
-        else:
-            norm = global_norm(grads)
-        self.optimizer.step(params, grads, lr)
-        return tracker, norm, lr, samples
+        norm = float(np.sqrt(sum(n * n for n in norms)))
+        return tracker, norm, lrs[0], samples
 
     def validate(self, row: dict, *, judge: bool = True) -> bool:
         """Add val_* metrics to ``row`` (in place). With ``judge``, early stopping weighs them
@@ -305,7 +376,7 @@ class Run:
     def save(self) -> None:
         if not all(np.all(np.isfinite(a)) for a in self.params.values()):
             self.fail("parameters became non-finite")
-        arrays, scalars = self.optimizer.state_dict()
+        arrays, scalars = self._optimizer_state()
         state = {
             "step": self.step,
             "epoch": self.loader.epochs_done,
@@ -320,6 +391,39 @@ class Run:
         }
         save_checkpoint(self.out / CHECKPOINT_DIR, self.params, arrays, state)
         self.last_saved = self.step
+
+    def _optimizer_state(self) -> tuple[dict, dict]:
+        """Optimizer arrays and scalars; with phases, arrays are ``phase<i>/<slot>/<param>``
+        and the scalars ``{"phases": [...]}``."""
+        if not self.cfg.phases:
+            return self.phases[0].optimizer.state_dict()
+        arrays, scalars = {}, []
+        for i, phase in enumerate(self.phases):
+            a, s = phase.optimizer.state_dict()
+            arrays.update({f"phase{i}/{k}": v for k, v in a.items()})
+            scalars.append(s)
+        return arrays, {"phases": scalars}
+
+    def _load_optimizers(self, arrays: dict, scalars: dict, path) -> None:
+        saved = scalars.get("phases")
+        if not self.cfg.phases:
+            if saved is not None:
+                raise CheckpointError(
+                    f"{path} was written by a run with train.phases ({len(saved)}); this run "
+                    "has none"
+                )
+            self.phases[0].optimizer.load_state_dict(arrays, scalars)
+            return
+        if saved is None or len(saved) != len(self.phases):
+            raise CheckpointError(
+                f"{path} was written by a run with "
+                f"{'no train.phases' if saved is None else f'{len(saved)} phases'}; this run "
+                f"has {len(self.phases)}"
+            )
+        for i, phase in enumerate(self.phases):
+            prefix = f"phase{i}/"
+            own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            phase.optimizer.load_state_dict(own, saved[i])
 
     def fail(self, what: str, inputs: dict | None = None, seed: int = 0) -> None:
         """Stop on a NaN/Inf: name the first bad node, keep the last good checkpoint, raise."""
@@ -369,6 +473,22 @@ class Run:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         plot_losses(self.history, self.out / "loss.png", title=self.model.name)
         return summary
+
+
+@dataclass
+class PhaseRun:
+    """A phase of the optimizer step, resolved: its losses (None: all, unweighted), the
+    parameters it updates, and its own optimizer and schedule."""
+
+    losses: list[str] | None
+    names: list[str]
+    every: int
+    optimizer: Any
+    schedule: Any
+    weights: dict[str, float] | None
+
+    def runs_at(self, step: int) -> bool:
+        return step % self.every == 0
 
 
 def _read_jsonl(path: Path) -> list[dict]:

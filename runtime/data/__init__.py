@@ -3,7 +3,9 @@
 ``build_data(train.data, batch=..., seed=...)`` returns a :class:`DataBundle` (a restorable
 training stream, a fixed validation set, and info). Which source is chosen by one key:
 ``task:`` (see :mod:`.tasks`), ``dataset: digits`` (see :mod:`.digits`) or ``file:`` (see
-:mod:`.files`). Every source also accepts ``map: {model_input: data_field}``.
+:mod:`.files`). Every source also accepts ``map: {model_input: data_field}`` and
+``generate: {model_input: normal | uniform | zeros | ones}`` (inputs drawn per batch; see
+:mod:`.feed`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from ..config import did_you_mean
 from ..errors import ConfigError
 from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader, split_dataset
 from .digits import build_digits, load_digits_arrays
-from .feed import Feeder
+from .feed import GENERATORS, Feeder
 from .files import build_file
 from .tasks import TASKS, build_task
 
@@ -26,6 +28,7 @@ __all__ = [
     "DataBundle",
     "Dataset",
     "Feeder",
+    "GENERATORS",
     "StreamLoader",
     "TASKS",
     "DATASETS",
@@ -45,6 +48,18 @@ def build_data(
     mapping = spec.pop("map", None) or {}
     if not isinstance(mapping, dict):
         raise ConfigError(f"train.data.map must be a mapping of input: field, got {mapping!r}")
+    generate = spec.pop("generate", None) or {}
+    if not isinstance(generate, dict):
+        raise ConfigError(
+            "train.data.generate must be a mapping of input: kind "
+            f"({' | '.join(GENERATORS)}), got {generate!r}"
+        )
+    for name, kind in generate.items():
+        if kind not in GENERATORS:
+            raise ConfigError(
+                f"train.data.generate.{name}: unknown kind {kind!r}{did_you_mean(kind, GENERATORS)}; "
+                f"available: {', '.join(GENERATORS)}"
+            )
     kinds = [k for k in ("task", "dataset", "file") if k in spec]
     if len(kinds) != 1:
         raise ConfigError(
@@ -67,4 +82,5 @@ def build_data(
             spec, batch=batch, seed=seed, base_dir=Path(base_dir) if base_dir else None
         )
     bundle.info["map"] = mapping
+    bundle.info["generate"] = generate
     return bundle

@@ -6,14 +6,29 @@ Each array is checked against the input's TensorSpec: rank, fixed dimensions, sy
 dimensions bound consistently across inputs (every ``B`` is the same number), and dtype
 (``int64`` inputs accept integer data; ``float32`` inputs accept any numbers). A field of shape
 [..] for an input declared [.., 1] gets the trailing 1 added. Anything else is a DataError.
+
+Inputs named in ``train.data.generate`` (``{input: normal | uniform | zeros | ones}``) are not
+read from the data: they are drawn for each batch with the shape the model declares, its
+symbolic dimensions bound by the data-fed inputs (an unbound leading dimension is the batch's
+sample count). ``normal`` is N(0, 1), ``uniform`` is U[-1, 1). The draw comes from
+``default_rng([seed, *key])``; the trainer passes ``key = (0, step, micro)``, evaluation
+``(1, batch_index)``, so generated inputs are reproducible and a resumed run sees the same ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..config import did_you_mean
+from ..errors import ConfigError, DataError
 from .base import Batch
+
+GENERATORS = {
+    "normal": lambda rng, shape: rng.standard_normal(shape),
+    "uniform": lambda rng, shape: rng.uniform(-1.0, 1.0, shape),
+    "zeros": lambda rng, shape: np.zeros(shape),
+    "ones": lambda rng, shape: np.ones(shape),
+}
 
 
 def _fmt(shape) -> str:
@@ -27,9 +42,19 @@ def describe(batch: Batch) -> str:
 class Feeder:
     """Turns data batches into the exact inputs ``model.forward`` takes."""
 
-    def __init__(self, inputs: dict, mapping: dict | None = None, *, source: str = "data"):
+    def __init__(
+        self,
+        inputs: dict,
+        mapping: dict | None = None,
+        *,
+        source: str = "data",
+        generate: dict | None = None,
+        seed: int = 0,
+    ):
         self.inputs = inputs
         self.mapping = dict(mapping or {})
+        self.generate = dict(generate or {})
+        self.seed = seed
         self.source = source
         unknown = [k for k in self.mapping if k not in inputs]
         if unknown:
@@ -37,6 +62,27 @@ class Feeder:
                 f"train.data.map names {', '.join(unknown)}, which the model does "
                 f"not take as input (inputs: {', '.join(inputs)})"
             )
+        for name, kind in self.generate.items():
+            if name not in inputs:
+                raise ConfigError(
+                    f"train.data.generate names `{name}`, which the model does not take as "
+                    f"input{did_you_mean(name, inputs)} (inputs: {', '.join(inputs)})"
+                )
+            if kind not in GENERATORS:
+                raise ConfigError(
+                    f"train.data.generate.{name}: unknown kind {kind!r}"
+                    f"{did_you_mean(kind, GENERATORS)}; available: {', '.join(GENERATORS)}"
+                )
+            if name in self.mapping:
+                raise ConfigError(
+                    f"input `{name}` is both generated (train.data.generate) and mapped to a "
+                    "data field (train.data.map); keep one"
+                )
+            if inputs[name].dtype == "int64" and kind in ("normal", "uniform"):
+                raise ConfigError(
+                    f"train.data.generate.{name}: `{kind}` draws real numbers, but input "
+                    f"`{name}` is int64 (use zeros or ones, or make the input float32)"
+                )
 
     def view(self, batch: Batch) -> Batch:
         """``batch`` with each mapped field also under its input's name (for metrics: a field
@@ -44,10 +90,13 @@ class Feeder:
         extra = {name: batch[field] for name, field in self.mapping.items() if field in batch}
         return {**batch, **extra}
 
-    def __call__(self, batch: Batch) -> Batch:
+    def __call__(self, batch: Batch, key: tuple[int, ...] = (2,)) -> Batch:
+        """The model's inputs from a data ``batch``; ``key`` picks the generated inputs' draw."""
         out: Batch = {}
         bound: dict[str, tuple[int, str]] = {}
         for name, spec in self.inputs.items():
+            if name in self.generate:
+                continue
             field = self.mapping.get(name, name)
             if field not in batch:
                 raise DataError(
@@ -60,7 +109,35 @@ class Feeder:
                     )
                 )
             out[name] = self._convert(name, field, spec, batch[field], bound)
+        if self.generate:
+            rng = np.random.default_rng([self.seed, *key])
+            n = len(next(iter(batch.values()))) if batch else None
+            for name, spec in self.inputs.items():  # in declaration order: reproducible
+                if name in self.generate:
+                    shape = self._generated_shape(name, spec, bound, n)
+                    a = GENERATORS[self.generate[name]](rng, shape)
+                    out[name] = np.ascontiguousarray(a, dtype=np.dtype(spec.dtype))
+            out = {name: out[name] for name in self.inputs}
         return out
+
+    def _generated_shape(self, name, spec, bound, n) -> tuple[int, ...]:
+        shape = []
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, int):
+                shape.append(d)
+                continue
+            values = {k: v for k, (v, _) in bound.items()}
+            if axis == 0 and n is not None:
+                values.setdefault(str(d), n)
+            size = _evaluate_dim(str(d), values)
+            if size is None:
+                raise DataError(
+                    f"generated input `{name}` {_fmt(spec.shape)}: cannot size axis {axis} "
+                    f"(`{d}`): no data-fed input binds it (bound: "
+                    f"{', '.join(f'{k}={v}' for k, v in values.items()) or 'nothing'})"
+                )
+            shape.append(size)
+        return tuple(shape)
 
     def _convert(self, name, field, spec, a: np.ndarray, bound) -> np.ndarray:
         where = f"model input `{name}`" + (f" (data field `{field}`)" if field != name else "")
@@ -96,3 +173,16 @@ class Feeder:
         if a.dtype.kind not in "biuf":
             raise DataError(f"{where} is {spec.dtype}, but {self.source} gives {a.dtype}")
         return np.ascontiguousarray(a, dtype=np.dtype(spec.dtype))
+
+
+def _evaluate_dim(expr: str, values: dict[str, int]) -> int | None:
+    """A symbolic dimension (``B``, ``2*B``, ``(H - 4)/2 + 1``) under bound values, or None."""
+    if expr in values:
+        return int(values[expr])
+    import sympy  # only for expressions, which are rare on inputs
+
+    try:
+        d = sympy.sympify(expr).subs(values)
+    except (sympy.SympifyError, TypeError):
+        return None
+    return int(d) if d.is_Integer and int(d) >= 0 else None

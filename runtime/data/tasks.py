@@ -13,6 +13,9 @@ brackets           x [N,length,1] float32 (1 = "(", 0 = ")"; or int64 [N,length]
                    counting alone cannot tell them apart
 two_spirals        x [N,2] float32, y [N] int64 (two interleaved spirals; alias `spirals`)
 xor                x [N,2] float32, y [N] int64 (four noisy corners, label = XOR of signs)
+gaussian_ring      real [N,2] float32: a mixture of ``modes`` Gaussians (std ``std``) evenly
+                   spaced on a circle of radius ``radius`` (a GAN's target distribution; see
+                   :func:`ring_quality` to score generated samples)
 =================  ==========================================================================
 
 Digit tokens are 0..9 and the separator is 10 (vocabulary 11). ``targets`` is ``tokens``
@@ -111,6 +114,41 @@ def _xor(rng: np.random.Generator, n: int, *, noise: float) -> Batch:
     return {"x": x.astype(np.float32), "y": (corner[:, 0] ^ corner[:, 1]).astype(np.int64)}
 
 
+def ring_centers(modes: int = 8, radius: float = 2.0) -> np.ndarray:
+    """The ``modes`` centres of the gaussian_ring task, [modes, 2] (the first on the +x axis)."""
+    angle = 2 * np.pi * np.arange(modes) / modes
+    return radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def _ring(rng: np.random.Generator, n: int, *, modes: int, radius: float, std: float) -> Batch:
+    mode = rng.integers(0, modes, size=n)
+    x = ring_centers(modes, radius)[mode] + std * rng.standard_normal((n, 2))
+    return {"real": x.astype(np.float32)}
+
+
+def ring_quality(
+    samples: np.ndarray, *, modes: int = 8, radius: float = 2.0, std: float = 0.05,
+    sigmas: float = 4.0, min_share: float = 0.01,
+) -> dict:
+    """How well 2-D ``samples`` [N, 2] match the gaussian_ring distribution.
+
+    ``high_quality``: the share of samples within ``sigmas`` standard deviations of their
+    nearest mode; ``modes_covered``: how many modes hold at least ``min_share`` of the
+    high-quality samples (as in the unrolled-GAN paper's mixture experiments); ``counts``: the
+    high-quality samples per mode.
+    """
+    samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
+    d = np.linalg.norm(samples[:, None, :2] - ring_centers(modes, radius)[None], axis=-1)
+    near, dist = d.argmin(axis=1), d.min(axis=1)
+    good = dist <= sigmas * std
+    counts = np.bincount(near[good], minlength=modes)
+    return {
+        "high_quality": float(good.mean()) if len(samples) else 0.0,
+        "modes_covered": int((counts >= max(1, min_share * len(samples))).sum()),
+        "counts": counts.tolist(),
+    }
+
+
 def _seq_info(name: str) -> Callable[..., dict]:
     return lambda length, **_: {
         "kind": "sequence",
@@ -189,8 +227,23 @@ TASKS: dict[str, Task] = {
         val_size=400,
         info=_classes("xor"),
     ),
+    "gaussian_ring": Task(
+        generate=_ring,
+        options={"modes": 8, "radius": 2.0, "std": 0.05},
+        key=None,
+        space=None,
+        train_size=None,
+        val_size=512,
+        info=lambda modes, radius, std: {
+            "kind": "generative",
+            "task": "gaussian_ring",
+            "modes": modes,
+            "radius": radius,
+            "std": std,
+        },
+    ),
 }
-ALIASES = {"spirals": "two_spirals"}
+ALIASES = {"spirals": "two_spirals", "ring": "gaussian_ring"}
 
 
 def _check_options(name: str, options: dict) -> dict:
@@ -198,9 +251,13 @@ def _check_options(name: str, options: dict) -> dict:
         options["length"] = as_number(
             options["length"], f"train.data.length ({name})", kind=int, minimum=1
         )
-    for key in ("turns", "noise"):
+    for key in ("turns", "noise", "radius", "std"):
         if key in options:
             options[key] = as_number(options[key], f"train.data.{key} ({name})", minimum=0)
+    if "modes" in options:
+        options["modes"] = as_number(
+            options["modes"], f"train.data.modes ({name})", kind=int, minimum=1
+        )
     if "length" in options and name == "brackets" and options["length"] % 2:
         raise ConfigError(f"train.data.length for brackets must be even, got {options['length']}")
     if options.get("format", "features") not in ("features", "tokens"):
