@@ -16,6 +16,7 @@ from graphc.infer import infer
 from graphc.ir import Graph
 from graphc.spec.expand import expand
 from graphc.spec.loader import load_file
+from graphc.spec.train_check import check_train
 from graphc.validate import validate
 
 
@@ -71,6 +72,7 @@ def analyze(path: str | Path, overrides: dict | None = None) -> Analysis:
     result.diagnostics.extend(diags or [])
     if graph.order:  # acyclic: shapes can be inferred even when other errors were found
         result.diagnostics.extend(step("infer", lambda: infer(graph)) or [])
+        result.diagnostics.extend(step("train", lambda: check_train(graph, doc)) or [])
     _note_block_instances(result)
     return result
 
