@@ -33,10 +33,10 @@ def test_one_step_is_discriminator_then_generator_on_the_updated_discriminator(m
     inputs = setup.feed(setup.data.train.next_batch(), key=(0, 0, 0))
     p = model.init_params(0)
     r = model.forward(p, inputs, training=True, seed=step_seed(0, 0, 0, 0))
-    g = model.backward(r, weights={"d_loss": 1.0, "g_loss": 0.0})
+    g = model.backward(r, weights={"d_real": 1.0, "d_fake": 1.0, "g_loss": 0.0})
     p1 = {k: v - np.float32(lr) * g[k] if k.startswith("disc.") else v.copy() for k, v in p.items()}
     r = model.forward(p1, inputs, training=True, seed=step_seed(0, 0, 0, 1))
-    g = model.backward(r, weights={"d_loss": 0.0, "g_loss": 1.0})
+    g = model.backward(r, weights={"d_real": 0.0, "d_fake": 0.0, "g_loss": 1.0})
     p2 = {k: v - np.float32(lr) * g[k] if k.startswith("gen.") else v for k, v in p1.items()}
     for k in p:
         assert np.allclose(got[k], p2[k], rtol=1e-6, atol=1e-7), k
@@ -45,7 +45,7 @@ def test_one_step_is_discriminator_then_generator_on_the_updated_discriminator(m
 
 def test_phases_resume_bitwise_with_every_and_accumulate(model, tmp_path):
     cfg = {**QUICK, "steps": 12, "accumulate": 2, "eval_every": 5,
-           "phases": [{"loss": "d_loss", "params": ["disc.*"]},
+           "phases": [{"loss": ["d_real", "d_fake"], "params": ["disc.*"]},
                       {"loss": "g_loss", "params": ["gen.*"], "every": 2,
                        "optimizer": {"lr": 3e-4}}]}
     straight = train(model, out_dir=tmp_path / "a", overrides=cfg, progress="none")
@@ -62,7 +62,7 @@ def test_phases_resume_bitwise_with_every_and_accumulate(model, tmp_path):
     assert [s["t"] for s in a.state["optimizer"]["phases"]] == [12, 6]
     assert straight["metrics"] == resumed["metrics"]
     rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert all("loss_d_loss" in r and "loss_g_loss" in r for r in rows if "loss" in r)
+    assert all({"loss_d_real", "loss_d_fake", "loss_g_loss"} <= set(r) for r in rows if "loss" in r)
 
     with pytest.raises(CheckpointError, match="phases"):
         train(model, out_dir=tmp_path / "b", progress="none", resume=True,
