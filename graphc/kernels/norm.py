@@ -34,9 +34,10 @@ def _sum4(a):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows(x2, weight, bias, eps, affine):
+def _ln_rows(x2, weight, bias, eps, affine, out=None):
     n, d = x2.shape
-    out = np.empty_like(x2)
+    if out is None:
+        out = np.empty_like(x2)
     mean = np.empty(n, dtype=x2.dtype)
     rstd = np.empty(n, dtype=x2.dtype)
     use_w = affine and weight.size > 0
@@ -67,9 +68,10 @@ def _ln_rows(x2, weight, bias, eps, affine):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows_bwd(g2, x2, weight, bias, affine, mean, rstd):
+def _ln_rows_bwd(g2, x2, weight, bias, affine, mean, rstd, gx=None):
     n, d = x2.shape
-    gx = np.empty_like(x2)
+    if gx is None:
+        gx = np.empty_like(x2)
     gw = np.zeros_like(weight)
     gb = np.zeros_like(bias)
     use_w = affine and weight.size > 0
@@ -107,47 +109,73 @@ def _ln_rows_bwd(g2, x2, weight, bias, affine, mean, rstd):
 
 
 @numba.njit(cache=True)
-def layernorm_fwd(x, weight, bias, eps, affine):
+def layernorm_fwd(x, weight, bias, eps, affine, out=None):
     d = x.shape[-1]
-    out2, mean, rstd = _ln_rows(x.reshape(-1, d), weight, bias, eps, affine)
-    return out2.reshape(x.shape), mean, rstd
+    if out is None:
+        out2, mean, rstd = _ln_rows(x.reshape(-1, d), weight, bias, eps, affine)
+        return out2.reshape(x.shape), mean, rstd
+    _, mean, rstd = _ln_rows(x.reshape(-1, d), weight, bias, eps, affine, out.reshape(-1, d))
+    return out, mean, rstd
 
 
 @numba.njit(cache=True)
-def layernorm_bwd(g_out, x, weight, bias, eps, affine, saved0, saved1, out):
+def layernorm_bwd(g_out, x, weight, bias, eps, affine, saved0, saved1, out, into_x=None):
     d = x.shape[-1]
-    gx2, gw, gb = _ln_rows_bwd(g_out.reshape(-1, d), x.reshape(-1, d), weight, bias, affine, saved0, saved1)
-    return gx2.reshape(x.shape), gw, gb
+    g2 = g_out.reshape(-1, d)
+    x2 = x.reshape(-1, d)
+    if into_x is None:
+        gx2, gw, gb = _ln_rows_bwd(g2, x2, weight, bias, affine, saved0, saved1)
+        return gx2.reshape(x.shape), gw, gb
+    _, gw, gb = _ln_rows_bwd(g2, x2, weight, bias, affine, saved0, saved1, into_x.reshape(-1, d))
+    return into_x, gw, gb
 
 
 # --------------------------------------------------------------------------- add_norm
 @numba.njit(cache=True)
-def add_norm_fwd(x, y, weight, bias, eps):
+def add_norm_fwd(x, y, weight, bias, eps, out=None):
     # The residual sum is not saved: the backward recomputes it (one add) to save memory.
     d = x.shape[-1]
     s2 = (x + y).reshape(-1, d)
-    out2, mean, rstd = _ln_rows(s2, weight, bias, eps, True)
-    return out2.reshape(x.shape), mean, rstd
+    if out is None:
+        out2, mean, rstd = _ln_rows(s2, weight, bias, eps, True)
+        return out2.reshape(x.shape), mean, rstd
+    _, mean, rstd = _ln_rows(s2, weight, bias, eps, True, out.reshape(-1, d))
+    return out, mean, rstd
 
 
 @numba.njit(cache=True)
-def add_norm_bwd(g_out, x, y, weight, bias, eps, saved0, saved1, out):
+def add_norm_bwd(g_out, x, y, weight, bias, eps, saved0, saved1, out, into_x=None, into_y=None):
+    # x and y get the same gradient (that of their sum): computed once, then copied.
     d = x.shape[-1]
     s2 = (x + y).reshape(-1, d)
-    gs2, gw, gb = _ln_rows_bwd(g_out.reshape(-1, d), s2, weight, bias, True, saved0, saved1)
-    gx = gs2.reshape(x.shape)
-    return gx, gx.copy(), gw, gb
+    g2 = g_out.reshape(-1, d)
+    if into_x is None:
+        gs2, gw, gb = _ln_rows_bwd(g2, s2, weight, bias, True, saved0, saved1)
+        gx = gs2.reshape(x.shape)
+    else:
+        _, gw, gb = _ln_rows_bwd(g2, s2, weight, bias, True, saved0, saved1, into_x.reshape(-1, d))
+        gx = into_x
+    if into_y is None:
+        gy = gx.copy()
+    else:
+        src = gx.reshape(-1)
+        dst = into_y.reshape(-1)
+        for i in range(src.size):  # (a loop: numba's array-slice assignment is slower)
+            dst[i] = src[i]
+        gy = into_y
+    return gx, gy, gw, gb
 
 
 # --------------------------------------------------------------------------- batchnorm
 @numba.njit(cache=True)
-def batchnorm_fwd(x, weight, bias, running_mean, running_var, eps, momentum, training):
+def batchnorm_fwd(x, weight, bias, running_mean, running_var, eps, momentum, training, out=None):
     # [B, C, *spatial] viewed as [B, C, L]; statistics per channel over B and L.
     b_n, c_n = x.shape[0], x.shape[1]
     x3 = x.reshape(b_n, c_n, -1)
     l_n = x3.shape[2]
     cnt = b_n * l_n
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
     o3 = out.reshape(b_n, c_n, l_n)
     mean = np.empty(c_n, dtype=x.dtype)
     rstd = np.empty(c_n, dtype=x.dtype)
@@ -198,13 +226,16 @@ def batchnorm_bwd(
     saved0,
     saved1,
     out,
+    into_x=None,
 ):
     b_n, c_n = x.shape[0], x.shape[1]
     x3 = x.reshape(b_n, c_n, -1)
     g3 = g_out.reshape(b_n, c_n, -1)
     l_n = x3.shape[2]
     cnt = b_n * l_n
-    gx = np.empty_like(x)
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx = into_x
     gx3 = gx.reshape(b_n, c_n, l_n)
     gw = np.zeros_like(weight)
     gb = np.zeros_like(bias)
