@@ -9,6 +9,11 @@ One optimizer step, as :meth:`Run.step` does it::
         grads += model.backward(result)            (stop on a non-finite loss or gradient)
     clip grads to `clip_grad_norm`; optimizer.step(params, grads / accumulate, lr)
 
+With ``train.phases`` (a GAN) the step runs each phase in order, each with its own forward
+(seeing the parameters earlier phases just updated), ``model.backward(result, weights=...)``
+with weight 1 on its losses and 0 on the others, and its own optimizer over the parameters its
+patterns match; the micro-batches (and generated inputs) are the same for every phase.
+
 and around it: a metrics.jsonl row every ``log_every`` steps, validation and early stopping
 every ``eval_every``, an atomic checkpoint every ``checkpoint_every``. Everything random derives
 from ``train.seed`` and the step number (data order, generated batches, the forward seed for
