@@ -26,7 +26,13 @@ _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflow
 
 @numba.njit(cache=True)
 def _proj(x2, w, b, has_bias):
-    y = np.dot(x2, w.T)
+    return _proj_into(x2, w, b, has_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+
+
+@numba.njit(cache=True)
+def _proj_into(x2, w, b, has_bias, y):
+    """y[:] = x2 @ w.T (+ b); returns y."""
+    np.dot(x2, w.T, y)
     if has_bias and b.size > 0:
         bf = b.reshape(-1)
         for r in range(y.shape[0]):
@@ -85,7 +91,7 @@ def _is_masked(mf, b, s, s_len, t, causal):
 
 
 @numba.njit(cache=True)
-def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads, causal, has_bias):
+def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads, causal, has_bias, out=None):
     b_n, t_len, e = q.shape
     src = _source(q, kv, wk.shape[1])
     s_len = src.shape[0] // b_n
@@ -130,7 +136,9 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
                     p[t, s] *= inv
             np.dot(p, vh[b, h], ctx_h[b, h])
     ctx = _merge_heads(ctx_h)
-    out = _proj(ctx, wo, bo, has_bias).reshape(b_n, t_len, e)
+    if out is None:
+        out = np.empty((b_n, t_len, e), dtype=q.dtype)
+    _proj_into(ctx, wo, bo, has_bias, out.reshape(b_n * t_len, e))
     return out, qh, kh, vh, probs, ctx
 
 
@@ -157,6 +165,8 @@ def attention_bwd(
     saved3,
     saved4,
     out,
+    into_q=None,
+    into_kv=None,
 ):
     qh, kh, vh, probs, ctx = saved0, saved1, saved2, saved3, saved4
     b_n, t_len, e = q.shape
@@ -207,16 +217,22 @@ def attention_bwd(
     _col_sum_into(gq_p, gbq, has_bias)
     _col_sum_into(gk_p, gbk, has_bias)
     _col_sum_into(gv_p, gbv, has_bias)
-    gq2 = np.dot(gq_p, wq)
-    gsrc = np.dot(gk_p, wk) + np.dot(gv_p, wv)
+    if into_q is None:
+        into_q = np.empty_like(q)
+    if into_kv is None:
+        into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
+    gq2 = into_q.reshape(b_n * t_len, e)
+    np.dot(gq_p, wq, gq2)
+    # gradient of the key/value source rows: into kv's destination, or (self-attention) a
+    # temporary added to q's, since q also fed the keys and values
+    gsrc = np.empty_like(src) if kv.size == 0 else into_kv.reshape(src.shape)
+    np.dot(gk_p, wk, gsrc)
+    gsrc += np.dot(gv_p, wv)
     if kv.size == 0:
-        gq2 += gsrc  # self-attention: q also fed the keys and values
-        gkv = np.zeros_like(kv)
-    else:
-        gkv = gsrc.reshape(kv.shape)
+        gq2 += gsrc
     return (
-        gq2.reshape(q.shape),
-        gkv,
+        into_q,
+        into_kv,
         np.zeros(0, q.dtype),
         gwq,
         gbq,

@@ -74,7 +74,7 @@ def _softmax_lse(x2):
 
 
 @numba.njit(cache=True)
-def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing):
+def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing, out=None):
     # Saves the softmax probabilities: the backward is then exp-free.
     n_cls = logits.shape[-1]
     x2 = logits.reshape(-1, n_cls)
@@ -96,37 +96,40 @@ def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing):
             nll = (1.0 - eps) * nll + eps * (lse[r] - mean_x / n_cls)
         total += w[r] * nll
         den += w[r]
-    out = np.zeros(1, dtype=logits.dtype)
-    if den > 0.0:
-        out[0] = total / den
+    if out is None:
+        out = np.empty(1, dtype=logits.dtype)
+    out[0] = total / den if den > 0.0 else 0.0
     return out, probs.reshape(logits.shape)
 
 
 @numba.njit(cache=True)
-def cross_entropy_bwd(g_out, logits, target, mask, ignore_index, label_smoothing, saved0, out):
+def cross_entropy_bwd(
+    g_out, logits, target, mask, ignore_index, label_smoothing, saved0, out, into_logits=None
+):
     n_cls = logits.shape[-1]
     p2 = saved0.reshape(-1, n_cls)
     tf = target.reshape(-1)
     w = _ce_weights(tf, mask.reshape(-1), ignore_index, n_cls)
     den = w.sum()
-    gx = np.zeros_like(logits)
-    if den > 0.0:
-        gx2 = gx.reshape(-1, n_cls)
-        eps = label_smoothing
-        for r in range(p2.shape[0]):
-            if w[r] == 0.0:
-                continue
-            k = g_out[0] * w[r] / den
-            for j in range(n_cls):
-                gx2[r, j] = k * (p2[r, j] - eps / n_cls)
-            gx2[r, tf[r]] -= k * (1.0 - eps)
+    if into_logits is None:
+        into_logits = np.empty_like(logits)
+    gx2 = into_logits.reshape(-1, n_cls)
+    eps = label_smoothing
+    for r in range(p2.shape[0]):
+        if den == 0.0 or w[r] == 0.0:
+            gx2[r, :] = 0.0
+            continue
+        k = g_out[0] * w[r] / den
+        for j in range(n_cls):
+            gx2[r, j] = k * (p2[r, j] - eps / n_cls)
+        gx2[r, tf[r]] -= k * (1.0 - eps)
     z = np.zeros(0, dtype=logits.dtype)
-    return gx, z, z.copy()
+    return into_logits, z, z.copy()
 
 
 # --------------------------------------------------------------------------- bce_with_logits
 @numba.njit(cache=True)
-def bce_with_logits_fwd(logits, target):
+def bce_with_logits_fwd(logits, target, out=None):
     xf = logits.reshape(-1)
     tf = target.reshape(-1)
     s = 0.0
@@ -134,17 +137,19 @@ def bce_with_logits_fwd(logits, target):
         x = xf[i]
         # max(x,0) - x*t + log(1 + exp(-|x|)): no overflow for any x
         s += max(x, 0.0) - x * tf[i] + math.log1p(math.exp(-abs(x)))
-    out = np.empty(1, dtype=logits.dtype)
+    if out is None:
+        out = np.empty(1, dtype=logits.dtype)
     out[0] = s / xf.size
     return (out,)
 
 
 @numba.njit(cache=True)
-def bce_with_logits_bwd(g_out, logits, target, out):
+def bce_with_logits_bwd(g_out, logits, target, out, into_logits=None):
     xf = logits.reshape(-1)
     tf = target.reshape(-1)
-    gx = np.empty_like(logits)
-    gf = gx.reshape(-1)
+    if into_logits is None:
+        into_logits = np.empty_like(logits)
+    gf = into_logits.reshape(-1)
     k = g_out[0] / xf.size
     for i in range(xf.size):
         x = xf[i]
@@ -154,42 +159,45 @@ def bce_with_logits_bwd(g_out, logits, target, out):
             e = math.exp(x)
             sig = e / (1.0 + e)
         gf[i] = k * (sig - tf[i])
-    return gx, np.zeros(0, dtype=logits.dtype)
+    return into_logits, np.zeros(0, dtype=logits.dtype)
 
 
 # --------------------------------------------------------------------------- mse
 @numba.njit(cache=True)
-def mse_fwd(pred, target):
+def mse_fwd(pred, target, out=None):
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
     s = 0.0
     for i in range(pf.size):
         d = pf[i] - tf[i]
         s += d * d
-    out = np.empty(1, dtype=pred.dtype)
+    if out is None:
+        out = np.empty(1, dtype=pred.dtype)
     out[0] = s / pf.size
     return (out,)
 
 
 @numba.njit(cache=True)
-def mse_bwd(g_out, pred, target, out):
+def mse_bwd(g_out, pred, target, out, into_pred=None, into_target=None):
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
-    gp = np.empty_like(pred)
-    gt = np.empty_like(target)
-    gpf = gp.reshape(-1)
-    gtf = gt.reshape(-1)
+    if into_pred is None:
+        into_pred = np.empty_like(pred)
+    if into_target is None:
+        into_target = np.empty_like(target)
+    gpf = into_pred.reshape(-1)
+    gtf = into_target.reshape(-1)
     k = 2.0 * g_out[0] / pf.size
     for i in range(pf.size):
         d = k * (pf[i] - tf[i])
         gpf[i] = d
         gtf[i] = -d
-    return gp, gt
+    return into_pred, into_target
 
 
 # --------------------------------------------------------------------------- hinge
 @numba.njit(cache=True)
-def hinge_fwd(scores, target, margin):
+def hinge_fwd(scores, target, margin, out=None):
     # any leading axes ([B, C], [B, T, C], ...): one row per target, like cross_entropy
     c_n = scores.shape[-1]
     s2 = scores.reshape(-1, c_n)
@@ -203,18 +211,22 @@ def hinge_fwd(scores, target, margin):
         for j in range(c_n):
             if j != y:
                 s += max(0.0, s2[b, j] - s2[b, y] + margin)
-    out = np.empty(1, dtype=scores.dtype)
+    if out is None:
+        out = np.empty(1, dtype=scores.dtype)
     out[0] = s / b_n
     return (out,)
 
 
 @numba.njit(cache=True)
-def hinge_bwd(g_out, scores, target, margin, out):
+def hinge_bwd(g_out, scores, target, margin, out, into_scores=None):
     c_n = scores.shape[-1]
-    gs_out = np.zeros_like(scores)
+    if into_scores is None:
+        into_scores = np.zeros_like(scores)
+    else:
+        into_scores.fill(0.0)  # accumulated into below
     s2 = scores.reshape(-1, c_n)
     t2 = target.reshape(-1)
-    gs = gs_out.reshape(-1, c_n)
+    gs = into_scores.reshape(-1, c_n)
     b_n = s2.shape[0]
     k = g_out[0] / b_n
     for b in range(b_n):
@@ -224,12 +236,12 @@ def hinge_bwd(g_out, scores, target, margin, out):
             if j != y and s2[b, j] - s2[b, y] + margin > 0.0:
                 gs[b, j] += k
                 gs[b, y] -= k
-    return gs_out, np.zeros(0, dtype=scores.dtype)
+    return into_scores, np.zeros(0, dtype=scores.dtype)
 
 
 # --------------------------------------------------------------------------- kl_div
 @numba.njit(cache=True)
-def kl_div_fwd(student, teacher, temperature):
+def kl_div_fwd(student, teacher, temperature, out=None):
     c_n = student.shape[-1]
     s2 = student.reshape(-1, c_n)
     t2 = teacher.reshape(-1, c_n)
@@ -243,13 +255,14 @@ def kl_div_fwd(student, teacher, temperature):
             log_p = t2[r, j] * inv_t - lse_t
             log_q = s2[r, j] * inv_t - lse_s
             total += math.exp(log_p) * (log_p - log_q)
-    out = np.empty(1, dtype=student.dtype)
+    if out is None:
+        out = np.empty(1, dtype=student.dtype)
     out[0] = temperature * temperature * total / n
     return (out,)
 
 
 @numba.njit(cache=True)
-def kl_div_bwd(g_out, student, teacher, temperature, out):
+def kl_div_bwd(g_out, student, teacher, temperature, out, into_student=None, into_teacher=None):
     c_n = student.shape[-1]
     s2 = student.reshape(-1, c_n)
     t2 = teacher.reshape(-1, c_n)
@@ -257,10 +270,12 @@ def kl_div_bwd(g_out, student, teacher, temperature, out):
     inv_t = 1.0 / temperature
     # d/ds = T (q - p) / n;  d/dt = T p (v - <p, v>) / n with v = log p - log q
     k = g_out[0] * temperature / n
-    gs = np.empty_like(student)
-    gt = np.empty_like(teacher)
-    gs2 = gs.reshape(-1, c_n)
-    gt2 = gt.reshape(-1, c_n)
+    if into_student is None:
+        into_student = np.empty_like(student)
+    if into_teacher is None:
+        into_teacher = np.empty_like(teacher)
+    gs2 = into_student.reshape(-1, c_n)
+    gt2 = into_teacher.reshape(-1, c_n)
     for r in range(n):
         lse_s = _row_logsumexp(s2, r, inv_t)
         lse_t = _row_logsumexp(t2, r, inv_t)
@@ -275,4 +290,4 @@ def kl_div_bwd(g_out, student, teacher, temperature, out):
             p = math.exp(log_p)
             gs2[r, j] = k * (math.exp(log_q) - p)
             gt2[r, j] = k * p * ((log_p - log_q) - pv)
-    return gs, gt
+    return into_student, into_teacher

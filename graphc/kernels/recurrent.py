@@ -253,13 +253,20 @@ def _directions(bidirectional, p0, p1):
     return [(p0, False), (p1, True)] if bidirectional else [(p0, False)]
 
 
-def _assemble_output(hs_dirs: list[np.ndarray], last: bool) -> np.ndarray:
-    """Per-direction [T,B,H] states -> [B,T,D*H], or h_n-style [B,D*H] when ``last``."""
+def _assemble_output(hs: np.ndarray, last: bool, out: np.ndarray | None) -> np.ndarray:
+    """Stacked states hs[D,T,B,H] -> out[B,T,D*H], or h_n-style out[B,D*H] when ``last``
+    (one strided copy; ``out`` allocated when None)."""
+    n_dir, t_len, b_n, hd = hs.shape
+    if out is None:
+        out = np.empty((b_n, n_dir * hd) if last else (b_n, t_len, n_dir * hd), dtype=hs.dtype)
     if last:
         # forward direction ends at t=T-1, the reverse one at t=0 (torch's h_n)
-        finals = [hs[-1] if i == 0 else hs[0] for i, hs in enumerate(hs_dirs)]
-        return np.ascontiguousarray(np.concatenate(finals, axis=1))
-    return np.ascontiguousarray(np.concatenate(hs_dirs, axis=2).transpose(1, 0, 2))
+        out3 = out.reshape(b_n, n_dir, hd)
+        for d in range(n_dir):
+            out3[:, d] = hs[d, t_len - 1 if d == 0 else 0]
+    else:
+        out.reshape(b_n, t_len, n_dir, hd).transpose(2, 1, 0, 3)[...] = hs
+    return out
 
 
 def _split_grad(g_out: np.ndarray, n_dir: int, t_len: int, hd: int, last: bool):
@@ -276,17 +283,25 @@ def _split_grad(g_out: np.ndarray, n_dir: int, t_len: int, hd: int, last: bool):
     return res
 
 
-def _finish_bwd(x, gxts, grads_dirs, p1):
+def _finish_bwd(x, gxts, grads_dirs, p1, into_x):
+    """Sums the directions' time-major input gradients into gx[B,T,I] (``into_x`` or a new
+    array) in one strided pass."""
     b_n, t_len, n_in = x.shape
-    gxt = gxts[0] if len(gxts) == 1 else gxts[0] + gxts[1]
-    gx = np.ascontiguousarray(gxt.reshape(t_len, b_n, n_in).transpose(1, 0, 2))
+    if into_x is None:
+        into_x = np.empty_like(x)
+    gx_tm = into_x.transpose(1, 0, 2)  # [T,B,I] view
+    g0 = gxts[0].reshape(t_len, b_n, n_in)
+    if len(gxts) == 1:
+        gx_tm[...] = g0
+    else:
+        np.add(g0, gxts[1].reshape(t_len, b_n, n_in), out=gx_tm)
     g1 = grads_dirs[1] if len(grads_dirs) == 2 else tuple(np.zeros_like(p) for p in p1)
-    return (gx, *grads_dirs[0], *g1)
+    return (into_x, *grads_dirs[0], *g1)
 
 
 def rnn_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, nonlinearity_tanh,
+    hidden, bidirectional, last, nonlinearity_tanh, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -295,12 +310,12 @@ def rnn_fwd(
     hs = np.empty((len(dirs), t_len, b_n, hd), dtype=x.dtype)
     for d, (p, rev) in enumerate(dirs):
         _rnn_dir_fwd(xt, b_n, *p, rev, bool(nonlinearity_tanh), hs[d])
-    return _assemble_output(list(hs), last), hs
+    return _assemble_output(hs, last, out), hs
 
 
 def rnn_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, nonlinearity_tanh, saved0, out=None,
+    hidden, bidirectional, last, nonlinearity_tanh, saved0, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -310,12 +325,12 @@ def rnn_bwd(
         _rnn_dir_bwd(ghs[d], xt, *p, saved0[d], rev, bool(nonlinearity_tanh))
         for d, (p, rev) in enumerate(dirs)
     ]
-    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1, into_x)
 
 
 def lstm_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last,
+    hidden, bidirectional, last, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -326,12 +341,12 @@ def lstm_fwd(
     gates = np.empty((len(dirs), t_len, b_n, 4 * hd), dtype=x.dtype)
     for d, (p, rev) in enumerate(dirs):
         _lstm_dir_fwd(xt, b_n, *p, rev, hs[d], cs[d], gates[d])
-    return _assemble_output(list(hs), last), hs, cs, gates
+    return _assemble_output(hs, last, out), hs, cs, gates
 
 
 def lstm_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, saved0, saved1, saved2, out=None,
+    hidden, bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -340,12 +355,12 @@ def lstm_bwd(
     res = [
         _lstm_dir_bwd(ghs[d], xt, *p, saved0[d], saved1[d], saved2[d], rev) for d, (p, rev) in enumerate(dirs)
     ]
-    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1, into_x)
 
 
 def gru_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last,
+    hidden, bidirectional, last, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -356,12 +371,12 @@ def gru_fwd(
     hns = np.empty_like(hs)
     for d, (p, rev) in enumerate(dirs):
         _gru_dir_fwd(xt, b_n, *p, rev, hs[d], gates[d], hns[d])
-    return _assemble_output(list(hs), last), hs, gates, hns
+    return _assemble_output(hs, last, out), hs, gates, hns
 
 
 def gru_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, saved0, saved1, saved2, out=None,
+    hidden, bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -370,4 +385,4 @@ def gru_bwd(
     res = [
         _gru_dir_bwd(ghs[d], xt, *p, saved0[d], saved1[d], saved2[d], rev) for d, (p, rev) in enumerate(dirs)
     ]
-    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1)
+    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1, into_x)
