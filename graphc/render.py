@@ -34,6 +34,7 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "dense": ("#DCEBFB", "#1E6FC8"),
     "conv": ("#DDF2DE", "#2E8B3A"),
     "pool": ("#EEF5DB", "#7A9A1E"),
+    "sampling": ("#E4E6F6", "#3949AB"),
     "recurrent": ("#D9F3F6", "#00838F"),
     "attention": ("#FBDDE8", "#C2185B"),
     "norm": ("#ECDDF3", "#7B1FA2"),

@@ -69,6 +69,9 @@ def takes(fn: Callable, keyword: str) -> bool:
 # Kernel arguments filled at run time rather than from attributes.
 RUNTIME_ATTRS = {"training": "training"}
 NOISE_INPUTS = {"dropout": "u"}  # uniform noise the driver draws (so fwd and bwd agree)
+# (op, attribute) pairs that are shapes whose dims may be symbolic: passed as a tuple the
+# driver evaluates per batch (reshape's target, affine_grid's output size).
+SHAPE_ATTRS = {("reshape", "shape"), ("affine_grid", "size")}
 
 
 @dataclass
@@ -120,8 +123,8 @@ def lower(node: Node, rank: int) -> Lowered:
     for name in kernel.attrs:
         if name in RUNTIME_ATTRS:
             out.dynamic[name] = RUNTIME_ATTRS[name]
-        elif node.op == "reshape" and name == "shape":
-            out.dynamic[name] = tuple(a["shape"])  # symbolic dims, bound when the batch arrives
+        elif (node.op, name) in SHAPE_ATTRS:
+            out.dynamic[name] = tuple(a[name])  # symbolic dims, bound when the batch arrives
         elif name in spec:
             out.attrs[name] = spec[name]
         else:

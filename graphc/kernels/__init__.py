@@ -64,6 +64,7 @@ from graphc.kernels import (
     norm,
     pool,
     recurrent,
+    sampling,
     shape,
 )
 from graphc.kernels._blas import get_blas_threads, set_blas_threads
@@ -147,6 +148,9 @@ KERNELS: dict[str, KernelPair] = {
     "avgpool2d": _pair(pool, "avgpool2d", ("x",), (), _POOL_ATTRS),
     "global_avgpool": _pair(pool, "global_avgpool", ("x",)),
     "upsample": _pair(pool, "upsample", ("x",), (), ("scale",)),
+    # sampling (spatial transformer)
+    "affine_grid": _pair(sampling, "affine_grid", ("theta",), (), ("size", "align_corners")),
+    "grid_sample": _pair(sampling, "grid_sample", ("x", "grid"), (), ("align_corners",)),
     # shape
     "concat2": _pair(shape, "concat2", ("a", "b"), (), ("axis",)),
     # elementwise

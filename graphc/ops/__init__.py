@@ -8,6 +8,7 @@ from graphc.ops import (  # noqa: F401  (imported for their registrations)
     loss,
     norm,
     recurrent,
+    sampling,
     shape,
 )
 from graphc.ops.registry import OPS, Attr, OpDef, ParamDef, Port, ShapeError, get

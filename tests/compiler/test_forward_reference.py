@@ -242,6 +242,72 @@ def test_pool(tmp_path, kind, shape, attrs):
     np.testing.assert_allclose(y, ref, **TOL)
 
 
+# ----------------------------------------------------------------------------- spatial transformer
+def ref_affine_grid(theta, h, w, align_corners):
+    def coords(n):  # torch's linspace_from_neg_one
+        if n == 1:
+            return np.zeros(1)
+        c = np.linspace(-1.0, 1.0, n)
+        return c if align_corners else c * (n - 1) / n
+
+    xs, ys = np.meshgrid(coords(w), coords(h))  # [H, W] each
+    base = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
+    return base @ theta.transpose(0, 2, 1)[:, None]  # [B, H, W, 2]
+
+
+def ref_grid_sample(x, grid, align_corners):
+    bn, cn, hin, win = x.shape
+    sx, sy = grid[..., 0], grid[..., 1]
+    if align_corners:
+        px, py = (sx + 1) / 2 * (win - 1), (sy + 1) / 2 * (hin - 1)
+    else:
+        px, py = ((sx + 1) * win - 1) / 2, ((sy + 1) * hin - 1) / 2
+    x0, y0 = np.floor(px).astype(int), np.floor(py).astype(int)
+    out = np.zeros((bn, cn) + grid.shape[1:3])
+    bidx = np.arange(bn)[:, None, None]
+    for dy in (0, 1):
+        for dx in (0, 1):
+            xi, yi = x0 + dx, y0 + dy
+            wgt = (1 - np.abs(px - xi)) * (1 - np.abs(py - yi))
+            inside = (xi >= 0) & (xi < win) & (yi >= 0) & (yi < hin)
+            v = x[bidx, :, np.clip(yi, 0, hin - 1), np.clip(xi, 0, win - 1)]  # [B, H, W, C]
+            out += np.moveaxis(v * (wgt * inside)[..., None], -1, 1)
+    return out
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_spatial_transformer_with_symbolic_size(tmp_path, align_corners):
+    """affine_grid sized [H // 2, W] from the image's symbolic dims, then grid_sample."""
+    rng = _rng(f"stn{align_corners}")
+    x = f32(rng.standard_normal((3, 2, 6, 5)))
+    theta = f32(np.array([[1, 0, 0], [0, 1, 0]]) + 0.5 * rng.standard_normal((3, 2, 3)))
+    nodes = {"grid": {"op": "affine_grid", "in": "theta", "size": ["H // 2", "W"],
+                      "align_corners": align_corners},
+             "y": {"op": "grid_sample", "in": ["x", "grid"], "align_corners": align_corners}}
+    text = spec_text({"x": ["B", 2, "H", "W"], "theta": ["B", 2, 3]}, nodes, outputs=["grid", "y"])
+    model = compile_spec(write(tmp_path, text))
+    out = model.forward({}, {"x": x, "theta": theta}).outputs
+    grid = ref_affine_grid(theta.astype(np.float64), 3, 5, align_corners)
+    np.testing.assert_allclose(out["grid"], grid, **TOL)
+    np.testing.assert_allclose(out["y"], ref_grid_sample(x.astype(np.float64), out["grid"].astype(np.float64),
+                                                         align_corners), **TOL)
+    assert out["y"].shape == (3, 2, 3, 5) and out["y"].dtype == np.float32
+
+
+def test_grid_sample_identity_and_zero_padding(tmp_path):
+    """The identity grid reproduces the image; a grid shifted by a whole image width reads zeros."""
+    x = f32(_rng("stn-identity").standard_normal((2, 3, 4, 4)))
+    theta = f32(np.tile([[1, 0, 0], [0, 1, 0]], (2, 1, 1)))
+    nodes = {"grid": {"op": "affine_grid", "in": "theta", "size": [4, 4]},
+             "y": {"op": "grid_sample", "in": ["x", "grid"]}}
+    model = compile_spec(write(tmp_path, spec_text({"x": [2, 3, 4, 4], "theta": [2, 2, 3]}, nodes,
+                                                   outputs=["y"])))
+    np.testing.assert_allclose(model.forward({}, {"x": x, "theta": theta}).outputs["y"], x, **TOL)
+    shifted = theta.copy()
+    shifted[:, 0, 2] = 2.5  # x + 2.5: more than one pixel right of the image everywhere
+    assert not model.forward({}, {"x": x, "theta": shifted}).outputs["y"].any()
+
+
 # ----------------------------------------------------------------------------- norms
 def test_layernorm(tmp_path):
     rng = _rng("layernorm")
@@ -507,7 +573,7 @@ def test_every_registered_op_has_a_forward_reference():
         "linear", "embedding", "positional_encoding", "conv2d", "conv_transpose2d", "maxpool2d",
         "avgpool2d", "layernorm", "batchnorm", "attention", "lstm", "gru", "softmax", "log_softmax",
         "relu", "gelu", "tanh", "sigmoid", "cross_entropy", "hinge", "kl_div", "bce_with_logits", "mse",
-        "split"}
+        "split", "affine_grid", "grid_sample"}
     missing = sorted(set(OPS) - tested)
     assert not missing, f"ops without a forward reference: {', '.join(missing)}"
 

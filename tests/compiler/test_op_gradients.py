@@ -125,6 +125,15 @@ row("global_avgpool", "size1", {"x": [1, 1, 1, 1]})
 row("upsample", "x2", {"x": [2, 3, 2, 3]})
 row("upsample", "x3-size1", {"x": [1, 1, 1, 2]}, {"scale": 3})
 
+# -- spatial transformer sampling (random normal grids land inside and outside the image; a
+# point within ~1e-5 px of a pixel line, where central differences break, has probability ~1e-4)
+row("affine_grid", "3x4", {"theta": [2, 2, 3]}, {"size": [3, 4]})
+row("affine_grid", "align-1x5", {"theta": [1, 2, 3]}, {"size": [1, 5], "align_corners": True})
+row("grid_sample", "x-and-grid", {"x": [2, 3, 4, 5], "grid": [2, 3, 2, 2]})
+row("grid_sample", "align", {"x": [2, 2, 3, 4], "grid": [2, 2, 3, 2]}, {"align_corners": True})
+row("grid_sample", "size1-image", {"x": [1, 1, 1, 1], "grid": [1, 2, 2, 2]})
+row("grid_sample", "symbolic-batch", {"x": ["B", 2, 3, 3], "grid": ["B", 2, 2, 2]})
+
 # -- data movement
 row("flatten", "start1", {"x": [2, 3, 4]})
 row("flatten", "start0", {"x": [2, 3]}, {"start": 0})

@@ -5,7 +5,8 @@ wq/wk/wv → in_proj_weight rows, bq/bk/bv → in_proj_bias, wo/bo → out_proj;
 weight_ih_l0, …; the learned positional encoding is a Parameter; the decoder layer is a
 post-norm nn.TransformerEncoderLayer with GELU and a causal mask). The same batch goes through
 both; the loss, the logits and every parameter gradient must agree, and so must the parameter
-counts.
+counts. The spatial transformer example is checked the same way against torch's affine_grid
+and grid_sample.
 """
 
 from __future__ import annotations
@@ -87,3 +88,45 @@ def test_parameter_count_equals_torch(name):
 def test_every_reference_spec_has_a_torch_oracle():
     missing = sorted(p.stem for p in REFERENCE_SPECS if p.stem not in TORCH_MODELS)
     assert not missing, f"reference specs without a PyTorch model in this file: {', '.join(missing)}"
+
+
+def test_spatial_transformer_example_matches_torch():
+    """examples/spatial_transformer.yaml vs the same STN written with torch's affine_grid and
+    grid_sample: logits, loss and every parameter gradient."""
+    from tests.conftest import ROOT
+
+    F = torch.nn.functional
+    model = compile_spec(ROOT / "examples" / "spatial_transformer.yaml", dtype=np.float64)
+    rng = np.random.default_rng(0)
+    params = {k: v.astype(np.float64) + 0.05 * rng.standard_normal(v.shape)
+              for k, v in model.init_params(0).items()}
+    batch = {"x": rng.random((5, 1, 8, 8)), "y": rng.integers(0, 10, 5), "one": np.ones((5, 1)),
+             "zero": np.zeros((5, 1))}  # the constant inputs train.data.generate fills
+    result = model.forward(params, batch)
+    grads = model.backward(result)
+
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x = _t(batch["x"])
+
+    def conv(h, name):
+        return F.conv2d(h, tp[f"{name}.weight"], tp[f"{name}.bias"], padding=1)
+
+    def fc(h, name):
+        return F.linear(h, tp[f"{name}.weight"], tp[f"{name}.bias"])
+
+    h = F.max_pool2d(F.relu(conv(x, "loc_conv")), 2).flatten(1)
+    delta = fc(F.relu(fc(h, "loc_fc")), "delta")
+    theta = (torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=torch.float64) + delta).reshape(-1, 2, 3)
+    warped = F.grid_sample(x, F.affine_grid(theta, [5, 1, 8, 8], align_corners=False),
+                           mode="bilinear", padding_mode="zeros", align_corners=False)
+    h = F.max_pool2d(F.relu(conv(warped, "conv1")), 2)
+    h = F.max_pool2d(F.relu(conv(h, "conv2")), 2).flatten(1)
+    logits = fc(F.relu(fc(h, "fc")), "logits")
+    loss = F.cross_entropy(logits, torch.tensor(batch["y"]))
+    loss.backward()
+
+    np.testing.assert_allclose(result.outputs["logits"], logits.detach().numpy(), **TOL)
+    assert result.losses["loss"] == pytest.approx(loss.item(), rel=1e-10)
+    assert set(grads) == set(tp)
+    for k, t in tp.items():
+        np.testing.assert_allclose(grads[k], t.grad.numpy(), err_msg=k, rtol=1e-8, atol=1e-11)

@@ -93,6 +93,28 @@ def _pool(rng, dtype, x, k, s, p):
     )  # fmt: skip
 
 
+def _grid(rng, dtype, b, h, w, h_in, w_in, align_corners):
+    """A sampling grid [b, h, w, 2] for an h_in×w_in image whose points land up to two pixels
+    outside it (zero padding, no neighbour in reach) and never within 0.15 px of a pixel line,
+    where bilinear sampling has a kink that central differences cannot follow."""
+    g = np.empty((b, h, w, 2))
+    for axis, n in ((0, w_in), (1, h_in)):
+        pix = rng.integers(-2, n + 1, size=(b, h, w)) + rng.uniform(0.15, 0.85, size=(b, h, w))
+        if align_corners and n == 1:
+            g[..., axis] = rng.uniform(-1.5, 1.5, size=(b, h, w))  # every point reads pixel 0
+        elif align_corners:
+            g[..., axis] = 2.0 * pix / (n - 1) - 1.0
+        else:
+            g[..., axis] = (2.0 * pix + 1.0) / n - 1.0
+    return g.astype(dtype)
+
+
+def _grid_sample(rng, dtype, x, hw, align_corners):
+    b, _, h_in, w_in = x
+    grid = _grid(rng, dtype, b, *hw, h_in, w_in, align_corners)
+    return dict(x=_r(rng, dtype, *x), grid=grid, align_corners=align_corners)
+
+
 def _unary(shapes):
     return [(f"x{'x'.join(map(str, s))}", lambda rng, dt, s=s: dict(x=_r(rng, dt, *s))) for s in shapes]
 
@@ -232,6 +254,18 @@ CASES = {
     "upsample": [
         ("s2", lambda rng, dt: dict(x=_r(rng, dt, 2, 3, 2, 3), scale=2)),
         ("s3", lambda rng, dt: dict(x=_r(rng, dt, 1, 1, 1, 2), scale=3)),
+    ],
+    "affine_grid": [
+        ("3x4_align", lambda rng, dt: dict(theta=_r(rng, dt, 2, 2, 3), size=(3, 4), align_corners=True)),
+        ("5x2", lambda rng, dt: dict(theta=_r(rng, dt, 2, 2, 3), size=(5, 2), align_corners=False)),
+        ("1x3_align", lambda rng, dt: dict(theta=_r(rng, dt, 1, 2, 3), size=(1, 3), align_corners=True)),
+        ("4x1", lambda rng, dt: dict(theta=_r(rng, dt, 1, 2, 3), size=(4, 1), align_corners=False)),
+    ],
+    "grid_sample": [
+        ("outside", lambda rng, dt: _grid_sample(rng, dt, (2, 3, 4, 5), (3, 6), False)),
+        ("outside_align", lambda rng, dt: _grid_sample(rng, dt, (2, 2, 5, 3), (4, 2), True)),
+        ("size1_image_align", lambda rng, dt: _grid_sample(rng, dt, (1, 2, 1, 1), (2, 3), True)),
+        ("size1_rows_c1", lambda rng, dt: _grid_sample(rng, dt, (2, 1, 1, 3), (1, 4), False)),
     ],
     "concat2": [
         ("axis1", lambda rng, dt: dict(a=_r(rng, dt, 2, 3, 4), b=_r(rng, dt, 2, 1, 4), axis=1)),

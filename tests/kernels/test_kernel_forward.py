@@ -237,6 +237,42 @@ def ref_hinge(scores, target, margin):
     return np.array([m.sum(1).mean()])
 
 
+def _base_coords(n, align_corners):
+    """torch's linspace_from_neg_one: pixel centres in [-1, 1]; a single point is at 0."""
+    if n == 1:
+        return np.zeros(1)
+    c = np.linspace(-1.0, 1.0, n)
+    return c if align_corners else c * (n - 1) / n
+
+
+def ref_affine_grid(theta, size, align_corners):
+    h, w = size
+    xs, ys = _base_coords(w, align_corners), _base_coords(h, align_corners)
+    base = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None], 1.0), axis=-1)  # [H, W, 3]
+    return np.einsum("hwl,bkl->bhwk", base, theta)
+
+
+def ref_grid_sample(x, grid, align_corners):
+    b_n, c_n, h_in, w_in = x.shape
+    _, h, w, _ = grid.shape
+
+    def pixel(g, n):
+        return (g + 1) / 2 * (n - 1) if align_corners else ((g + 1) * n - 1) / 2
+
+    out = np.zeros((b_n, c_n, h, w))
+    for b in range(b_n):
+        for i in range(h):
+            for j in range(w):
+                px, py = pixel(grid[b, i, j, 0], w_in), pixel(grid[b, i, j, 1], h_in)
+                x0, y0 = math.floor(px), math.floor(py)
+                for yy in (y0, y0 + 1):
+                    for xx in (x0, x0 + 1):
+                        if 0 <= yy < h_in and 0 <= xx < w_in:  # zeros outside the image
+                            weight = (1 - abs(px - xx)) * (1 - abs(py - yy))
+                            out[b, :, i, j] += weight * x[b, :, yy, xx]
+    return out
+
+
 REFERENCES = {
     "linear": lambda x, weight, bias, has_bias: x @ weight.T + (bias if has_bias else 0.0),
     "matmul": lambda a, b: a @ b,
@@ -249,6 +285,8 @@ REFERENCES = {
     "avgpool2d": ref_avgpool2d,
     "global_avgpool": lambda x: x.mean((2, 3)),
     "upsample": lambda x, scale: x.repeat(scale, 2).repeat(scale, 3),
+    "affine_grid": ref_affine_grid,
+    "grid_sample": ref_grid_sample,
     "concat2": lambda a, b, axis: np.concatenate([a, b], axis),
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -353,3 +391,22 @@ def test_embedding_rejects_out_of_range_ids():
         KERNELS["embedding"].fwd(
             ids=np.array([5], np.int64), weight=np.zeros((5, 2), np.float32), padding_idx=-1
         )
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_identity_affine_grid_samples_the_image_unchanged(align_corners):
+    x = np.random.default_rng(3).standard_normal((2, 3, 5, 4)).astype(np.float32)
+    theta = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (2, 1, 1))
+    (grid,) = KERNELS["affine_grid"].fwd(theta=theta, size=(5, 4), align_corners=align_corners)
+    (y,) = KERNELS["grid_sample"].fwd(x=x, grid=grid, align_corners=align_corners)
+    np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)
+
+
+def test_grid_sample_far_outside_and_nan_points_read_zero_and_get_no_gradient():
+    x = np.ones((1, 2, 3, 3))
+    grid = np.array([[[[1.7, 0.0], [0.0, -5.0], [np.nan, 0.0], [1e30, -1e30]]]])
+    kp = KERNELS["grid_sample"]
+    (y,) = kp.fwd(x=x, grid=grid, align_corners=False)
+    assert np.all(y == 0.0)
+    gx, gg = kp.bwd(g_out=np.ones_like(y), x=x, grid=grid, align_corners=False, out=y)
+    assert not gx.any() and not gg.any()

@@ -1,6 +1,8 @@
 """Forward outputs and gradients vs PyTorch (float64), for the ops whose semantics are easiest
-to get subtly wrong: convolutions, recurrent cells, attention, norms, cross_entropy."""
+to get subtly wrong: convolutions, recurrent cells, attention, norms, cross_entropy, and the
+spatial transformer's affine_grid and grid_sample (align_corners, zero padding)."""
 
+import warnings
 import zlib
 
 import numpy as np
@@ -252,6 +254,62 @@ def test_cross_entropy_extreme_logits_are_finite():
     y = F.cross_entropy(torch.tensor(logits, dtype=torch.float64), torch.tensor(target))
     np.testing.assert_allclose(out, [y.item()], rtol=1e-6)
     assert np.all(np.isfinite(ours["logits"]))
+
+
+@_cases("affine_grid")
+def test_affine_grid(case):
+    rng = _rng("affine_grid", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("affine_grid", kw, rng)
+    theta = _t(kw["theta"])
+    h, w = kw["size"]
+    with warnings.catch_warnings():  # torch warns about size-1 grids with align_corners=True
+        warnings.simplefilter("ignore", UserWarning)
+        y = F.affine_grid(theta, [theta.shape[0], 1, h, w], align_corners=kw["align_corners"])
+    _check(ours, y, {"theta": theta}, out, g)
+
+
+@_cases("grid_sample")
+def test_grid_sample(case):
+    rng = _rng("grid_sample", case[0])
+    kw = case[1](rng, np.float64)
+    out, g, ours = _run("grid_sample", kw, rng)
+    x, grid = _t(kw["x"]), _t(kw["grid"])
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=kw["align_corners"])
+    _check(ours, y, {"x": x, "grid": grid}, out, g)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_spatial_transformer_float32_close_to_torch_float64(align_corners):
+    """affine_grid then grid_sample on an image-sized batch: our float32 path vs torch in float64
+    on the same float32 inputs, op by op (torch's own float32 grid gradient is ~1e-3 off: it
+    subtracts float32 neighbour values)."""
+    rng = _rng("f32", "stn", align_corners)
+    f32 = np.float32
+    theta = (np.array([[1, 0, 0], [0, 1, 0]]) + 0.3 * rng.standard_normal((8, 2, 3))).astype(f32)
+    x = rng.standard_normal((8, 3, 28, 28)).astype(f32)
+    ag = KERNELS["affine_grid"]
+    (grid,) = ag.fwd(theta=theta, size=(24, 20), align_corners=align_corners)
+    out, g, ours = _run("grid_sample", dict(x=x, grid=grid, align_corners=align_corners), rng)
+    (g_theta,) = ag.bwd(g_out=ours["grid"], theta=theta, size=(24, 20), align_corners=align_corners,
+                        out=grid)
+    assert grid.dtype == out.dtype == g_theta.dtype == ours["x"].dtype == ours["grid"].dtype == f32
+
+    def t64(a):
+        return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+    th = t64(theta)
+    tg = F.affine_grid(th, [8, 3, 24, 20], align_corners=align_corners)
+    tg.backward(torch.tensor(ours["grid"], dtype=torch.float64))
+    np.testing.assert_allclose(grid, tg.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g_theta, th.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+    xt, gt = t64(x), t64(grid)
+    y = F.grid_sample(xt, gt, align_corners=align_corners)
+    y.backward(torch.tensor(g, dtype=torch.float64))
+    np.testing.assert_allclose(out, y.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours["x"], xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours["grid"], gt.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- float32, larger
