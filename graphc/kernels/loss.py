@@ -116,7 +116,7 @@ def cross_entropy_bwd(
     gx2 = into_logits.reshape(-1, n_cls)
     eps = label_smoothing
     for r in range(p2.shape[0]):
-        if den == 0.0 or w[r] == 0.0:
+        if not den > 0.0 or w[r] == 0.0:  # as the forward: nothing counted, loss 0, gradient 0
             gx2[r, :] = 0.0
             continue
         k = g_out[0] * w[r] / den
