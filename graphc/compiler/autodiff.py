@@ -22,6 +22,7 @@ import sympy
 
 from graphc.compiler.lowering import NOISE_INPUTS, Lowered, lower, takes
 from graphc.ir import Graph, Node
+from graphc.ops import OPS
 from graphc.shapes import fmt_shape
 
 RESERVED = {"np", "P", "X", "S", "G", "GX", "buf", "training", "rng", "dtype", "_E", "math"}
@@ -171,11 +172,15 @@ def _forward_call(prog: Program, node: Node, low: Lowered, taken: set[str]) -> C
     call = Call(node.name, node.op, fn, _arg_exprs(prog, node, low, "fwd"), outs + saved, comment, before)
     t = prog.graph.types.get((node.name, node.outputs[0]))
     if len(node.outputs) == 1 and takes(low.kernel.fwd, "out") and t is not None and t.is_float:
-        from graphc.ops import OPS
-
         shape = (sympy.Integer(1),) if OPS[node.op].loss else t.shape  # loss kernels return (1,)
         call.dests.append(("out", outs[0], shape))
+    if _is_loss(node):  # the spec types a loss as a scalar: so is its variable
+        call.after.append(f"{outs[0]} = {outs[0]}.reshape(())")
     return call
+
+
+def _is_loss(node: Node) -> bool:
+    return OPS[node.op].loss
 
 
 def _requires_grad(prog: Program) -> set[str]:
@@ -194,8 +199,6 @@ def _requires_grad(prog: Program) -> set[str]:
 
 
 def _differentiable(prog: Program, node: Node, port: str) -> bool:
-    from graphc.ops import OPS
-
     p = OPS[node.op].port(port)
     return p is not None and p.differentiable
 
@@ -203,7 +206,18 @@ def _differentiable(prog: Program, node: Node, port: str) -> bool:
 def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -> None:
     graph = prog.graph
     req = _requires_grad(prog)
-    g = graph.digraph()
+    # Only nodes with a differentiable path to a loss take part (a label built by `concat`
+    # that reaches the loss as a target gets no gradient, not a zero one).
+    g = nx.DiGraph()
+    for name in graph.order:
+        node = graph.nodes[name]
+        g.add_node(name)
+        if node.is_input:
+            continue
+        k = lowered[name].kernel
+        for i in node.inputs:
+            if i.port not in k.nondiff and _differentiable(prog, node, i.port):
+                g.add_edge(i.src, name)
     loss_nodes = {n for n, _ in graph.losses.values()}
     relevant = set(loss_nodes)
     for n in loss_nodes:
@@ -215,7 +229,7 @@ def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -
         if node in todo:
             var = _mangle("g_" + prog.tensors[(node, port)], taken)
             grad_var[(node, port)] = var
-            seeds.append(f'{var} = np.full(1, W["{loss}"], dtype)  # d(objective)/d({node}): its weight')
+            seeds.append(f'{var} = np.full((), W["{loss}"], dtype)  # d(objective)/d({node}): its weight')
     temp = iter(range(10**9))
     for name in reversed(todo):
         node = graph.nodes[name]
@@ -224,7 +238,8 @@ def _reverse_walk(prog: Program, lowered: dict[str, Lowered], taken: set[str]) -
         args = []
         for port in node.outputs:
             var = grad_var.get((name, port))
-            args.append((f"g_{port}", var or f'np.zeros_like(S["{prog.tensors[(name, port)]}"])'))
+            g_arg = var or f'np.zeros_like(S["{prog.tensors[(name, port)]}"])'
+            args.append((f"g_{port}", f"{g_arg}.reshape(1)" if _is_loss(node) else g_arg))
         args += _arg_exprs(prog, node, low, "bwd")
         args += [(f"saved{i}", f'S["{v}"]') for i, v in enumerate(prog.saved[name])]
         if node.op != "split":

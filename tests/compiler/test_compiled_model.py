@@ -282,3 +282,46 @@ def test_backward_weights_the_losses():
     model.backward(result)
     with pytest.raises(ValueError, match="other loss weights"):
         model.backward(result, {first: 3.0})
+
+
+def test_a_loss_built_from_losses(tmp_path):
+    """Loss kernels compute into shape (1,) buffers; the spec types a loss as a scalar, and ops
+    downstream of a loss (a sum of two, a weighted loss) see one."""
+    from .helpers import check_gradients, compile64, params64
+
+    text = spec_text(
+        {"x": [3, 4], "y": ([3], "int64"), "t": [3, 2]},
+        {
+            "h": {"op": "linear", "in": "x", "out": 2},
+            "ce": {"op": "cross_entropy", "in": {"logits": "h", "target": "y"}},
+            "mse": {"op": "mse", "in": {"pred": "h", "target": "t"}},
+            "both": {"op": "add", "in": ["ce", "mse"]},
+            "total": {"op": "mul", "in": ["both", "both"]},
+        },
+        losses=["total"],
+    )
+    model = compile64(write(tmp_path, text))
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.standard_normal((3, 4)), "y": np.array([0, 1, 1]), "t": rng.standard_normal((3, 2))}
+    assert check_gradients(model, params64(model), batch, rng=rng, expect_inputs={"x", "t"}) >= 3
+
+
+def test_an_input_reaching_a_loss_only_as_a_label_gets_no_gradient(tmp_path):
+    """`ones`/`zeros` → concat → the target of bce_with_logits: no differentiable path, so the
+    reverse walk leaves them (and the concat) out instead of reporting a zero gradient."""
+    from .helpers import check_gradients, compile64, params64
+
+    text = spec_text(
+        {"x": [4, 3], "ones": [2, 1], "zeros": [2, 1]},
+        {
+            "z": {"op": "linear", "in": "x", "out": 1},
+            "labels": {"op": "concat", "in": ["ones", "zeros"], "axis": 0},
+            "loss": {"op": "bce_with_logits", "in": {"logits": "z", "target": "labels"}},
+        },
+        losses=["loss"],
+    )
+    model = compile64(write(tmp_path, text))
+    assert "concat_bwd" not in model.source
+    rng = np.random.default_rng(1)
+    batch = {"x": rng.standard_normal((4, 3)), "ones": np.ones((2, 1)), "zeros": np.zeros((2, 1))}
+    assert check_gradients(model, params64(model), batch, rng=rng, expect_inputs={"x"}) >= 2
