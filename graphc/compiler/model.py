@@ -227,7 +227,7 @@ class CompiledModel:
             finally:  # the buffers go back to the pool: the tape is spent
                 result.tape, result.arena = {}, None
                 result.release()
-        elif W != result.loss_weights:
+        elif result.loss_weights != W:
             raise ValueError("this forward result was already differentiated with other loss weights; "
                              "run the forward again")
         return result.gradients
