@@ -145,6 +145,7 @@ def sample(spec, checkpoint, count, prompt, length, sets):
         rows = predict(model, params, n=count, base_dir=base)
     for row in rows:
         click.echo(row["text"])
-    if rows:
-        right = sum(bool(r.get("correct")) for r in rows)
-        click.echo(f"{right}/{len(rows)} correct")
+    judged = [r for r in rows if "correct" in r]  # generated samples have no right answer
+    if judged:
+        right = sum(r["correct"] for r in judged)
+        click.echo(f"{right}/{len(judged)} correct")

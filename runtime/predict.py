@@ -68,6 +68,9 @@ def predict(
     picked = pick_data(model, data, split=split, base_dir=base_dir)
     dataset, feed, bundle = picked.dataset, picked.feed, picked.bundle
     batch = feed.view(dataset.take(slice(0, n)))
+    generative = generative_outputs(model, feed)
+    if generative:
+        return _generated_rows(model, params, feed, batch, generative[0], bundle)
     decode = _decoder(bundle)
     rows = []
     if {"tokens", "targets", "loss_mask"} <= set(batch):
@@ -113,6 +116,32 @@ def predict(
             f", label {row['label']}" if labels is not None else ""
         )
         rows.append(row)
+    return rows
+
+
+def generative_outputs(model, feed: Feeder) -> list[str]:
+    """Outputs computed from generated inputs alone (a GAN generator's samples)."""
+    generated = set(feed.generate)
+    return [o for o in model.outputs if generated and model.sources(o) <= generated]
+
+
+def _generated_rows(model, params, feed: Feeder, batch: dict, output: str, bundle) -> list[dict]:
+    """Fresh samples of a generative output, one row each; scored when the task can score them."""
+    inputs = feed(batch, key=(3,))  # a draw of its own: training uses (0, step, micro), eval (1, i)
+    samples = np.asarray(model.forward(params, inputs, training=False).outputs[output])
+    rows = []
+    for s in samples:
+        values = np.ravel(s)
+        shown = " ".join(f"{v:.3f}" for v in values[:8]) + (" …" if values.size > 8 else "")
+        rows.append({"output": output, "sample": s.tolist(), "text": f"{output}: {shown}"})
+    info = bundle.info if bundle is not None else {}
+    if info.get("task") == "gaussian_ring":
+        from .data.tasks import ring_quality
+
+        q = ring_quality(samples, modes=info["modes"], radius=info["radius"], std=info["std"])
+        rows.append({"quality": q, "text": (
+            f"{q['high_quality']:.0%} of {len(samples)} samples within 4σ of a mode; "
+            f"{q['modes_covered']}/{info['modes']} modes covered")})
     return rows
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.runtime import load_params, train
+from graphc.runtime import load_params, predict, train
 from graphc.runtime.data.tasks import ring_quality
 from tests.conftest import ROOT, SPECS
 
@@ -48,5 +48,11 @@ def test_gan_covers_the_ring(tmp_path):
     assert untrained["high_quality"] < 0.05 and untrained["modes_covered"] < 6, untrained
     summary = train(model, out_dir=tmp_path / "gan", progress="none")
     assert summary["status"] == "completed"
-    trained = _ring_score(model, load_params(tmp_path / "gan", model))
+    params = load_params(tmp_path / "gan", model)
+    trained = _ring_score(model, params)
     assert trained["high_quality"] >= 0.6 and trained["modes_covered"] >= 6, trained
+    # what `graphc sample` shows: fresh generator samples, scored against the ring
+    rows = predict(model, params, n=400)
+    assert [r["output"] for r in rows[:-1]] == ["samples"] * 400
+    quality = rows[-1]["quality"]
+    assert quality["high_quality"] >= 0.6 and quality["modes_covered"] >= 6, quality

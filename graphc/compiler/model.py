@@ -263,6 +263,14 @@ class CompiledModel:
                 return self.params[name].node
         return None
 
+    def sources(self, output: str) -> set[str]:
+        """The graph inputs an output (or loss) is computed from."""
+        import networkx as nx
+
+        node = (self.graph.outputs.get(output) or self.graph.losses[output])[0]
+        g = self.graph.digraph()
+        return {n for n in nx.ancestors(g, node) | {node} if self.graph.nodes[n].is_input}
+
     def _var(self, node: str, port: str) -> str:
         return self._tensors[(node, port)]
 
