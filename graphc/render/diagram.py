@@ -1,0 +1,227 @@
+"""The Graphviz graph of an analysed spec: the nodes (inputs, ops with their key attributes and
+parameter counts, named outputs and losses), the edges labelled with inferred shapes, the
+clusters of block instances (a folded stack marked ×N, with one dashed loop-back edge), the
+error marks, and the title that carries the legend. `layout` decides what goes where; this
+module only draws it."""
+
+from __future__ import annotations
+
+import textwrap
+
+import graphviz
+
+from graphc.diagnostics import summary_line
+from graphc.ops import OPS
+from graphc.pipeline import Analysis
+from graphc.render.backward import GradientFlow, draw_gradient_edges
+from graphc.render.labels import _declared_shape, _h, _rows, _short_name, _small, _variants, key_attributes
+from graphc.render.layout import Cluster, RenderOptions, _node_order, plan_layout, repetition_crossed
+from graphc.render.marks import _marks
+from graphc.render.style import (
+    ERROR_COLOUR,
+    FAMILY_COLOURS,
+    FONT,
+    GRADIENT_COLOUR,
+    INPUT_FILL,
+    INPUT_TEXT,
+    LOSS_COLOUR,
+    MUTED,
+    OUTPUT_COLOUR,
+    REPEAT_COLOUR,
+    UNKNOWN_COLOURS,
+    legend,
+)
+from graphc.shapes import fmt_shape
+
+
+class DiagramBuilder:
+    """Turns an analysed graph into a `graphviz.Digraph`."""
+
+    def __init__(self, analysis: Analysis, options: RenderOptions,
+                 gradients: GradientFlow | None = None):
+        self.analysis, self.graph, self.options = analysis, analysis.graph, options
+        self.gradients = gradients
+        self.layout = plan_layout(self.graph, options.expand)
+        self.marks = _marks(analysis, self.layout)
+        self.families: set[str] = set()
+        self.missing: set[str] = set()  # referenced but never defined (spec errors)
+        self.dot = graphviz.Digraph(self.graph.name or "graph")
+
+    def build(self) -> graphviz.Digraph:
+        dot = self.dot
+        dot.attr(rankdir=self.options.direction, fontname=FONT, nodesep="0.35", ranksep="0.4",
+                 labelloc="t", labeljust="c", fontsize="18", newrank="true", bgcolor="white")
+        dot.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11",
+                 margin="0.14,0.06", penwidth="1.3")
+        dot.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#78909C",
+                 arrowsize="0.7")
+        for name in self.layout.top_nodes:
+            self._node(dot, name, None)
+        for cluster in self.layout.clusters.values():
+            self._cluster(dot, cluster)
+        self._edges()
+        self._terminals()
+        if self.gradients is not None:
+            draw_gradient_edges(dot, self.graph, self.layout, self.gradients, self.options.expand)
+            self.families.add("gradient")
+        for name in sorted(self.missing):
+            dot.node(name, _rows(f"<b>{_h(name)}</b>", _small("not defined", ERROR_COLOUR)),
+                     fillcolor="#FFFFFF", color=ERROR_COLOUR, style="rounded,dashed", penwidth="2")
+        # the legend rides in the title: a free-standing legend node would stretch a rank
+        dot.attr(label=self._title_and_legend())
+        return dot
+
+    def _title_and_legend(self) -> str:
+        g = self.graph
+        params = g.param_count(trainable_only=True)
+        sub = f"{len(g.nodes)} nodes" + (f" · {params:,} parameters" if g.params else "")
+        errors = self.analysis.errors
+        if errors:
+            sub += f' · <font color="{ERROR_COLOUR}">{_h(summary_line(errors))}</font>'
+        rows = [f'<font point-size="18"><b>{_h(g.name)}</b></font>',
+                f'<font point-size="11" color="{MUTED}">{sub}</font>']
+        for message in self.marks.unplaced[:3]:  # errors no drawn node can show
+            text = textwrap.shorten(message, 100, placeholder="…")
+            rows.append(f'<font point-size="10" color="{ERROR_COLOUR}">✗ {_h(text)}</font>')
+        if len(self.marks.unplaced) > 3:
+            rows.append(_small(f"… and {len(self.marks.unplaced) - 3} more (see the diagnostics)",
+                               ERROR_COLOUR, 10))
+        rows.append(legend(self.families))
+        cells = "".join(f"<tr><td>{r}</td></tr>" for r in rows) + '<tr><td height="6"></td></tr>'
+        return f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="0">{cells}</table>>'
+
+    def _cluster(self, parent: graphviz.Digraph, cluster: Cluster) -> None:
+        frame = cluster.frame
+        folded = not self.options.expand and frame.repeat > 1
+        if folded:  # the ×N badge is the point of folding: make it the first thing one reads
+            head = (f'<b>{_h(frame.instance)}</b>  <font point-size="15" color="{REPEAT_COLOUR}">'
+                    f"<b>×{frame.repeat}</b></font>")
+        elif frame.index is not None:
+            head = f"<b>{_h(cluster.key)}</b>  ({frame.index + 1} of {frame.repeat})"
+        else:
+            head = f"<b>{_h(cluster.key)}</b>"
+        info = f"block {_h(frame.block)}"
+        if cluster.params:
+            info += f" · {cluster.params:,} params" + (" in all" if folded else "")
+        label = ('<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+                 f'<tr><td align="left">{head}</td></tr>'
+                 f'<tr><td align="left"><font point-size="9" color="{MUTED}">{info}</font>'
+                 "</td></tr></table>>")
+        # a folded stack gets a heavier frame: it stands for N copies, not one
+        style = {"style": "rounded,bold", "penwidth": "2.2"} if folded else {"style": "rounded"}
+        with parent.subgraph(name=f"cluster_{cluster.key}") as sub:
+            sub.attr(label=label, fontsize="12", color="#90A4AE", bgcolor="#FAFBFC", margin="12",
+                     labeljust="l", **style)
+            for name in cluster.nodes:
+                self._node(sub, name, cluster.key)
+            for child in cluster.children.values():
+                self._cluster(sub, child)
+
+    def _node(self, dot: graphviz.Digraph, name: str, cluster_key: str | None) -> None:
+        node = self.graph.nodes[name]
+        g = self.graph
+        if node.is_input:
+            t = g.out_type(name)
+            declared = t.shape if t else _declared_shape(node)  # inference may not have run
+            shape = fmt_shape(declared) if declared is not None else "?"
+            dtype = t.dtype if t else node.dtype
+            label = _rows(f'<font color="{INPUT_TEXT}"><b>{_h(name)}</b></font>',
+                          _small(f"input · {_h(shape)} · {_h(dtype)}", "#CFD8DC"))
+            dot.node(name, label, fillcolor=INPUT_FILL, color=INPUT_FILL, shape="box",
+                     style="rounded,filled")
+            self.families.add("input")
+            return
+        op = OPS.get(node.op)
+        family = op.family if op else None
+        fill, border = FAMILY_COLOURS.get(family, UNKNOWN_COLOURS)
+        if family:
+            self.families.add(family)
+        attrs = " ".join(key_attributes(node))
+        rows = [f"<b>{_h(_short_name(name, cluster_key))}</b>",
+                _small(f"{_h(node.op)}" + (f"  {_h(attrs)}" if attrs else ""), "#263238", 10),
+                _small(self._param_text(name), MUTED)]
+        if self.gradients is not None and name in self.gradients.params:
+            trained = self.gradients.params[name]
+            listed = ", ".join(trained if len(trained) <= 4 else [*trained[:3], f"… ({len(trained)})"])
+            rows.append(_small(f"∇ {_h(listed)}", GRADIENT_COLOUR))
+        extra: dict[str, str] = {}
+        if name in self.marks.errors:
+            message = textwrap.shorten(self.marks.errors[name], 110, placeholder="…")
+            lines = textwrap.wrap(message, 42)[:3]
+            rows.append(_small("<br/>".join(f"✗ {_h(lines[0])}" if i == 0 else _h(line)
+                                            for i, line in enumerate(lines)), ERROR_COLOUR))
+            extra = {"color": ERROR_COLOUR, "penwidth": "3"}
+            self.families.add("error")
+        elif name in self.marks.shapeless:
+            rows.append(_small("shape unknown (upstream error)", MUTED))
+            extra = {"style": "rounded,filled,dashed"}
+        dot.node(name, _rows(*rows), **{"fillcolor": fill, "color": border, "tooltip": name, **extra})
+
+    def _param_text(self, name: str) -> str:
+        counts = [self.graph.param_count(n) for n in self.layout.stands_for.get(name, [name])]
+        if not any(counts):
+            return ""
+        return _variants([f"{c:,}" for c in counts]) + " params"
+
+    def _edge_label(self, src: str, port: str) -> str:
+        if not self.options.shapes:
+            return ""
+        t = self.graph.out_type(src, port)
+        text = fmt_shape(t.shape) if t else "?"
+        node = self.graph.nodes.get(src)
+        if node is not None and len(node.outputs) > 1:
+            text = f"{port}: {text}"
+        return text
+
+    def _edges(self) -> None:
+        g, visible = self.graph, self.layout.visible
+        labels: dict[tuple, list[str]] = {}  # drawn edge → its shape in each repetition
+        folded_back: dict[str, tuple[str, str, str]] = {}  # stack → first (dst order, src, dst)
+        for name in _node_order(g):
+            node, dst = g.nodes[name], visible[name]
+            for inp in node.inputs:
+                if inp.src not in g.nodes:
+                    self.missing.add(inp.src)
+                    self.dot.edge(inp.src, dst, color=ERROR_COLOUR, style="dashed")
+                    continue
+                src = visible[inp.src]
+                stack = None if self.options.expand else repetition_crossed(g, self.layout, inp.src, name)
+                if stack is not None:  # repetition k's output feeding k+1: drawn as the ×N loop
+                    folded_back.setdefault(stack, (name, src, dst))
+                    continue
+                key = (src, inp.src_port, dst, inp.port)
+                labels.setdefault(key, []).append(self._edge_label(inp.src, inp.src_port))
+        for (src, _, dst, _), shapes in labels.items():
+            label = _variants([s.strip() for s in shapes])
+            self.dot.edge(src, dst, label=f" {label} " if label else "")  # spaces: off the line
+        # One dashed loop-back per folded stack says "and again, N times" without a wall of edges.
+        for (_, src, dst) in sorted(folded_back.values()):
+            self.dot.edge(src, dst, style="dashed", color="#90A4AE", constraint="false",
+                          arrowhead="empty", tooltip="output of one repetition feeds the next")
+
+    def _terminals(self) -> None:
+        """Named outputs and losses as their own end points: where the picture says "result"."""
+        g = self.graph
+        for kind, named, colour in (("output", g.outputs, OUTPUT_COLOUR), ("loss", g.losses, LOSS_COLOUR)):
+            for out_name, (src, port) in named.items():
+                tid = f"{kind}/{out_name}"  # `/` cannot occur in spec names; `:` means a port to dot
+                hint = "minimized in training" if kind == "loss" else "model output"
+                self.dot.node(tid, _rows(f'<font color="{colour}"><b>{_h(out_name)}</b></font>',
+                                         _small(hint, MUTED)),
+                              shape="box", style="rounded,bold", color=colour, fillcolor="#FFFFFF",
+                              peripheries="2", penwidth="1.5")
+                self.families.add("output" if kind == "output" else "loss_terminal")
+                if src not in g.nodes:
+                    self.missing.add(src)
+                    self.dot.edge(src, tid, color=ERROR_COLOUR, style="dashed")
+                    continue
+                label = self._edge_label(src, port)
+                self.dot.edge(self.layout.visible[src], tid, label=f" {label} " if label else "",
+                              color=colour)
+
+
+def build_diagram(analysis: Analysis, options: RenderOptions | None = None,
+                  gradients: GradientFlow | None = None) -> graphviz.Digraph:
+    """The Graphviz graph of an analysed spec (partial graphs included)."""
+    return DiagramBuilder(analysis, options or RenderOptions(), gradients).build()
+

@@ -1,0 +1,69 @@
+"""Writing a diagram: the output format from the file's extension, drawing with Graphviz's `dot`,
+and the fallback without `dot` (the `.dot` source is still written, with how to install it).
+Every failure is a one-line `error:` and an exit status, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import graphviz
+
+FORMATS = ("svg", "png", "pdf", "dot")
+
+INSTALL_GRAPHVIZ = """\
+To draw it, install Graphviz (the `dot` program; the Python package alone is not enough):
+  Debian/Ubuntu:  sudo apt-get install -y graphviz
+  Fedora:         sudo dnf install graphviz
+  macOS:          brew install graphviz
+  conda:          conda install -c conda-forge graphviz
+  Windows, other: https://graphviz.org/download/
+then re-run this command, or draw the saved source directly:  dot -T{fmt} {dot} -o {out}"""
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _format_of(output: Path) -> str:
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt == "gv":
+        return "dot"
+    if fmt not in FORMATS:
+        what = f"`.{fmt}`" if fmt else "no extension"
+        _fail(f"cannot tell the format of `{output}` ({what}); use one of "
+              f"{', '.join('.' + f for f in FORMATS)}", 2)
+    return fmt
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    try:
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"cannot write `{path}`: {exc.strerror or exc}")
+
+
+def write_diagram(diagram: graphviz.Digraph, out: Path, fmt: str) -> None:
+    """Write `diagram` to `out` as `fmt`; without `dot`, write the source beside it and fail."""
+    if fmt == "dot":
+        _write(out, diagram.source)
+    else:
+        if fmt == "png":
+            diagram.attr(dpi="110")  # crisp on today's screens without becoming a poster
+        try:
+            data = diagram.pipe(format=fmt, quiet=True)
+        except graphviz.ExecutableNotFound:
+            dot_path = out.with_suffix(".dot")
+            _write(dot_path, diagram.source)
+            _fail(f"Graphviz's `dot` program is not on PATH, so `{out}` was not drawn; wrote the "
+                  f"diagram source to `{dot_path}` instead.\n"
+                  + INSTALL_GRAPHVIZ.format(fmt=fmt, dot=dot_path, out=out))
+        except graphviz.CalledProcessError as exc:
+            detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            _fail(f"Graphviz `dot` failed: {detail[0] if detail else exc}")
+        _write(out, data)
