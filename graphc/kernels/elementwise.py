@@ -17,9 +17,7 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.vmath import vexp, vnormal_cdf, vsigmoid, vtanh
-
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+from graphc.kernels.vmath import vexp, vgelu, vsigmoid, vtanh
 
 
 # --------------------------------------------------------------------------- activations
@@ -50,37 +48,27 @@ def relu_bwd(g_out, x, out, into_x=None):
 
 @numba.njit(cache=True)
 def gelu_fwd(x, out=None):
-    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x). Phi(x) is saved: the
-    # backward then needs one exp (for phi) instead of recomputing Phi as well.
-    cdf = np.empty_like(x)
-    vnormal_cdf(x.reshape(-1), cdf.reshape(-1))
+    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x). The saved tensor is
+    # the derivative Phi(x) + x phi(x), not Phi: the forward has exp(-x^2/2) in hand anyway
+    # (Phi's tail is built on it), so the backward is a single multiply.
     if out is None:
         out = np.empty_like(x)
-    xf = x.reshape(-1)
-    cf = cdf.reshape(-1)
-    of = out.reshape(-1)
-    for i in range(xf.size):
-        of[i] = xf[i] * cf[i]
-    return out, cdf
+    dydx = np.empty_like(x)
+    vgelu(x.reshape(-1), out.reshape(-1), dydx.reshape(-1))
+    return out, dydx
 
 
 @numba.njit(cache=True)
 def gelu_bwd(g_out, x, saved0, out, into_x=None):
-    # d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
-    xf = x.reshape(-1)
-    arg = np.empty_like(xf)
-    for i in range(xf.size):
-        arg[i] = -0.5 * xf[i] * xf[i]
-    pdf = np.empty_like(xf)
-    vexp(arg, pdf)
+    # saved0 = d gelu / dx from the forward
     if into_x is None:
         into_x = np.empty_like(x)
     gx = into_x
     gf = g_out.reshape(-1)
-    cf = saved0.reshape(-1)
+    df = saved0.reshape(-1)
     gxf = gx.reshape(-1)
-    for i in range(xf.size):
-        gxf[i] = gf[i] * (cf[i] + xf[i] * _INV_SQRT_2PI * pdf[i])
+    for i in range(gxf.size):
+        gxf[i] = gf[i] * df[i]
     return (gx,)
 
 
