@@ -139,7 +139,7 @@ def _in_place(line: str, owned: set[str]) -> str:
     return line
 
 
-def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]], itemsize: int,
+def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]],
            reuse: bool = True) -> tuple[dict[str, int], list[int]]:
     """Buffer index of every planned tensor and each buffer's size in elements.
 
@@ -147,7 +147,6 @@ def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]], itemsize: int,
     grows the largest free one, else opens a new one. A buffer is free once the last reader of
     its tenant has run (strictly before the call that writes the new tenant).
     """
-    del itemsize  # sizes are in elements; kept in the signature for callers that report bytes
     where: dict[str, int] = {}
     capacity: list[int] = []
     busy: list[tuple[int, int]] = []  # heap of (end, buffer)
@@ -178,7 +177,8 @@ class Arena:
     def __init__(self, plan: BufferPlan, sizes: dict[str, int], dtype, reuse: bool = True):
         dtype = np.dtype(dtype)
         shapes = plan.shapes(sizes)
-        where, capacity = assign(plan, shapes, dtype.itemsize, reuse)
+        where, capacity = assign(plan, shapes, reuse)
+        self.where = where  # tensor → buffer index
         self.buffers = [np.empty(n, dtype) for n in capacity]
         self.views = {v: self.buffers[b][: int(np.prod(shapes[v], dtype=np.int64))].reshape(shapes[v])
                       for v, b in where.items()}
@@ -189,14 +189,11 @@ class Arena:
 def describe(plan: BufferPlan, sizes: dict[str, int] | None = None, dtype=np.float32) -> list[str]:
     """The plan as comment lines for the generated driver (and `graphc compile --plan`)."""
     lines = [f"{'tensor':<28} {'shape':<24} live"]
-    arena = None
-    if sizes is not None:
-        arena = Arena(plan, sizes, dtype)
-        shapes = plan.shapes(sizes)
-        where, _ = assign(plan, shapes, np.dtype(dtype).itemsize)
+    arena = Arena(plan, sizes, dtype) if sizes is not None else None
+    shapes = plan.shapes(sizes) if sizes is not None else {}
     for t in plan.tensors:
-        shape = f"({fmt_shape(t.shape)})" if sizes is None else str(shapes[t.var])
-        buf = f"   buffer {where[t.var]}" if sizes is not None else ""
+        shape = str(shapes[t.var]) if arena else f"({fmt_shape(t.shape)})"
+        buf = f"   buffer {arena.where[t.var]}" if arena else ""
         lines.append(f"{t.var:<28} {shape:<24} {plan.where(t.start)}..{plan.where(t.end)}{buf}")
     if arena is not None:
         lines.append(f"{len(plan.tensors)} tensors in {len(arena.buffers)} buffers: "

@@ -55,7 +55,7 @@ def test_sharing_buffers_changes_no_result(model):
 def test_no_buffer_holds_two_live_tensors(model):
     plan = model.buffer_plan
     sizes = plan.sizes_of(model.feed(synthetic_batch(model, _dims(model), seed=1)))
-    where, capacity = assign(plan, plan.shapes(sizes), 4)
+    where, capacity = assign(plan, plan.shapes(sizes))
     shapes = plan.shapes(sizes)
     by_buffer: dict[int, list] = {}
     for t in plan.tensors:
