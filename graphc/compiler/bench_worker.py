@@ -26,8 +26,11 @@ def main() -> None:
     t_first = time.perf_counter()
     timing = time_steps(model, dims, steps=steps) if steps else {}
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    arenas = [a for stack in model._arenas.free.values() for a in stack]
+    plan_mb = max((a.nbytes for a in arenas), default=0) / 2**20
     print(json.dumps({"compile_s": t_compiled - t_start, "first_step_s": t_first - t_start,
-                      **{f"step_{k}": v for k, v in timing.items()}, "peak_rss_mb": peak_kb / 1024}))
+                      **{f"step_{k}": v for k, v in timing.items()}, "peak_rss_mb": peak_kb / 1024,
+                      "buffer_plan_mb": plan_mb}))
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
         else:
             warm = _worker(spec, sizes, steps, overrides, {**os.environ})
     results |= {"cached_start_s": warm["first_step_s"], "step_median_ms": warm["step_median"] * 1e3,
-                "step_best_ms": warm["step_best"] * 1e3, "peak_rss_mb": warm["peak_rss_mb"]}
+                "step_best_ms": warm["step_best"] * 1e3, "peak_rss_mb": warm["peak_rss_mb"],
+                "buffer_plan_mb": warm["buffer_plan_mb"]}
     if fmt == "json":
         click.echo(json.dumps(results, indent=2))
         return
@@ -163,4 +164,5 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
     click.echo(f"  cached start (to first step):                   {results['cached_start_s']:.2f} s")
     click.echo(f"  step (forward+backward): median {results['step_median_ms']:.2f} ms, "
                f"best {results['step_best_ms']:.2f} ms over {steps} steps")
-    click.echo(f"  peak memory (RSS): {results['peak_rss_mb']:.0f} MB")
+    click.echo(f"  peak memory (RSS): {results['peak_rss_mb']:.0f} MB; buffer plan (activations and "
+               f"gradients): {results['buffer_plan_mb']:.1f} MiB")

@@ -62,6 +62,7 @@ def test_bench_reports_times_and_memory():
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["step_median_ms"] > 0 and data["cached_start_s"] > 0 and data["peak_rss_mb"] > 10
+    assert 0 < data["buffer_plan_mb"] < data["peak_rss_mb"]
 
 
 def test_train_resume_eval_sample(tmp_path):
