@@ -17,8 +17,8 @@ from graphc.compiler.plan import BufferPlan, describe
 WIDTH = 100
 
 
-def _call(c: Call, indent: str = "    ") -> list[str]:
-    lines = [f"{indent}# {c.comment}"] if c.comment else []
+def _call(c: Call, step: str, indent: str = "    ") -> list[str]:
+    lines = [f"{indent}# [{step}] {c.comment}"]  # step: the call's place in the buffer plan
     lines += [indent + b for b in c.before]
     targets = ", ".join(c.targets) + ("," if len(c.targets) == 1 else "")
     args = ", ".join(f"{k}={v}" for k, v in c.args)
@@ -78,9 +78,9 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
         out.append(f'    {prog.tensors[(node.name, "out")]} = X["{node.name}"]  # {t}')
     for dim, (inp, axis) in sorted(prog.dims.items()):
         out.append(f"    {prog.dim_vars.get(dim, dim)} = {prog.tensors[(inp, 'out')]}.shape[{axis}]")
-    for c in prog.forward:
+    for i, c in enumerate(prog.forward):
         out.append("")
-        out += _call(c)
+        out += _call(c, f"f{i}")
     saved = [v for c in prog.forward for v in c.targets] + [
         prog.tensors[(n.name, "out")] for n in g.inputs]
     saved += [line.split(" = ")[0].strip() for c in prog.forward for line in c.before]
@@ -99,9 +99,9 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
         var = prog.dim_vars.get(dim, dim)
         if _backward_reads(prog, var):
             out.append(f'    {var} = S["{prog.tensors[(inp, "out")]}"].shape[{axis}]')
-    for c in prog.backward:
+    for i, c in enumerate(prog.backward):
         out.append("")
-        out += _call(c)
+        out += _call(c, f"b{i}")
     for name, var in prog.input_grads.items():
         out.append(f'    GX["{name}"] = {var}')
     out += ["    return G, GX", ""]

@@ -29,7 +29,7 @@ def test_compile_emits_readable_source(tmp_path):
     assert "def forward(P, X, buf, training, rng, dtype):" in source
     assert "def backward(P, S, buf, dtype, W):" in source
     assert "# Buffer plan" in source and 'out=buf["hidden_layers_0_fc"]' in source
-    assert "# hidden_layers.0.fc · linear → B×64" in source  # node names and symbolic shapes
+    assert "# [f0] hidden_layers.0.fc · linear → B×64" in source  # node names and symbolic shapes
     compile(source, "mlp.py", "exec")  # it is valid Python
 
 
