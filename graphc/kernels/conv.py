@@ -33,52 +33,82 @@ def _chunk(n_batch, rows, cols_per_image):
 
 
 @numba.njit(cache=True)
-def _im2col(img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, col):
-    """Patches of img[b0:b0+n] on an (oh, ow) grid -> col [C*kh*kw, n*oh*ow] (every entry
-    written, so col can be a reused buffer)."""
-    _, c_n, ih, iw = img.shape
-    p = oh * ow
-    for c in range(c_n):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                # output columns x whose input column x*sw - pw + j*dw lies inside the image
-                x_lo = min(ow, max(0, -((j * dw - pw) // sw)))
-                x_hi = max(x_lo, min(ow, (iw - 1 + pw - j * dw) // sw + 1))
-                for bl in range(n):
-                    src = img[b0 + bl, c]
-                    base = bl * p
-                    for y in range(oh):
-                        iy = y * sh - ph + i * dh
-                        dst = base + y * ow
-                        if iy < 0 or iy >= ih:
-                            col[row, dst : dst + ow] = 0.0
-                            continue
-                        col[row, dst : dst + x_lo] = 0.0
-                        for x in range(x_lo, x_hi):
-                            col[row, dst + x] = src[iy, x * sw - pw + j * dw]
-                        col[row, dst + x_hi : dst + ow] = 0.0
+def _tap_tables(ih, iw, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Index tables of the patch geometry, shared by every image and channel:
+    ``fwd[t, p]``: flat input index ``iy*iw + ix`` that output ``p = y*ow + x`` reads through
+    tap ``t = i*kw + j``, or ``ih*iw`` (a zero slot past the plane) where it reads padding;
+    ``inv[t, q]``: the output ``p`` that reads input ``q`` through tap ``t``, or ``oh*ow``
+    (a zero slot) if none does (each tap reads an input pixel at most once)."""
+    kk = kh * kw
+    fwd = np.full((kk, oh * ow), ih * iw, dtype=np.int64)
+    inv = np.full((kk, ih * iw), oh * ow, dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            t = i * kw + j
+            for y in range(oh):
+                iy = y * sh - ph + i * dh
+                if iy < 0 or iy >= ih:
+                    continue
+                for x in range(ow):
+                    ix = x * sw - pw + j * dw
+                    if 0 <= ix < iw:
+                        fwd[t, y * ow + x] = iy * iw + ix
+                        inv[t, iy * iw + ix] = y * ow + x
+    return fwd, inv
 
 
 @numba.njit(cache=True)
-def _col2im_add(col, img, b0, n, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """Adjoint of _im2col: scatter-add patch columns back into img[b0:b0+n]."""
-    _, c_n, ih, iw = img.shape
-    p = oh * ow
-    for c in range(c_n):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                for bl in range(n):
-                    base = bl * p
-                    for y in range(oh):
-                        iy = y * sh - ph + i * dh
-                        if iy < 0 or iy >= ih:
-                            continue
-                        for x in range(ow):
-                            ix = x * sw - pw + j * dw
-                            if 0 <= ix < iw:
-                                img[b0 + bl, c, iy, ix] += col[row, base + y * ow + x]
+def _im2col(img, b0, n, tab, col):
+    """Patches of img[b0:b0+n] -> col [C*kh*kw, n*oh*ow] through the ``fwd`` tap table
+    (every entry written, so col can be a reused buffer). Each image plane is copied into a
+    scratch plane with a trailing zero slot, so padding needs no branch: a table lookup
+    loop per tap, far cheaper than per-row slicing when images are small."""
+    b_all, c_n, ih, iw = img.shape
+    hw = ih * iw
+    img3 = img.reshape(b_all, c_n, hw)
+    kk, p = tab.shape
+    plane = np.zeros(hw + 1, dtype=img.dtype)
+    for bl in range(n):
+        base = bl * p
+        for c in range(c_n):
+            src = img3[b0 + bl, c]
+            for q in range(hw):
+                plane[q] = src[q]
+            for t in range(kk):
+                crow = col[c * kk + t]
+                for q in range(p):
+                    crow[base + q] = plane[tab[t, q]]
+
+
+@numba.njit(cache=True)
+def _col2im(col, img, b0, n, inv):
+    """Adjoint of _im2col: img[b0:b0+n] = the patch columns summed back onto their input
+    pixels (overwrites, no zeroing pass). Gather form through the ``inv`` tap table: each
+    pixel sums its taps in a fixed order, reading a scratch copy of the column segment with
+    a trailing zero slot."""
+    b_all, c_n, ih, iw = img.shape
+    hw = ih * iw
+    img3 = img.reshape(b_all, c_n, hw)
+    kk = inv.shape[0]
+    p = col.shape[1] // n
+    seg = np.zeros(p + 1, dtype=img.dtype)
+    acc = np.empty(hw, dtype=img.dtype)
+    for bl in range(n):
+        base = bl * p
+        for c in range(c_n):
+            for t in range(kk):
+                crow = col[c * kk + t]
+                for q in range(p):
+                    seg[q] = crow[base + q]
+                if t == 0:
+                    for q in range(hw):
+                        acc[q] = seg[inv[t, q]]
+                else:
+                    for q in range(hw):
+                        acc[q] += seg[inv[t, q]]
+            dst = img3[b0 + bl, c]
+            for q in range(hw):
+                dst[q] = acc[q]
 
 
 @numba.njit(cache=True)
@@ -89,27 +119,51 @@ def _gather(a, b0, n, c0, cn):
     res = np.empty((cn, n * p), dtype=a.dtype)
     for c in range(cn):
         for bl in range(n):
-            res[c, bl * p : (bl + 1) * p] = a3[b0 + bl, c0 + c]
+            src = a3[b0 + bl, c0 + c]
+            base = bl * p
+            for q in range(p):
+                res[c, base + q] = src[q]
     return res
 
 
 @numba.njit(cache=True)
-def _scatter(res, a, b0, n, c0):
-    """Inverse of _gather: write [cn, n*H*W] into a[b0:b0+n, c0:c0+cn]."""
+def _gather_sum(a, b0, n, c0, cn, sums):
+    """_gather, also adding each channel's sum to sums[c0 + c] (float64): the bias gradient
+    in the same pass."""
     p = a.shape[2] * a.shape[3]
     a3 = a.reshape(a.shape[0], a.shape[1], p)
-    for c in range(res.shape[0]):
+    res = np.empty((cn, n * p), dtype=a.dtype)
+    for c in range(cn):
+        s = 0.0
         for bl in range(n):
-            a3[b0 + bl, c0 + c] = res[c, bl * p : (bl + 1) * p]
+            src = a3[b0 + bl, c0 + c]
+            base = bl * p
+            for q in range(p):
+                v = src[q]
+                res[c, base + q] = v
+                s += v
+        sums[c0 + c] += s
+    return res
 
 
 @numba.njit(cache=True)
-def _zeroed(x, into):
-    """A zero buffer shaped like x to accumulate into: ``into`` cleared, or a fresh one."""
-    if into is None:
-        return np.zeros_like(x)
-    into.reshape(-1)[:] = 0.0  # (faster than fill() in numba)
-    return into
+def _scatter(res, a, b0, n, c0, bias, has_bias):
+    """Inverse of _gather: write [cn, n*H*W] into a[b0:b0+n, c0:c0+cn], adding
+    bias[c0 + c] when has_bias (the bias in the same pass)."""
+    p = a.shape[2] * a.shape[3]
+    a3 = a.reshape(a.shape[0], a.shape[1], p)
+    bf = bias.reshape(-1)
+    for c in range(res.shape[0]):
+        for bl in range(n):
+            dst = a3[b0 + bl, c0 + c]
+            base = bl * p
+            if has_bias:
+                bv = bf[c0 + c]
+                for q in range(p):
+                    dst[q] = res[c, base + q] + bv
+            else:
+                for q in range(p):
+                    dst[q] = res[c, base + q]
 
 
 @numba.njit(cache=True)
@@ -156,13 +210,18 @@ def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     oh, ow = _conv2d_out_size(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     if cg == 1 and groups > 1:
         # depthwise: one input channel per filter is too little work per GEMM; direct loops
-        out = _depthwise_fwd(x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, out)
+        res = _depthwise_fwd(x, weight, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, out)
+        if has_bias and bias.size > 0:
+            _add_bias(res, bias)
+        return (res,)
     else:
         og = o_n // groups
         rows = cg * kh * kw
         w3 = weight.reshape(groups, og, rows)
         if out is None:
             out = np.empty((b_n, o_n, oh, ow), dtype=x.dtype)
+        tab, _ = _tap_tables(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
+        with_bias = has_bias and bias.size > 0
         nb = _chunk(b_n, c_n * kh * kw, oh * ow)
         n_buf = 0
         col = np.empty((0, 0), dtype=x.dtype)
@@ -173,14 +232,12 @@ def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
                 col = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
                 res = np.empty((og, n * oh * ow), dtype=x.dtype)
                 n_buf = n
-            _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, col)
+            _im2col(x, b0, n, tab, col)
             col3 = col.reshape(groups, rows, n * oh * ow)
             for g in range(groups):
                 np.dot(w3[g], col3[g], res)
-                _scatter(res, out, b0, n, g * og)
-    if has_bias and bias.size > 0:
-        _add_bias(out, bias)
-    return (out,)
+                _scatter(res, out, b0, n, g * og, bias, with_bias)
+        return (out,)
 
 
 @numba.njit(cache=True)
@@ -196,8 +253,12 @@ def conv2d_bwd(
     og = o_n // groups
     rows = cg * kh * kw
     w3 = weight.reshape(groups, og, rows)
-    gx = _zeroed(x, into_x)
-    gw3 = np.zeros((groups, og, rows), dtype=x.dtype)
+    gx = np.empty_like(x) if into_x is None else into_x
+    # (the first chunk's GEMM writes it; zeros only for an empty batch)
+    gw3 = np.empty((groups, og, rows), dtype=x.dtype) if b_n > 0 else np.zeros((groups, og, rows), dtype=x.dtype)
+    with_bias = has_bias and bias.size > 0
+    gb_acc = np.zeros(o_n, dtype=np.float64)
+    tab, inv = _tap_tables(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
     nb = _chunk(b_n, c_n * kh * kw, oh * ow)
     n_buf = 0
     col = np.empty((0, 0), dtype=x.dtype)
@@ -208,15 +269,26 @@ def conv2d_bwd(
             col = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
             gcol = np.empty((c_n * kh * kw, n * oh * ow), dtype=x.dtype)
             n_buf = n
-        _im2col(x, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow, col)
+        _im2col(x, b0, n, tab, col)
         col3 = col.reshape(groups, rows, n * oh * ow)
         gcol3 = gcol.reshape(groups, rows, n * oh * ow)
         for g in range(groups):
-            go = _gather(g_out, b0, n, g * og, og)
-            gw3[g] += np.dot(go, col3[g].T)
+            if with_bias:
+                go = _gather_sum(g_out, b0, n, g * og, og, gb_acc)
+            else:
+                go = _gather(g_out, b0, n, g * og, og)
+            if b0 == 0:
+                np.dot(go, col3[g].T, gw3[g])
+            else:
+                gw3[g] += np.dot(go, col3[g].T)
             np.dot(w3[g].T, go, gcol3[g])
-        _col2im_add(gcol, gx, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, oh, ow)
-    return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)
+        _col2im(gcol, gx, b0, n, inv)
+    gb = np.zeros_like(bias)
+    if with_bias:
+        gbf = gb.reshape(-1)
+        for o in range(o_n):
+            gbf[o] = gb_acc[o]
+    return gx, gw3.reshape(weight.shape), gb
 
 
 @numba.njit(cache=True)
@@ -342,9 +414,9 @@ def conv_transpose2d_fwd(
     rows = og * kh * kw
     w3 = weight.reshape(groups, cg, rows)
     if out is None:
-        out = np.zeros((b_n, o_n, oh, ow), dtype=x.dtype)
-    else:
-        out.reshape(-1)[:] = 0.0
+        out = np.empty((b_n, o_n, oh, ow), dtype=x.dtype)
+    # The output image plays the role of conv2d's input; x's grid is the patch grid.
+    _, inv = _tap_tables(oh, ow, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
     nb = _chunk(b_n, o_n * kh * kw, h * w)
     n_buf = 0
     col = np.empty((0, 0), dtype=x.dtype)
@@ -356,8 +428,7 @@ def conv_transpose2d_fwd(
         col3 = col.reshape(groups, rows, n * h * w)
         for g in range(groups):
             np.dot(w3[g].T, _gather(x, b0, n, g * cg, cg), col3[g])
-        # The output image plays the role of conv2d's input; x's grid is the patch grid.
-        _col2im_add(col, out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
+        _col2im(col, out, b0, n, inv)
     if has_bias and bias.size > 0:
         _add_bias(out, bias)
     return (out,)
@@ -392,6 +463,8 @@ def conv_transpose2d_bwd(
         into_x = np.empty_like(x)
     gx = into_x
     gw3 = np.zeros((groups, cg, rows), dtype=x.dtype)
+    oh, ow = g_out.shape[2], g_out.shape[3]
+    tab, _ = _tap_tables(oh, ow, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w)
     nb = _chunk(b_n, o_n * kh * kw, h * w)
     n_buf = 0
     col = np.empty((0, 0), dtype=x.dtype)
@@ -402,11 +475,11 @@ def conv_transpose2d_bwd(
             col = np.empty((o_n * kh * kw, n * h * w), dtype=x.dtype)
             res = np.empty((cg, n * h * w), dtype=x.dtype)
             n_buf = n
-        _im2col(g_out, b0, n, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, h, w, col)
+        _im2col(g_out, b0, n, tab, col)
         col3 = col.reshape(groups, rows, n * h * w)
         for g in range(groups):
             xg = _gather(x, b0, n, g * cg, cg)
             gw3[g] += np.dot(xg, col3[g].T)
             np.dot(w3[g], col3[g], res)
-            _scatter(res, gx, b0, n, g * cg)
+            _scatter(res, gx, b0, n, g * cg, bias, False)
     return gx, gw3.reshape(weight.shape), _bias_grad(g_out, bias, has_bias)
