@@ -27,6 +27,68 @@ def _out_size(n, k, s, p):
 
 # --------------------------------------------------------------------------- maxpool2d
 @numba.njit(cache=True)
+def _maxpool_valid(x, kh, kw, sh, sw, oh, ow, out, arg):
+    """maxpool without padding: every window lies inside the plane, so there is no
+    clipping and no -inf start; the window's first element seeds the running max (the
+    general loop's selection rule, so NaN handling is identical)."""
+    b_n, c_n, h, w = x.shape
+    x3 = x.reshape(b_n * c_n, h * w)
+    o3 = out.reshape(b_n * c_n, oh * ow)
+    a3 = arg.reshape(b_n * c_n, oh * ow)
+    for pc in range(b_n * c_n):
+        plane = x3[pc]
+        op = o3[pc]
+        ap = a3[pc]
+        for y in range(oh):
+            r0 = y * sh * w
+            for z in range(ow):
+                k0 = r0 + z * sw
+                best = plane[k0]
+                best_i = k0
+                for i in range(kh):
+                    for j in range(kw):
+                        v = plane[k0 + i * w + j]
+                        if v > best:
+                            best = v
+                            best_i = k0 + i * w + j
+                op[y * ow + z] = best
+                ap[y * ow + z] = best_i
+
+
+@numba.njit(cache=True)
+def _maxpool_2x2(x, sh, sw, oh, ow, out, arg):
+    """_maxpool_valid unrolled for 2x2 windows (the common case)."""
+    b_n, c_n, h, w = x.shape
+    x3 = x.reshape(b_n * c_n, h * w)
+    o3 = out.reshape(b_n * c_n, oh * ow)
+    a3 = arg.reshape(b_n * c_n, oh * ow)
+    for pc in range(b_n * c_n):
+        plane = x3[pc]
+        op = o3[pc]
+        ap = a3[pc]
+        for y in range(oh):
+            r0 = y * sh * w
+            for z in range(ow):
+                k0 = r0 + z * sw
+                best = plane[k0]
+                best_i = k0
+                v = plane[k0 + 1]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + 1 if up else best_i
+                v = plane[k0 + w]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + w if up else best_i
+                v = plane[k0 + w + 1]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + w + 1 if up else best_i
+                op[y * ow + z] = best
+                ap[y * ow + z] = best_i
+
+
+@numba.njit(cache=True)
 def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     b_n, c_n, h, w = x.shape
     oh = _out_size(h, kh, stride_h, pad_h)
@@ -34,6 +96,12 @@ def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     if out is None:
         out = np.empty((b_n, c_n, oh, ow), dtype=x.dtype)
     arg = np.empty((b_n, c_n, oh, ow), dtype=np.int64)
+    if pad_h == 0 and pad_w == 0 and kh >= 1 and kw >= 1:
+        if kh == 2 and kw == 2:
+            _maxpool_2x2(x, stride_h, stride_w, oh, ow, out, arg)
+        else:
+            _maxpool_valid(x, kh, kw, stride_h, stride_w, oh, ow, out, arg)
+        return out, arg
     for b in range(b_n):
         for c in range(c_n):
             plane = x[b, c]
