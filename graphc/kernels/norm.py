@@ -33,88 +33,161 @@ def _sum4(a):
     return (s0 + s1) + (s2 + s3)
 
 
+@numba.njit(cache=True)
+def _sum8(a):
+    """_sum4 with eight partial sums (one fixed order): the SLP vectorizer packs them into
+    vector adds."""
+    n = a.size
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        s4 += a[j + 4]
+        s5 += a[j + 5]
+        s6 += a[j + 6]
+        s7 += a[j + 7]
+    for j in range(n8, n):
+        s0 += a[j]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@numba.njit(cache=True)
+def _sumsq8(a):
+    """Sum of squares of a 1-D float64 array, in _sum8's order."""
+    n = a.size
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += a[j] * a[j]
+        s1 += a[j + 1] * a[j + 1]
+        s2 += a[j + 2] * a[j + 2]
+        s3 += a[j + 3] * a[j + 3]
+        s4 += a[j + 4] * a[j + 4]
+        s5 += a[j + 5] * a[j + 5]
+        s6 += a[j + 6] * a[j + 6]
+        s7 += a[j + 7] * a[j + 7]
+    for j in range(n8, n):
+        s0 += a[j] * a[j]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows(x2, weight, bias, eps, affine, out=None):
+def _ln_rows(x2, y2, weight, bias, eps, affine, out=None):
+    """Layer norm of the rows of x2 (of x2 + y2 when y2 is not zero-size: add_norm's sum
+    is formed row by row, never stored). Each row is loaded once into a float64 scratch
+    row; the output is computed in float64 and rounded once. Rows are indexed as
+    ``a[r, j]``, not through row views: measured 20-40% faster here (the views cost LLVM
+    its vectorization of these short loops)."""
     n, d = x2.shape
     if out is None:
         out = np.empty_like(x2)
     mean = np.empty(n, dtype=x2.dtype)
     rstd = np.empty(n, dtype=x2.dtype)
+    add = y2.size > 0
     use_w = affine and weight.size > 0
     use_b = affine and bias.size > 0
     wf = weight.reshape(-1)
     bf = bias.reshape(-1)
     dev = np.empty(d, dtype=np.float64)
     for r in range(n):
-        row = x2[r]
-        orow = out[r]
-        m = _sum4(row) / d
+        if add:
+            for j in range(d):
+                dev[j] = x2[r, j] + y2[r, j]
+        else:
+            for j in range(d):
+                dev[j] = x2[r, j]
+        m = _sum8(dev) / d
         for j in range(d):
-            dev[j] = row[j] - m
-        for j in range(d):
-            orow[j] = dev[j] * dev[j]  # scratch: squared deviations
-        rs = 1.0 / math.sqrt(_sum4(orow) / d + eps)  # biased variance, as torch
+            dev[j] -= m
+        v = _sumsq8(dev) / d
+        rs = 1.0 / math.sqrt(v + eps)  # biased variance, as torch
         mean[r] = m
         rstd[r] = rs
-        for j in range(d):
-            orow[j] = dev[j] * rs
-        if use_w:
+        if use_w and use_b:
             for j in range(d):
-                orow[j] *= wf[j]
-        if use_b:
+                out[r, j] = dev[j] * rs * wf[j] + bf[j]
+        elif use_w:
             for j in range(d):
-                orow[j] += bf[j]
+                out[r, j] = dev[j] * rs * wf[j]
+        elif use_b:
+            for j in range(d):
+                out[r, j] = dev[j] * rs + bf[j]
+        else:
+            for j in range(d):
+                out[r, j] = dev[j] * rs
     return out, mean, rstd
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows_bwd(g2, x2, weight, bias, affine, mean, rstd, gx=None):
+def _ln_rows_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx=None, gy=None):
+    """Backward of _ln_rows (y2 zero-size: plain layer norm). With add, x and y get the same
+    gradient: written to gx and gy in one pass (gy None: only gx). The parameter gradients
+    accumulate over rows in float64."""
     n, d = x2.shape
     if gx is None:
         gx = np.empty_like(x2)
     gw = np.zeros_like(weight)
     gb = np.zeros_like(bias)
+    add = y2.size > 0
     use_w = affine and weight.size > 0
     use_b = affine and bias.size > 0
     wf = weight.reshape(-1)
-    gwf = gw.reshape(-1)
-    gbf = gb.reshape(-1)
+    gw_acc = np.zeros(d, dtype=np.float64)
+    gb_acc = np.zeros(d, dtype=np.float64)
     xhat = np.empty(d, dtype=np.float64)
     gxhat = np.empty(d, dtype=np.float64)
     prod = np.empty(d, dtype=np.float64)
     for r in range(n):
         m = mean[r]
         rs = rstd[r]
-        grow = g2[r]
-        for j in range(d):
-            xhat[j] = (x2[r, j] - m) * rs
-        if use_w:
+        if add:
             for j in range(d):
-                gxhat[j] = grow[j] * wf[j]
-            for j in range(d):
-                gwf[j] += grow[j] * xhat[j]
+                xhat[j] = ((x2[r, j] + y2[r, j]) - m) * rs
         else:
             for j in range(d):
-                gxhat[j] = grow[j]
+                xhat[j] = (x2[r, j] - m) * rs
+        if use_w:
+            for j in range(d):
+                gxhat[j] = g2[r, j] * wf[j]
+            for j in range(d):
+                gw_acc[j] += g2[r, j] * xhat[j]
+        else:
+            for j in range(d):
+                gxhat[j] = g2[r, j]
         if use_b:
             for j in range(d):
-                gbf[j] += grow[j]
+                gb_acc[j] += g2[r, j]
         for j in range(d):
             prod[j] = gxhat[j] * xhat[j]
         s1 = _sum4(gxhat) / d
         s2 = _sum4(prod) / d
         for j in range(d):
             gx[r, j] = rs * (gxhat[j] - s1 - xhat[j] * s2)
+        if gy is not None:
+            for j in range(d):
+                gy[r, j] = gx[r, j]
+    if use_w:
+        gwf = gw.reshape(-1)
+        for j in range(d):
+            gwf[j] = gw_acc[j]
+    if use_b:
+        gbf = gb.reshape(-1)
+        for j in range(d):
+            gbf[j] = gb_acc[j]
     return gx, gw, gb
 
 
 @numba.njit(cache=True)
 def layernorm_fwd(x, weight, bias, eps, affine, out=None):
     d = x.shape[-1]
+    none = np.empty((0, d), dtype=x.dtype)
     if out is None:
-        out2, mean, rstd = _ln_rows(x.reshape(-1, d), weight, bias, eps, affine)
+        out2, mean, rstd = _ln_rows(x.reshape(-1, d), none, weight, bias, eps, affine)
         return out2.reshape(x.shape), mean, rstd
-    _, mean, rstd = _ln_rows(x.reshape(-1, d), weight, bias, eps, affine, out.reshape(-1, d))
+    _, mean, rstd = _ln_rows(x.reshape(-1, d), none, weight, bias, eps, affine, out.reshape(-1, d))
     return out, mean, rstd
 
 
@@ -123,46 +196,39 @@ def layernorm_bwd(g_out, x, weight, bias, eps, affine, saved0, saved1, out, into
     d = x.shape[-1]
     g2 = g_out.reshape(-1, d)
     x2 = x.reshape(-1, d)
+    none = np.empty((0, d), dtype=x.dtype)
     if into_x is None:
-        gx2, gw, gb = _ln_rows_bwd(g2, x2, weight, bias, affine, saved0, saved1)
+        gx2, gw, gb = _ln_rows_bwd(g2, x2, none, weight, bias, affine, saved0, saved1)
         return gx2.reshape(x.shape), gw, gb
-    _, gw, gb = _ln_rows_bwd(g2, x2, weight, bias, affine, saved0, saved1, into_x.reshape(-1, d))
+    _, gw, gb = _ln_rows_bwd(g2, x2, none, weight, bias, affine, saved0, saved1, into_x.reshape(-1, d))
     return into_x, gw, gb
 
 
 # --------------------------------------------------------------------------- add_norm
 @numba.njit(cache=True)
 def add_norm_fwd(x, y, weight, bias, eps, out=None):
-    # The residual sum is not saved: the backward recomputes it (one add) to save memory.
+    # The residual sum is formed row by row and not saved: the backward recomputes it.
     d = x.shape[-1]
-    s2 = (x + y).reshape(-1, d)
+    x2 = x.reshape(-1, d)
+    y2 = y.reshape(-1, d)
     if out is None:
-        out2, mean, rstd = _ln_rows(s2, weight, bias, eps, True)
+        out2, mean, rstd = _ln_rows(x2, y2, weight, bias, eps, True)
         return out2.reshape(x.shape), mean, rstd
-    _, mean, rstd = _ln_rows(s2, weight, bias, eps, True, out.reshape(-1, d))
+    _, mean, rstd = _ln_rows(x2, y2, weight, bias, eps, True, out.reshape(-1, d))
     return out, mean, rstd
 
 
 @numba.njit(cache=True)
 def add_norm_bwd(g_out, x, y, weight, bias, eps, saved0, saved1, out, into_x=None, into_y=None):
-    # x and y get the same gradient (that of their sum): computed once, then copied.
+    # x and y get the same gradient (that of their sum): computed once, written to both.
     d = x.shape[-1]
-    s2 = (x + y).reshape(-1, d)
+    x2 = x.reshape(-1, d)
+    y2 = y.reshape(-1, d)
     g2 = g_out.reshape(-1, d)
-    if into_x is None:
-        gs2, gw, gb = _ln_rows_bwd(g2, s2, weight, bias, True, saved0, saved1)
-        gx = gs2.reshape(x.shape)
-    else:
-        _, gw, gb = _ln_rows_bwd(g2, s2, weight, bias, True, saved0, saved1, into_x.reshape(-1, d))
-        gx = into_x
-    if into_y is None:
-        gy = gx.copy()
-    else:
-        src = gx.reshape(-1)
-        dst = into_y.reshape(-1)
-        for i in range(src.size):  # (a loop: numba's array-slice assignment is slower)
-            dst[i] = src[i]
-        gy = into_y
+    gx = np.empty_like(x) if into_x is None else into_x
+    gy = np.empty_like(y) if into_y is None else into_y
+    _, gw, gb = _ln_rows_bwd(g2, x2, y2, weight, bias, True, saved0, saved1, gx.reshape(-1, d),
+                             gy.reshape(-1, d))
     return gx, gy, gw, gb
 
 
