@@ -1,6 +1,11 @@
 """The training loop: ``train(model, out_dir=...)``.
 
-One optimizer step, as :meth:`Run.step` does it::
+Owns :func:`train` and :class:`Run`'s loop: the optimizer step (``train_step``), logging,
+validation and early stopping. The phases and their optimizers (parameter selection,
+``train.phases``, optimizer state in checkpoints) are :mod:`.phases`; the run directory
+(resume, checkpoints, failure handling, summary) is :class:`.rundir.RunFiles`, a base of Run.
+
+One optimizer step, as :meth:`Run.train_step` does it::
 
     lr = schedule(step)
     for each of `accumulate` micro-batches:
@@ -21,35 +26,30 @@ dropout), so resuming from a checkpoint continues exactly as if the run had neve
 
 Run directory: ``config.json`` (resolved train config), ``metrics.jsonl`` (one JSON object per
 logged step), ``summary.json`` (status and final metrics, incl. ``val_*``), ``loss.png`` and
-``checkpoint/`` (the latest; see :mod:`.checkpoint`).
+``checkpoint/`` (the latest; see :mod:`.checkpoint`), all written by :mod:`.rundir`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import math
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import check_params, load_checkpoint, save_checkpoint
-from .config import did_you_mean
-from .errors import CheckpointError, ConfigError, NonFiniteError
+from .checkpoint import save_checkpoint
+from .errors import ConfigError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
-from .optim import clip_by_global_norm, global_norm, make_optimizer
-from .plot import plot_losses
+from .optim import clip_by_global_norm, global_norm
+from .phases import PhaseRun, build_phases, trainable_params
 from .progress import make_progress
-from .schedule import make_schedule
-from .setup import Setup, model_fingerprint, spec_hash, step_seed
+from .rundir import BEST_DIR, CHECKPOINT_DIR, RunFiles
+from .setup import Setup, model_fingerprint, step_seed
 
-CHECKPOINT_DIR = "checkpoint"
-BEST_DIR = "best"  # the parameters at the best evaluation, with early stopping
+# PhaseRun and CHECKPOINT_DIR live in .phases / .rundir now; still importable from here
+__all__ = ["BEST_DIR", "CHECKPOINT_DIR", "PhaseRun", "Run", "train"]
 
 
 def train(
@@ -86,16 +86,17 @@ def train(
     return run.loop(max_steps, make_progress(progress))
 
 
-class Run:
-    """The state of one training run and the steps that change it."""
+class Run(RunFiles):
+    """The state of one training run and the steps that change it (its directory, resume,
+    checkpoints and endings: :class:`~.rundir.RunFiles`)."""
 
     def __init__(self, model, out: Path, setup: Setup, overrides: dict | None) -> None:
         self.model, self.out, self.setup, self.cfg = model, out, setup, setup.cfg
         self.overrides = overrides or {}
         self.loader, self.total = setup.data.train, setup.total
         self.fingerprint = model_fingerprint(model)
-        self.trainable = self._trainable()
-        self.phases = self._phases()
+        self.trainable = trainable_params(model, self.cfg)
+        self.phases = build_phases(model, self.cfg, self.trainable, self.total)
         if self.cfg.phases:  # only what some phase updates is trained
             updated = {n for ph in self.phases for n in ph.names}
             self.trainable = [n for n in self.trainable if n in updated]
@@ -112,105 +113,6 @@ class Run:
         self.history: list[dict] = []
         self.t0 = time.perf_counter()
         self.bar = make_progress("none")
-
-    def _trainable(self) -> list[str]:
-        names = [n for n, p in self.model.params.items() if p.trainable]
-        for pattern in self.cfg.freeze:
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise ConfigError(
-                    f"train.freeze pattern `{pattern}` matches no trainable parameter"
-                )
-        return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in self.cfg.freeze)]
-
-    def _phases(self) -> list[PhaseRun]:
-        """The phases of an optimizer step (one covering everything without train.phases),
-        each with its own optimizer and schedule."""
-        cfg, model = self.cfg, self.model
-        if not cfg.phases:
-            return [self._phase_run(None, self.trainable, 1, cfg.optimizer)]
-        runs = []
-        prefixes = sorted({n.split(".")[0] + ".*" for n in self.trainable})
-        for i, phase in enumerate(cfg.phases):
-            where = f"train.phases[{i}]"
-            for loss in phase.losses:
-                if loss not in model.losses:
-                    raise ConfigError(
-                        f"{where}.loss: the model has no loss `{loss}`"
-                        f"{did_you_mean(loss, model.losses)}; its losses: "
-                        f"{', '.join(model.losses)}"
-                    )
-            chosen: set[str] = set()
-            for pattern in phase.params:
-                hit = {n for n in self.trainable if fnmatch.fnmatchcase(n, pattern)}
-                if not hit:
-                    fixed = [n for n in model.params if fnmatch.fnmatchcase(n, pattern)]
-                    raise ConfigError(
-                        f"{where}.params: pattern `{pattern}` matches no trainable parameter"
-                        + (
-                            f" (only frozen parameters or buffers: {', '.join(fixed[:4])})"
-                            if fixed
-                            else f"; the parameters are under {', '.join(prefixes)}"
-                        )
-                    )
-                chosen |= hit
-            names = [n for n in self.trainable if n in chosen]
-            section = dict(cfg.optimizer)
-            if phase.optimizer:
-                renamed = phase.optimizer.get("name", section["name"]) != section["name"]
-                section = {**({} if renamed else section), **phase.optimizer}
-            runs.append(self._phase_run(phase.losses, names, phase.every, section))
-        return runs
-
-    def _phase_run(self, losses, names: list[str], every: int, section: dict) -> PhaseRun:
-        optimizer = make_optimizer(section, {n: self.model.params[n].decay for n in names})
-        schedule = make_schedule(self.cfg.schedule, lr=optimizer.lr, total=self.total)
-        weights = None
-        if losses is not None:
-            weights = {n: (1.0 if n in losses else 0.0) for n in self.model.losses}
-        return PhaseRun(losses, names, every, optimizer, schedule, weights)
-
-    # --- start and resume ---------------------------------------------------------------
-
-    def restore(self) -> None:
-        ckpt = load_checkpoint(self.out / CHECKPOINT_DIR)
-        state = ckpt.state
-        if state.get("model_hash") != self.fingerprint:
-            raise CheckpointError(
-                f"{ckpt.path} was written for a different model ({state.get('model')!r}, hash "
-                f"{state.get('model_hash')}); this one is {self.model.name!r}, hash "
-                f"{self.fingerprint}"
-            )
-        self.params = {k: np.array(v) for k, v in ckpt.params.items()}
-        self._load_optimizers(ckpt.optimizer, state["optimizer"], ckpt.path)
-        self.loader.load_state_dict(state["data"])
-        self.step = self.resumed_from = self.last_saved = int(state["step"])
-        self.best = state.get("early_stopping", self.best)
-        self.history = [
-            r for r in _read_jsonl(self.out / "metrics.jsonl") if r.get("step", 0) <= self.step
-        ]
-
-    def begin(self) -> None:
-        """Check the parameters and (re)write config.json and metrics.jsonl."""
-        check_params(
-            self.model,
-            self.params,
-            "initial parameters" if self.resumed_from is None else self.out / CHECKPOINT_DIR,
-        )
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.resumed_from is None and (self.out / BEST_DIR).exists():
-            shutil.rmtree(self.out / BEST_DIR)  # a previous run's best, not this one's
-        info = {k: v for k, v in self.setup.data.info.items() if k != "chars"}
-        config = {
-            "model": self.model.name,
-            "total_steps": self.total,
-            "metrics": self.setup.metrics,
-            "data_info": info,
-            "train": self.cfg.to_dict(),
-            "overrides": self.overrides,
-        }
-        (self.out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        with open(self.out / "metrics.jsonl", "w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in self.history)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -369,140 +271,3 @@ class Run:
             return False
         self.best["bad_evals"] += 1
         return self.best["bad_evals"] >= es.patience
-
-    def record(self, row: dict) -> None:
-        if row:
-            self.history.append(row)
-            with open(self.out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-
-    # --- checkpoints and endings ----------------------------------------------------------
-
-    def save(self) -> None:
-        if not all(np.all(np.isfinite(a)) for a in self.params.values()):
-            self.fail("parameters became non-finite")
-        arrays, scalars = self._optimizer_state()
-        state = {
-            "step": self.step,
-            "epoch": self.loader.epochs_done,
-            "data": self.loader.state_dict(),
-            "rng": {"seed": self.cfg.seed, "scheme": "SeedSequence([seed, step, micro])"},
-            "model": self.model.name,
-            "model_hash": self.fingerprint,
-            "spec_hash": spec_hash(self.model),
-            "optimizer": scalars,
-            "early_stopping": self.best,
-            "total_steps": self.total,
-        }
-        save_checkpoint(self.out / CHECKPOINT_DIR, self.params, arrays, state)
-        self.last_saved = self.step
-
-    def _optimizer_state(self) -> tuple[dict, dict]:
-        """Optimizer arrays and scalars; with phases, arrays are ``phase<i>/<slot>/<param>``
-        and the scalars ``{"phases": [...]}``."""
-        if not self.cfg.phases:
-            return self.phases[0].optimizer.state_dict()
-        arrays, scalars = {}, []
-        for i, phase in enumerate(self.phases):
-            a, s = phase.optimizer.state_dict()
-            arrays.update({f"phase{i}/{k}": v for k, v in a.items()})
-            scalars.append(s)
-        return arrays, {"phases": scalars}
-
-    def _load_optimizers(self, arrays: dict, scalars: dict, path) -> None:
-        saved = scalars.get("phases")
-        if not self.cfg.phases:
-            if saved is not None:
-                raise CheckpointError(
-                    f"{path} was written by a run with train.phases ({len(saved)}); this run "
-                    "has none"
-                )
-            self.phases[0].optimizer.load_state_dict(arrays, scalars)
-            return
-        if saved is None or len(saved) != len(self.phases):
-            raise CheckpointError(
-                f"{path} was written by a run with "
-                f"{'no train.phases' if saved is None else f'{len(saved)} phases'}; this run "
-                f"has {len(self.phases)}"
-            )
-        for i, phase in enumerate(self.phases):
-            prefix = f"phase{i}/"
-            own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            phase.optimizer.load_state_dict(own, saved[i])
-
-    def fail(self, what: str, inputs: dict | None = None, seed: int = 0) -> None:
-        """Stop on a NaN/Inf: name the first bad node, keep the last good checkpoint, raise."""
-        node = None
-        if inputs is not None:
-            node = self.model.first_nonfinite(self.params, inputs, seed=seed)
-        message = f"{what} at step {self.step + (inputs is not None)}"
-        if node:
-            message += f"; the first non-finite value is at node `{node}`"
-        if self.last_saved is not None:
-            message += (
-                f"; the last good checkpoint (step {self.last_saved}) is kept in "
-                f"{self.out / CHECKPOINT_DIR}"
-            )
-        else:
-            message += "; no checkpoint had been written yet"
-        self.bar.message(message)
-        self.finish("nonfinite", message=message, nonfinite_node=node)
-        raise NonFiniteError(message, step=self.step, node=node)
-
-    def finish(self, status: str, **extra) -> dict:
-        """Write summary.json and loss.png; return the summary."""
-        last = next((r for r in reversed(self.history) if "loss" in r), {})
-        val = next((r for r in reversed(self.history) if "val_loss" in r), {})
-        summary = {
-            "model": self.model.name,
-            "status": status,
-            "steps": self.step,
-            "total_steps": self.total,
-            "epochs": self.loader.epochs_done,
-            "resumed_from": self.resumed_from,
-            "trainable_params": int(
-                sum(np.prod(self.model.params[n].shape) for n in self.trainable)
-            ),
-            "time_sec": round(time.perf_counter() - self.t0, 3),
-            "metrics": {
-                "loss": last.get("loss"),
-                **{k: v for k, v in val.items() if k.startswith("val_")},
-            },
-            "best": {**self.best, "checkpoint": str(self.out / BEST_DIR)}
-            if self.best["best_step"] is not None
-            else None,
-            "checkpoint": str(self.out / CHECKPOINT_DIR) if self.last_saved is not None else None,
-            "checkpoint_step": self.last_saved,
-            **extra,
-        }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        plot_losses(self.history, self.out / "loss.png", title=self.model.name)
-        return summary
-
-
-@dataclass
-class PhaseRun:
-    """A phase of the optimizer step, resolved: its losses (None: all, unweighted), the
-    parameters it updates, and its own optimizer and schedule."""
-
-    losses: list[str] | None
-    names: list[str]
-    every: int
-    optimizer: Any
-    schedule: Any
-    weights: dict[str, float] | None
-
-    def runs_at(self, step: int) -> bool:
-        return step % self.every == 0
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # a line cut short by a kill: drop it and what follows
-    return rows
