@@ -1,56 +1,151 @@
 """Code generation: a `Program` becomes one readable Python module with `forward` and
 `backward`, straight-line calls into the kernel library, named after the spec's nodes.
 
-The generated driver is plain Python on purpose: the heavy lifting is in the Numba kernels
-(compiled once, cached on disk, shared by every spec), so a new spec's first step costs no
-compile of its own; see the README's architecture notes.
+This is the only module that prints Python: the passes before it work on `Call`s as data
+(graphc.compiler.calls). The generated driver is plain Python on purpose: the heavy lifting
+is in the Numba kernels (compiled once, cached on disk, shared by every spec), so a new
+spec's first step costs no compile of its own; see the README's architecture notes.
 """
 
 from __future__ import annotations
 
-import re
+import sympy
 
 from graphc import __version__
-from graphc.compiler.autodiff import Call, Program
+from graphc.compiler.calls import (
+    Absent,
+    Call,
+    Const,
+    Dest,
+    Drop,
+    Many,
+    Mode,
+    Operand,
+    Out,
+    Param,
+    ParamGrad,
+    Program,
+    Result,
+    Shape,
+    Value,
+    Vector,
+    ZerosLike,
+)
 from graphc.compiler.plan import BufferPlan, describe
 
 WIDTH = 100
 
 
-def _call(c: Call, step: str, indent: str = "    ") -> list[str]:
-    lines = [f"{indent}# [{step}] {c.comment}"]  # step: the call's place in the buffer plan
-    lines += [indent + b for b in c.before]
-    targets = ", ".join(c.targets) + ("," if len(c.targets) == 1 else "")
-    args = ", ".join(f"{k}={v}" for k, v in c.args)
-    head = f"{indent}{targets} = {c.fn}("
-    one = f"{head}{args})"
-    if len(one) <= WIDTH:
-        lines.append(one)
-    else:
-        lines.append(head)
-        # pack whole arguments per line (never break inside one, e.g. `out=np.empty((B, 64), dtype)`)
-        width, row = WIDTH - len(indent) - 4, ""
-        for k, v in c.args:
-            item = f"{k}={v},"
-            if row and len(row) + 1 + len(item) > width:
-                lines.append(f"{indent}    {row}")
-                row = item
+def pyexpr(d, dim_vars: dict[str, str] | None = None) -> str:
+    """A dimension (sympy) as Python source over the bound dimension variables."""
+    d = sympy.sympify(d)
+    if d.is_Integer:
+        return str(int(d))
+    if dim_vars:  # a dim named like a driver local (`P`, `S`, a node) has a renamed variable
+        d = d.subs({s: sympy.Symbol(dim_vars[str(s)]) for s in d.free_symbols
+                    if dim_vars.get(str(s), str(s)) != str(s)})
+    return sympy.pycode(d)  # floor/ceil print as math.floor/math.ceil
+
+
+class _Printer:
+    def __init__(self, prog: Program, buffers: BufferPlan):
+        self.prog, self.buffers = prog, buffers
+
+    def operand(self, op: Operand) -> str:
+        match op:
+            case Value(var, saved):
+                return f'S["{var}"]' if saved else var
+            case Param(name):
+                return f'P["{name}"]'
+            case Const(value):
+                return repr(value)
+            case Absent():
+                return "_E"
+            case Shape(dims):
+                return "(" + ", ".join(pyexpr(d, self.prog.dim_vars) for d in dims) + ",)"
+            case Mode():
+                return "training"
+            case Many(items):
+                return "[" + ", ".join(self.operand(i) for i in items) + "]"
+            case ZerosLike(of):
+                return f"np.zeros_like({self.operand(of)})"
+            case Vector(of):
+                return f"{self.operand(of)}.reshape(1)"
+            case Dest(var, shape) if var in self.buffers.fresh:
+                dims = ", ".join(pyexpr(d, self.prog.dim_vars) for d in shape)
+                return f"np.empty(({dims}{',' if len(shape) == 1 else ''}), dtype)"
+            case Dest(var, _):
+                return f'buf["{var}"]'
+        raise TypeError(f"no printer for operand {op!r}")
+
+    @staticmethod
+    def result(r: Result) -> str:
+        match r:
+            case Out(var):
+                return var
+            case ParamGrad(name):
+                return f'G["{name}"]'
+            case Drop():
+                return "_"
+        raise TypeError(f"no printer for result {r!r}")
+
+    def call(self, c: Call, step: str, indent: str = "    ") -> list[str]:
+        lines = [f"{indent}# [{step}] {c.comment}"]  # step: the call's place in the buffer plan
+        if c.noise:
+            lines.append(f"{indent}{c.noise.var} = rng.random({c.noise.like}.shape, dtype=dtype) "
+                         "if training else _E")
+        targets = [self.result(r) for r in c.results]
+        args = [f"{k}={self.operand(v)}," for k, v in c.args.items()]
+        head = ", ".join(targets) + ("," if len(targets) == 1 else "") + f" = {c.kernel}("
+        one = f"{indent}{head}{' '.join(args).removesuffix(',')})"
+        if len(one) <= WIDTH:
+            lines.append(one)
+        else:
+            if len(indent + head) > WIDTH:  # many results: one parenthesised target list
+                lines.append(f"{indent}(")
+                lines += _pack([t + "," for t in targets], indent + "    ")
+                head = f") = {c.kernel}("
+            lines.append(f"{indent}{head}")
+            lines += _pack(args, indent + "    ")  # whole arguments per line, never split inside one
+            lines.append(f"{indent})")
+        for acc in c.accumulate:  # in place when the sum is memory of the step's own
+            if acc.total in self.buffers.owned:
+                lines.append(f"{indent}np.add({acc.total}, {acc.part}, out={acc.total})")
             else:
-                row = f"{row} {item}" if row else item
-        lines.append(f"{indent}    {row}")
-        lines.append(f"{indent})")
-    lines += [indent + a for a in c.after]
-    return lines
+                lines.append(f"{indent}{acc.total} = {acc.total} + {acc.part}")
+        if c.scalar:
+            lines.append(f"{indent}{c.scalar} = {c.scalar}.reshape(())")
+        return lines
 
 
-def _backward_reads(prog: Program, name: str) -> bool:
-    """Whether some backward call's arguments mention the variable `name` (a forward local)."""
-    word = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
-    return any(word.search(re.sub(r'"[^"]*"', '""', v)) for c in prog.backward for _, v in c.args)
+def _pack(items: list[str], indent: str) -> list[str]:
+    lines, row = [], ""
+    for item in items:
+        if row and len(indent) + len(row) + 1 + len(item) > WIDTH:
+            lines.append(indent + row)
+            row = item
+        else:
+            row = f"{row} {item}" if row else item
+    return lines + [indent + row]
+
+
+def _backward_symbols(prog: Program, buffers: BufferPlan) -> set[str]:
+    """Driver names the backward's arguments mention: `training` and symbolic dims."""
+    names: set[str] = set()
+    for c in prog.backward:
+        for op in c.args.values():
+            if isinstance(op, Mode):
+                names.add("training")
+            dims = op.dims if isinstance(op, Shape) else op.shape if (
+                isinstance(op, Dest) and op.var in buffers.fresh) else ()
+            for d in dims:
+                names |= {prog.dim_vars.get(str(s), str(s)) for s in sympy.sympify(d).free_symbols}
+    return names
 
 
 def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
     g = prog.graph
+    p = _Printer(prog, buffers)
     out = [
         f'"""Forward and backward of `{g.name}`, generated by graphc {__version__} from {source_file}.',
         "",
@@ -80,12 +175,11 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
         out.append(f"    {prog.dim_vars.get(dim, dim)} = {prog.tensors[(inp, 'out')]}.shape[{axis}]")
     for i, c in enumerate(prog.forward):
         out.append("")
-        out += _call(c, f"f{i}")
-    saved = [v for c in prog.forward for v in c.targets] + [
-        prog.tensors[(n.name, "out")] for n in g.inputs]
-    saved += [line.split(" = ")[0].strip() for c in prog.forward for line in c.before]
-    if _backward_reads(prog, "training"):  # dropout/batchnorm backward need the mode
-        saved.append("training")
+        out += p.call(c, f"f{i}")
+    used = _backward_symbols(prog, buffers)
+    saved = [v for c in prog.forward for v in c.bound()] + [prog.tensors[(n.name, "out")] for n in g.inputs]
+    saved += [c.noise.var for c in prog.forward if c.noise]
+    saved += ["training"] if "training" in used else []  # dropout/batchnorm backward need the mode
     out += ["", "    S = dict(", *[f"        {v}={v}," for v in saved], "    )"]
     outputs = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.outputs.items())
     losses = ", ".join(f'"{k}": {prog.tensors[t]}' for k, t in g.losses.items())
@@ -93,15 +187,17 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
     out += ["def backward(P, S, buf, dtype, W):",
             '    """Gradients of sum(W[loss] * loss): G for parameters, GX for inputs."""',
             "    _E = np.zeros(0, dtype)", "    G, GX = {}, {}"]
-    if _backward_reads(prog, "training"):
+    if "training" in used:
         out.append('    training = S["training"]')
     for dim, (inp, axis) in sorted(prog.dims.items()):  # e.g. reshape's [B, -1] in the backward
         var = prog.dim_vars.get(dim, dim)
-        if _backward_reads(prog, var):
+        if var in used:
             out.append(f'    {var} = S["{prog.tensors[(inp, "out")]}"].shape[{axis}]')
+    for var, loss in prog.seeds.items():
+        out.append(f'    {var} = np.full((), W["{loss}"], dtype)  # d(objective)/d({loss}): its weight')
     for i, c in enumerate(prog.backward):
         out.append("")
-        out += _call(c, f"b{i}")
+        out += p.call(c, f"b{i}")
     for name, var in prog.input_grads.items():
         out.append(f'    GX["{name}"] = {var}')
     out += ["    return G, GX", ""]

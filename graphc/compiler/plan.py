@@ -18,16 +18,13 @@ when their lives do not overlap, and never with an argument of the call that wri
 from __future__ import annotations
 
 import heapq
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy
 
-from graphc.compiler.autodiff import Call, Program, pyexpr
+from graphc.compiler.calls import Program
 from graphc.shapes import fmt_shape
-
-_NAME = re.compile(r"S\[\"(\w+)\"\]|(?<![\w.\"])([A-Za-z_]\w*)(?![\w\"(])")
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,12 @@ class BufferPlan:
     tensors: list[Planned]  # in order of `start`
     dims: dict[str, tuple[str, int]]  # symbolic dim → (graph input, axis) that binds it
     n_forward: int
+    fresh: frozenset[str] = field(default_factory=frozenset)  # destinations that leave the step
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """Tensors in memory of the step's own (planned or fresh): sums into them go in place."""
+        return frozenset(t.var for t in self.tensors) | self.fresh
 
     def shapes(self, sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
         def size(d) -> int:
@@ -56,12 +59,6 @@ class BufferPlan:
 
     def where(self, t: int) -> str:
         return f"f{t}" if t < self.n_forward else f"b{t - self.n_forward}"
-
-
-def _reads(call: Call) -> set[str]:
-    text = " ".join([v for _, v in call.args] + call.before + call.after)
-    text = re.sub(r'P\["[^"]*"\]|G\["[^"]*"\]', "", text)
-    return {a or b for a, b in _NAME.findall(text)}
 
 
 class _Aliases:
@@ -82,27 +79,23 @@ class _Aliases:
 
 
 def plan(prog: Program) -> BufferPlan:
-    """Decide every destination of every call (mutating the calls' arguments) and return the
-    live ranges of the planned tensors."""
+    """Decide where every destination of every call lives (a planned buffer or a fresh array)
+    and return the live ranges of the planned tensors."""
     calls = prog.forward + prog.backward
-    scratch = iter(range(10**9))
-    for call in calls:  # a discarded result still needs somewhere to go
-        call.dests = [(kw, var or f"_scratch{next(scratch)}", shape) for kw, var, shape in call.dests]
-    known = {v for c in calls for v in c.targets} | {v for c in calls for _, v, _ in c.dests}
+    known = {v for c in calls for v in c.bound()} | {d.var for c in calls for d in c.dests()}
     defined: dict[str, int] = {}
     last: dict[str, int] = {}
     aliases = _Aliases()
     for t, call in enumerate(calls):
-        reads = _reads(call) & known
+        reads = call.reads() & known
         for v in reads:
             last[v] = t
-        dest_vars = {v for _, v, shape in call.dests if shape is not None}
-        for v in [*call.targets, *dest_vars]:
-            if v != "_" and not v.startswith(('G["', 'GX["')):
-                defined.setdefault(v, t)
-                last.setdefault(v, t)
-        for v in call.targets:  # results the kernel allocated itself may be views of its arguments
-            if v != "_" and v not in dest_vars and not v.startswith("G["):
+        dest_vars = {d.var for d in call.dests()}
+        for v in [*call.bound(), *dest_vars]:
+            defined.setdefault(v, t)
+            last.setdefault(v, t)
+        for v in call.bound():  # results the kernel allocated itself may be views of its arguments
+            if v not in dest_vars:
                 for r in reads:
                     aliases.union(v, r)
     group_end: dict[str, int] = {}
@@ -113,30 +106,16 @@ def plan(prog: Program) -> BufferPlan:
     escaping |= set(prog.input_grads.values())
     escaping_groups = {aliases.find(v) for v in escaping}
 
-    planned, fresh = [], set()
+    planned: dict[str, Planned] = {}
+    fresh = set()
     for call in calls:
-        for kw, var, shape in call.dests:
-            if shape is None:
-                call.args.append((kw, "_E"))  # an absent optional input: a zero-size gradient
-            elif aliases.find(var) in escaping_groups:
-                fresh.add(var)
-                dims = ", ".join(pyexpr(d, prog.dim_vars) for d in shape) + ("," if len(shape) == 1 else "")
-                call.args.append((kw, f"np.empty(({dims}), dtype)"))
-            else:
-                if var not in {p.var for p in planned}:
-                    planned.append(Planned(var, tuple(shape), defined[var], group_end[aliases.find(var)]))
-                call.args.append((kw, f'buf["{var}"]'))
-    owned = {p.var for p in planned} | fresh
-    for call in prog.backward:  # fan-out sums go in place when the sum is a buffer of our own
-        call.after = [_in_place(line, owned) for line in call.after]
-    return BufferPlan(sorted(planned, key=lambda p: p.start), dict(prog.dims), len(prog.forward))
-
-
-def _in_place(line: str, owned: set[str]) -> str:
-    m = re.fullmatch(r"(\w+) = \1 \+ (\w+)", line)
-    if m and m.group(1) in owned:
-        return f"np.add({m.group(1)}, {m.group(2)}, out={m.group(1)})"
-    return line
+        for d in call.dests():
+            if aliases.find(d.var) in escaping_groups:
+                fresh.add(d.var)
+            elif d.var not in planned:
+                planned[d.var] = Planned(d.var, tuple(d.shape), defined[d.var], group_end[aliases.find(d.var)])
+    return BufferPlan(sorted(planned.values(), key=lambda p: p.start), dict(prog.dims), len(prog.forward),
+                      frozenset(fresh))
 
 
 def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]],

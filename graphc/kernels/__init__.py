@@ -9,7 +9,7 @@ Calling convention (the generated driver follows it exactly; all arguments by ke
   <output>...)`` returns one gradient per input port, then one per param, in table order.
   Every backward accepts the forward outputs by name (``out=``), so the driver can always
   pass them; buffers get no gradient.
-- Non-differentiable inputs (``nondiff_inputs``) and absent optional inputs/params (passed
+- Non-differentiable inputs and absent optional inputs/params (passed
   as zero-size arrays, ``x.size == 0``) get a zero-size float array in their gradient slot.
 - dtype follows the input (float32 and float64 both work); integer index inputs are int64.
   Outputs are C-contiguous; inputs are assumed C-contiguous.
@@ -37,9 +37,13 @@ are plain Python over NumPy, because that is as fast and much simpler:
 Importing this package raises glibc's malloc mmap/trim thresholds (see ``_alloc``; opt out
 with ``GRAPHC_NO_MALLOPT=1``): without it every MiB-sized temporary is page-faulted in afresh.
 
-Shape ops other than ``concat2`` (flatten, reshape, transpose, permute, slice, split, N-ary
-concat, sum, mean, softmax along any axis) are plain NumPy functions in
-``graphc.kernels.views`` and are not in ``KERNELS``.
+Shape ops (flatten, reshape, transpose, permute, slice, split, concat, sum, mean, softmax
+along any axis) are plain NumPy functions in ``graphc.kernels.views``: NumPy already does them
+as views or one C copy, so Numba would add compile time and no speed.
+
+Which kernel an op calls, with which arguments, is part of the op's record (``Kernel`` in
+``graphc.ops.registry``): the op's ports in order, its noise input, parameters, buffers and
+lowered attributes. Non-differentiable inputs are the ports marked so there.
 
 Float32 transcendental functions (exp, sigmoid, tanh, the GELU normal CDF) use the SIMD
 forms in ``graphc.kernels.vmath`` (relative error <= 5e-7, bounds tested); float64 uses libm.
@@ -50,23 +54,7 @@ kernel embeds the helpers it calls from other modules, which numba does not trac
 small model may want 1).
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from graphc.kernels import (
-    _alloc,
-    _cache,
-    attention,
-    conv,
-    elementwise,
-    linalg,
-    loss,
-    norm,
-    pool,
-    recurrent,
-    sampling,
-    shape,
-)
+from graphc.kernels import _alloc, _cache, elementwise
 from graphc.kernels._blas import get_blas_threads, set_blas_threads
 
 # Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
@@ -74,160 +62,4 @@ _alloc.tune_allocator()
 # Cached kernels inline helpers from sibling modules; drop the cache when any source changed.
 _cache.drop_stale_cache(elementwise.relu_fwd)
 
-
-@dataclass(frozen=True)
-class KernelPair:
-    fwd: Callable
-    bwd: Callable
-    outputs: tuple[str, ...]
-    inputs: tuple[str, ...]
-    params: tuple[str, ...]
-    n_saved: int
-    nondiff_inputs: tuple[str, ...]
-    attrs: tuple[str, ...] = ()
-    buffers: tuple[str, ...] = ()  # passed to fwd and bwd, updated in place, no gradient
-    jit: bool = True  # False: plain Python over NumPy (see module docstring)
-
-
-def _pair(module, name, inputs, params=(), attrs=(), *, n_saved=0, nondiff=(), buffers=(),
-          jit=True) -> KernelPair:  # fmt: skip
-    return KernelPair(
-        fwd=getattr(module, f"{name}_fwd"),
-        bwd=getattr(module, f"{name}_bwd"),
-        outputs=("out",),
-        inputs=tuple(inputs),
-        params=tuple(params),
-        n_saved=n_saved,
-        nondiff_inputs=tuple(nondiff),
-        attrs=tuple(attrs),
-        buffers=tuple(buffers),
-        jit=jit,
-    )
-
-
-_RNN_PARAMS = tuple(f"{w}_{d}" for d in (0, 1) for w in ("w_ih", "w_hh", "b_ih", "b_hh"))
-_CONV2D_ATTRS = ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "has_bias")
-_POOL_ATTRS = ("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w")
-_ATTN_PARAMS = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo")
-
-KERNELS: dict[str, KernelPair] = {
-    # linalg
-    "linear": _pair(linalg, "linear", ("x",), ("weight", "bias"), ("has_bias",)),
-    "matmul": _pair(linalg, "matmul", ("a", "b"), jit=False),
-    "embedding": _pair(linalg, "embedding", ("ids",), ("weight",), ("padding_idx",), nondiff=("ids",)),
-    "positional_encoding": _pair(linalg, "positional_encoding", ("x",), ("weight",), ("learned",)),
-    # conv
-    "conv1d": _pair(
-        conv,
-        "conv1d",
-        ("x",),
-        ("weight", "bias"),
-        ("stride", "padding", "dilation", "groups", "has_bias"),
-    ),
-    "conv2d": _pair(conv, "conv2d", ("x",), ("weight", "bias"), _CONV2D_ATTRS),
-    "conv_transpose2d": _pair(
-        conv,
-        "conv_transpose2d",
-        ("x",),
-        ("weight", "bias"),
-        (
-            "stride_h",
-            "stride_w",
-            "pad_h",
-            "pad_w",
-            "out_pad_h",
-            "out_pad_w",
-            "dil_h",
-            "dil_w",
-            "groups",
-            "has_bias",
-        ),
-    ),
-    # pool
-    "maxpool2d": _pair(pool, "maxpool2d", ("x",), (), _POOL_ATTRS, n_saved=1),
-    "avgpool2d": _pair(pool, "avgpool2d", ("x",), (), _POOL_ATTRS),
-    "global_avgpool": _pair(pool, "global_avgpool", ("x",)),
-    "upsample": _pair(pool, "upsample", ("x",), (), ("scale",)),
-    # sampling (spatial transformer)
-    "affine_grid": _pair(sampling, "affine_grid", ("theta",), (), ("size", "align_corners")),
-    "grid_sample": _pair(sampling, "grid_sample", ("x", "grid"), (), ("align_corners",)),
-    # shape
-    "concat2": _pair(shape, "concat2", ("a", "b"), (), ("axis",)),
-    # elementwise
-    "add": _pair(elementwise, "add", ("a", "b"), jit=False),
-    "sub": _pair(elementwise, "sub", ("a", "b"), jit=False),
-    "mul": _pair(elementwise, "mul", ("a", "b"), jit=False),
-    "relu": _pair(elementwise, "relu", ("x",)),
-    "gelu": _pair(elementwise, "gelu", ("x",), n_saved=1),
-    "tanh": _pair(elementwise, "tanh", ("x",)),
-    "sigmoid": _pair(elementwise, "sigmoid", ("x",)),
-    "softmax": _pair(elementwise, "softmax", ("x",)),
-    "log_softmax": _pair(elementwise, "log_softmax", ("x",)),
-    "dropout": _pair(elementwise, "dropout", ("x", "u"), (), ("p", "training"), nondiff=("u",)),
-    # norm
-    "layernorm": _pair(norm, "layernorm", ("x",), ("weight", "bias"), ("eps", "affine"), n_saved=2),
-    "add_norm": _pair(norm, "add_norm", ("x", "y"), ("weight", "bias"), ("eps",), n_saved=2),
-    "batchnorm": _pair(
-        norm,
-        "batchnorm",
-        ("x",),
-        ("weight", "bias"),
-        ("eps", "momentum", "training"),
-        n_saved=2,
-        buffers=("running_mean", "running_var"),
-    ),
-    # attention
-    "attention": _pair(
-        attention,
-        "attention",
-        ("q", "kv", "key_padding_mask"),
-        _ATTN_PARAMS,
-        ("heads", "causal", "has_bias"),
-        n_saved=5,
-        nondiff=("key_padding_mask",),
-    ),
-    # recurrent
-    "rnn": _pair(
-        recurrent,
-        "rnn",
-        ("x",),
-        _RNN_PARAMS,
-        ("hidden", "bidirectional", "last", "nonlinearity_tanh"),
-        n_saved=1,
-        jit=False,
-    ),
-    "lstm": _pair(
-        recurrent,
-        "lstm",
-        ("x",),
-        _RNN_PARAMS,
-        ("hidden", "bidirectional", "last"),
-        n_saved=3,
-        jit=False,
-    ),
-    "gru": _pair(
-        recurrent,
-        "gru",
-        ("x",),
-        _RNN_PARAMS,
-        ("hidden", "bidirectional", "last"),
-        n_saved=3,
-        jit=False,
-    ),
-    # loss
-    "cross_entropy": _pair(
-        loss,
-        "cross_entropy",
-        ("logits", "target", "mask"),
-        (),
-        ("ignore_index", "label_smoothing"),
-        n_saved=1,
-        nondiff=("target", "mask"),
-    ),
-    "bce_with_logits": _pair(loss, "bce_with_logits", ("logits", "target"), nondiff=("target",)),
-    "mse": _pair(loss, "mse", ("pred", "target")),
-    "hinge": _pair(loss, "hinge", ("scores", "target"), (), ("margin",), nondiff=("target",)),
-    "kl_div": _pair(loss, "kl_div", ("student", "teacher"), (), ("temperature",)),
-}
-
-__all__ = ["KERNELS", "KernelPair", "get_blas_threads", "set_blas_threads"]
+__all__ = ["get_blas_threads", "set_blas_threads"]

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from graphc.kernels import KERNELS, set_blas_threads
+from graphc.kernels import set_blas_threads
+from graphc.ops import OPS
 
 F32 = np.float32
 
@@ -66,7 +67,7 @@ def _best_ms(fn, n: int = 10, repeats: int = 5) -> float:
 
 
 def _ours(op: str, kw: dict):
-    kp = KERNELS[op]
+    kp = OPS[op].kernel
 
     def step():
         res = kp.fwd(**kw)

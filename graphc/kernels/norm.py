@@ -1,4 +1,4 @@
-"""Normalisation kernels: layernorm, add_norm (layernorm of a residual sum), batchnorm.
+"""Normalisation kernels: layernorm, add_norm (layernorm of a residual sum), rmsnorm, batchnorm.
 
 Row statistics are accumulated in float64 scalars whatever the input dtype (two passes:
 mean, then squared deviations), which costs nothing measurable and avoids float32
@@ -230,6 +230,49 @@ def add_norm_bwd(g_out, x, y, weight, bias, eps, saved0, saved1, out, into_x=Non
     _, gw, gb = _ln_rows_bwd(g2, x2, y2, weight, bias, True, saved0, saved1, gx.reshape(-1, d),
                              gy.reshape(-1, d))
     return gx, gy, gw, gb
+
+
+# --------------------------------------------------------------------------- rmsnorm
+@numba.njit(cache=True)
+def rmsnorm_fwd(x, weight, eps, out=None):
+    # y = x / √(mean(x²) + eps) · w per row of the last axis; saves the per-row 1/rms.
+    d = x.shape[-1]
+    x2 = x.reshape(-1, d)
+    y = np.empty_like(x) if out is None else out
+    y2 = y.reshape(-1, d)
+    rstd = np.empty(x2.shape[0], dtype=x.dtype)
+    for i in range(x2.shape[0]):
+        ss = 0.0
+        for j in range(d):
+            ss += float(x2[i, j]) * float(x2[i, j])
+        r = 1.0 / math.sqrt(ss / d + eps)
+        rstd[i] = r
+        for j in range(d):
+            y2[i, j] = x2[i, j] * r * weight[j]
+    return y, rstd
+
+
+@numba.njit(cache=True)
+def rmsnorm_bwd(g_out, x, weight, eps, saved0, out, into_x=None):
+    # With x̂ = x·r and ĝ = g·w: dx = r·(ĝ - x̂·mean(ĝ·x̂)), dw = Σ_rows g·x̂.
+    d = x.shape[-1]
+    x2 = x.reshape(-1, d)
+    g2 = g_out.reshape(-1, d)
+    gx = np.empty_like(x) if into_x is None else into_x
+    gx2 = gx.reshape(-1, d)
+    gw = np.zeros(d, dtype=np.float64)
+    for i in range(x2.shape[0]):
+        r = float(saved0[i])
+        dot = 0.0
+        for j in range(d):
+            xh = x2[i, j] * r
+            gw[j] += g2[i, j] * xh
+            dot += float(g2[i, j]) * weight[j] * xh
+        dot /= d
+        for j in range(d):
+            xh = x2[i, j] * r
+            gx2[i, j] = r * (g2[i, j] * weight[j] - xh * dot)
+    return gx, gw.astype(x.dtype)
 
 
 # --------------------------------------------------------------------------- batchnorm

@@ -18,17 +18,18 @@ import networkx as nx
 
 from graphc.diagnostics import Span
 from graphc.ir import BlockFrame, Graph, Input, Node
-from graphc.ops import OPS
+from graphc.ops import OPS, tagged
 
 # ---- op facts -------------------------------------------------------------------------------
 # Ops that only move data around: "directly before" looks through them.
-SHAPE_ONLY = frozenset({"flatten", "reshape", "transpose", "permute", "slice"})
-PROBABILITY_OPS = frozenset({"softmax", "log_softmax", "sigmoid"})
-SATURATING = frozenset({"sigmoid", "tanh"})
-NORM_OPS = frozenset({"layernorm", "batchnorm", "add_norm"})
-SKIP_OPS = frozenset({"add", "add_norm", "concat"})  # ops that can close a residual/skip path
+# Op groups come from the ops' own tags (graphc/ops), so a new op joins them where it is defined.
+SHAPE_ONLY = tagged("shape_only")
+PROBABILITY_OPS = tagged("probability")
+SATURATING = tagged("saturating")
+NORM_OPS = tagged("norm")
+SKIP_OPS = tagged("skip")  # ops that can close a residual/skip path
 # Ops whose output depends on where in the sequence an element is.
-POSITION_OPS = frozenset({"positional_encoding", "rnn", "lstm", "gru", "conv1d"})
+POSITION_OPS = tagged("position")
 # The loss ports that expect unnormalized scores (the loss applies softmax/sigmoid itself).
 LOGIT_PORTS: dict[str, tuple[str, ...]] = {
     "cross_entropy": ("logits",),

@@ -11,6 +11,6 @@ from graphc.ops import (  # noqa: F401  (imported for their registrations)
     sampling,
     shape,
 )
-from graphc.ops.registry import OPS, Attr, OpDef, ParamDef, Port, ShapeError, get
+from graphc.ops.registry import OPS, Attr, Kernel, OpDef, ParamDef, Port, ShapeError, register, tagged
 
-__all__ = ["OPS", "Attr", "OpDef", "ParamDef", "Port", "ShapeError", "get"]
+__all__ = ["OPS", "Attr", "Kernel", "OpDef", "ParamDef", "Port", "ShapeError", "register", "tagged"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphc.ops.init import ZEROS, uniform_fan_in, xavier_uniform
-from graphc.ops.registry import Attr, ParamDef, Port, defop
+from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
 from graphc.shapes import fmt_dim
 
 
@@ -32,7 +32,10 @@ def _flops(c):
 
 
 @defop("attention", family="attention",
-       inputs=(Port("q"), Port("kv", optional=True), Port("key_padding_mask", optional=True)),
+       inputs=(Port("q"), Port("kv", optional=True), Port("key_padding_mask", optional=True, grad=False)),
+       kernel=Kernel("attention", params=("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"),
+                     attrs=("heads", "causal", "has_bias"), saved=5),
+       lower=lambda a, rank: {"heads": a["heads"], "causal": a["causal"], "has_bias": a["bias"]},
        attrs={"heads": Attr("int", doc="number of heads; must divide the width", min=1),
               "causal": Attr("bool", False, "position t attends only to positions ≤ t"),
               "bias": Attr("bool", True, "biases on the q/k/v/out projections")},

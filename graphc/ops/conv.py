@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy
 
 from graphc.ops.init import uniform_fan_in
-from graphc.ops.registry import Attr, ParamDef, ShapeError, defop
+from graphc.ops.registry import Attr, Kernel, ParamDef, ShapeError, defop
 from graphc.shapes import fmt_dim
 
 
@@ -84,7 +84,28 @@ def _conv_flops(c):
     return 2 * y.numel() * (x.shape[1] / c.attrs["groups"]) * taps
 
 
-@defop("conv1d", family="conv", attrs=_conv_attrs("1d"), params=_conv_params, flops=_conv_flops)
+def _pairs(a: dict, **names: str) -> dict:
+    """`kernel: [3, 3]` → kh=3, kw=3 style flat kernel arguments."""
+    out = {}
+    for spec_name, short in names.items():
+        out[f"{short}_h"], out[f"{short}_w"] = a[spec_name]
+    return out
+
+
+_CONV2D = ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "has_bias")
+
+
+def _lower_conv2d(a: dict, rank: int) -> dict:
+    return {**_pairs(a, stride="stride", padding="pad", dilation="dil"), "groups": a["groups"],
+            "has_bias": a["bias"]}
+
+
+@defop("conv1d", family="conv", attrs=_conv_attrs("1d"), params=_conv_params, flops=_conv_flops,
+       kernel=Kernel("conv", params=("weight", "bias"),
+                     attrs=("stride", "padding", "dilation", "groups", "has_bias")),
+       lower=lambda a, rank: {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
+                              "groups": a["groups"], "has_bias": a["bias"]},
+       tags=("position",))
 def conv1d(c):
     """1-D convolution over [B, C, L] → [B, out, L_out]."""
     x = c.input("x", ranks=(3,))
@@ -94,7 +115,8 @@ def conv1d(c):
     return x.with_shape((x.shape[0], a["out"], n))
 
 
-@defop("conv2d", family="conv", attrs=_conv_attrs("2d"), params=_conv_params, flops=_conv_flops)
+@defop("conv2d", family="conv", attrs=_conv_attrs("2d"), params=_conv_params, flops=_conv_flops,
+       kernel=Kernel("conv", params=("weight", "bias"), attrs=_CONV2D), lower=_lower_conv2d)
 def conv2d(c):
     """2-D convolution over [B, C, H, W] → [B, out, H_out, W_out]; groups=C is depthwise."""
     x = c.input("x", ranks=(4,))
@@ -107,6 +129,9 @@ def conv2d(c):
 
 
 @defop("conv_transpose2d", family="conv",
+       kernel=Kernel("conv", params=("weight", "bias"),
+                     attrs=(*_CONV2D[:4], "out_pad_h", "out_pad_w", *_CONV2D[4:])),
+       lower=lambda a, rank: {**_lower_conv2d(a, rank), **_pairs(a, output_padding="out_pad")},
        attrs={**{k: a for k, a in _conv_attrs("2d").items() if k != "round"},
               "output_padding": Attr("int2", 0, "extra size added to one side of the output")},
        params=lambda c: _conv_params(c, transposed=True),
@@ -146,31 +171,42 @@ def _pool(c):
     return x.with_shape((x.shape[0], x.shape[1], h, w))
 
 
+_POOL_KERNEL = Kernel("pool", attrs=("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w"))
+
+
+def _lower_pool(a: dict, rank: int) -> dict:
+    kh, kw = a["kernel"]
+    return {"kh": kh, "kw": kw, "stride_h": (a["stride"] or a["kernel"])[0],
+            "stride_w": (a["stride"] or a["kernel"])[1], **_pairs(a, padding="pad")}
+
+
 def _pool_flops(c):
     k = c.attrs["kernel"]
     return c.outputs["out"].numel() * k[0] * k[1]
 
 
-@defop("maxpool2d", family="pool", attrs=_pool_attrs(), flops=_pool_flops)
+@defop("maxpool2d", family="pool", attrs=_pool_attrs(), flops=_pool_flops,
+       kernel=Kernel("pool", attrs=_POOL_KERNEL.attrs, saved=1), lower=_lower_pool)
 def maxpool2d(c):
     """Max over each window of [B, C, H, W]."""
     return _pool(c)
 
 
-@defop("avgpool2d", family="pool", attrs=_pool_attrs(), flops=_pool_flops)
+@defop("avgpool2d", family="pool", attrs=_pool_attrs(), flops=_pool_flops, kernel=_POOL_KERNEL,
+       lower=_lower_pool)
 def avgpool2d(c):
     """Average over each window of [B, C, H, W] (zero padding counts, as in PyTorch)."""
     return _pool(c)
 
 
-@defop("global_avgpool", family="pool", flops=lambda c: c.inputs["x"].numel())
+@defop("global_avgpool", family="pool", flops=lambda c: c.inputs["x"].numel(), kernel=Kernel("pool"))
 def global_avgpool(c):
     """Average over all spatial positions: [B, C, H, W] → [B, C]."""
     x = c.input("x", ranks=(4,))
     return x.with_shape(x.shape[:2])
 
 
-@defop("upsample", family="pool",
+@defop("upsample", family="pool", kernel=Kernel("pool", attrs=("scale",)),
        attrs={"scale": Attr("int", 2, "integer scale factor", min=1),
               "mode": Attr("str", "nearest", "interpolation", choices=("nearest",))},
        flops=lambda c: c.outputs["out"].numel())

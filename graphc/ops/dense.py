@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphc.ops.init import uniform_fan_in
-from graphc.ops.registry import Attr, ParamDef, Port, defop
+from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
 from graphc.shapes import dims_equal, fmt_shape, tensor
 
 
@@ -17,6 +17,8 @@ def _linear_params(c):
 
 
 @defop("linear", family="dense",
+       kernel=Kernel("linalg", params=("weight", "bias"), attrs=("has_bias",)),
+       lower=lambda a, rank: {"has_bias": a["bias"]},
        attrs={"out": Attr("int", doc="output features", min=1),
               "bias": Attr("bool", True, "add a learned bias")},
        params=_linear_params,
@@ -28,6 +30,7 @@ def linear(c):
 
 
 @defop("embedding", family="dense", inputs=(Port("ids", dtype="int"),),
+       kernel=Kernel("linalg", params=("weight",), attrs=("padding_idx",)),
        attrs={"num": Attr("int", doc="vocabulary size (number of rows)", min=1),
               "dim": Attr("int", doc="vector size", min=1),
               "padding_idx": Attr("int", -1, "row whose gradient stays zero (-1: none)")},
@@ -49,7 +52,9 @@ def _pe_params(c):
     return {"weight": ParamDef((c.attrs["max_len"], d), "normal(0.02)", decay=False)}
 
 
-@defop("positional_encoding", family="dense",
+@defop("positional_encoding", family="dense", tags=("position",),
+       kernel=Kernel("linalg", params=("weight",), attrs=("learned",)),
+       lower=lambda a, rank: {"learned": a["kind"] == "learned"},
        attrs={"kind": Attr("str", "sinusoidal", "sinusoidal (fixed) or learned",
                            choices=("sinusoidal", "learned")),
               "max_len": Attr("int", 512, "longest sequence supported", min=1)},
@@ -70,7 +75,7 @@ def _matmul_flops(c):
     return 2 * c.outputs["out"].numel() * a.shape[-1] if c.outputs else 2 * a.numel() * b.shape[-1]
 
 
-@defop("matmul", family="dense", inputs=("a", "b"), flops=_matmul_flops)
+@defop("matmul", family="dense", inputs=("a", "b"), flops=_matmul_flops, kernel=Kernel("linalg"))
 def matmul(c):
     """Matrix product a @ b over the last two axes; leading (batch) axes broadcast."""
     a, b = c.input("a", min_rank=2), c.input("b", min_rank=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from graphc.ops.registry import Attr, defop
+from graphc.ops.registry import Attr, Kernel, axis, defop
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape
 
 
@@ -31,7 +31,8 @@ def _binary(name: str, doc: str):
         return a.with_shape(broadcast_shapes(c, a.shape, b.shape))
 
     rule.__doc__ = doc
-    defop(name, family="arith", inputs=("a", "b"), flops=lambda c: c.outputs["out"].numel())(rule)
+    defop(name, family="arith", inputs=("a", "b"), flops=lambda c: c.outputs["out"].numel(),
+          kernel=Kernel("elementwise"), tags=("skip",) if name == "add" else ())(rule)
 
 
 _binary("add", "Elementwise a + b with NumPy broadcasting (a residual connection is an add).")
@@ -39,26 +40,38 @@ _binary("sub", "Elementwise a - b with NumPy broadcasting.")
 _binary("mul", "Elementwise a * b with NumPy broadcasting (gating).")
 
 
+# name: (doc, tensors the forward saves for the backward, tags)
 _ACTIVATIONS = {
-    "relu": "max(0, x).",
-    "gelu": "x·Φ(x), the exact (erf) GELU as in PyTorch's default.",
-    "tanh": "Hyperbolic tangent; tanh' = 1 - tanh².",
-    "sigmoid": "σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).",
+    "relu": ("max(0, x).", 0, ()),
+    "gelu": ("x·Φ(x), the exact (erf) GELU as in PyTorch's default.", 1, ()),
+    "tanh": ("Hyperbolic tangent; tanh' = 1 - tanh².", 0, ("saturating",)),
+    "sigmoid": ("σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).", 0, ("saturating", "probability")),
 }
-def _activation(name: str, doc: str):
+
+
+def _activation(name: str, doc: str, saved: int, tags: tuple[str, ...]):
     def rule(c):
         return c.input("x")
 
     rule.__doc__ = doc
-    defop(name, family="activation", flops=lambda c: c.inputs["x"].numel())(rule)
+    defop(name, family="activation", flops=lambda c: c.inputs["x"].numel(), tags=tags,
+          kernel=Kernel("elementwise", saved=saved))(rule)
 
 
-for _name, _doc in _ACTIVATIONS.items():
-    _activation(_name, _doc)
+for _name, (_doc, _saved, _tags) in _ACTIVATIONS.items():
+    _activation(_name, _doc, _saved, _tags)
 
 
 def _axis_attr():
     return {"axis": Attr("axis", -1, "axis that sums to one")}
+
+
+# softmax along any axis: the last-axis Numba kernel, with the axis moved when needed
+_SOFTMAX_KERNEL = Kernel("views", attrs=("axis",))
+
+
+def _lower_axis(a: dict, rank: int) -> dict:
+    return {"axis": axis(a["axis"], rank)}
 
 
 def _check_axis(c, x, axis_attr="axis"):
@@ -68,7 +81,8 @@ def _check_axis(c, x, axis_attr="axis"):
     return axis % x.rank
 
 
-@defop("softmax", family="activation", attrs=_axis_attr(), flops=lambda c: 5 * c.inputs["x"].numel())
+@defop("softmax", family="activation", attrs=_axis_attr(), flops=lambda c: 5 * c.inputs["x"].numel(),
+       kernel=_SOFTMAX_KERNEL, lower=_lower_axis, tags=("probability",))
 def softmax(c):
     """e^{z_i} / Σ_j e^{z_j} along `axis`, computed stably (the row max is subtracted first)."""
     x = c.input("x", min_rank=1)
@@ -77,7 +91,8 @@ def softmax(c):
 
 
 @defop("log_softmax", family="activation", attrs=_axis_attr(),
-       flops=lambda c: 5 * c.inputs["x"].numel())
+       flops=lambda c: 5 * c.inputs["x"].numel(), kernel=_SOFTMAX_KERNEL, lower=_lower_axis,
+       tags=("probability",))
 def log_softmax(c):
     """z_i - log Σ_j e^{z_j} along `axis`, computed stably."""
     x = c.input("x", min_rank=1)
@@ -86,6 +101,7 @@ def log_softmax(c):
 
 
 @defop("dropout", family="regularization", stochastic=True,
+       kernel=Kernel("elementwise", attrs=("p",), noise="u", mode=True),
        attrs={"p": Attr("float", 0.1, "probability of zeroing an element (training only)")},
        flops=lambda c: 2 * c.inputs["x"].numel())
 def dropout(c):
@@ -93,6 +109,14 @@ def dropout(c):
     if not 0.0 <= c.attrs["p"] < 1.0:
         c.fail(f"p must be in [0, 1), found {c.attrs['p']}", attr="p")
     return c.input("x")
+
+
+def _lower_axes(a: dict, rank: int) -> dict:
+    axes = a["axis"]
+    if isinstance(axes, int):
+        axes = (axes,)
+    return {"axis": None if axes is None else tuple(axis(x, rank) for x in axes),
+            "keepdims": a["keepdims"]}
 
 
 def _reduce(name: str, doc: str):
@@ -110,7 +134,7 @@ def _reduce(name: str, doc: str):
         return x.with_shape(shape)
 
     rule.__doc__ = doc
-    defop(name, family="arith",
+    defop(name, family="arith", kernel=Kernel("views", attrs=("axis", "keepdims")), lower=_lower_axes,
           attrs={"axis": Attr("axes", None, "axis or list of axes (null: all)"),
                  "keepdims": Attr("bool", False, "keep reduced axes with size 1")},
           flops=lambda c: c.inputs["x"].numel())(rule)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphc.ops.registry import Attr, Port, defop
+from graphc.ops.registry import Attr, Kernel, Port, defop
 from graphc.shapes import dims_equal, fmt_shape, tensor
 
 SCALAR = ()
@@ -31,7 +31,8 @@ def _numel(c):
 
 
 @defop("cross_entropy", family="loss", loss=True, flops=_numel,
-       inputs=(Port("logits"), Port("target", dtype="int"), Port("mask", optional=True)),
+       inputs=(Port("logits"), Port("target", dtype="int"), Port("mask", optional=True, grad=False)),
+       kernel=Kernel("loss", attrs=("ignore_index", "label_smoothing"), saved=1),
        attrs={"ignore_index": Attr("int", -100, "target value that does not count"),
               "label_smoothing": Attr("float", 0.0, "mix the one-hot target with uniform")})
 def cross_entropy(c):
@@ -47,20 +48,21 @@ def cross_entropy(c):
     return tensor(SCALAR, s.dtype)
 
 
-@defop("bce_with_logits", family="loss", loss=True, flops=_numel,
-       inputs=(Port("logits"), Port("target")))
+@defop("bce_with_logits", family="loss", loss=True, flops=_numel, kernel=Kernel("loss"),
+       inputs=(Port("logits"), Port("target", grad=False)))
 def bce_with_logits(c):
     """Binary cross-entropy on logits: mean(softplus(z) - y·z), stable for large |z|."""
     return tensor(SCALAR, _same(c, "logits", "target").dtype)
 
 
-@defop("mse", family="loss", loss=True, flops=_numel, inputs=(Port("pred"), Port("target")))
+@defop("mse", family="loss", loss=True, flops=_numel, inputs=(Port("pred"), Port("target")),
+       kernel=Kernel("loss"))
 def mse(c):
     """Mean squared error mean((pred - target)²)."""
     return tensor(SCALAR, _same(c, "pred", "target").dtype)
 
 
-@defop("hinge", family="loss", loss=True, flops=_numel,
+@defop("hinge", family="loss", loss=True, flops=_numel, kernel=Kernel("loss", attrs=("margin",)),
        inputs=(Port("scores"), Port("target", dtype="int")),
        attrs={"margin": Attr("float", 1.0, "required gap between the right class and the others")})
 def hinge(c):
@@ -70,7 +72,7 @@ def hinge(c):
     return tensor(SCALAR, s.dtype)
 
 
-@defop("kl_div", family="loss", loss=True, flops=_numel,
+@defop("kl_div", family="loss", loss=True, flops=_numel, kernel=Kernel("loss", attrs=("temperature",)),
        inputs=(Port("student"), Port("teacher")),
        attrs={"temperature": Attr("float", 1.0, "softmax(z / T) on both sides; the loss is × T²")})
 def kl_div(c):

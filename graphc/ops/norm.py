@@ -1,9 +1,9 @@
-"""Normalization: layernorm (per sample), batchnorm (per feature over the batch), add_norm."""
+"""Normalization: layernorm and rmsnorm (per sample), batchnorm (per feature over the batch), add_norm."""
 
 from __future__ import annotations
 
 from graphc.ops.init import ONES, ZEROS
-from graphc.ops.registry import Attr, ParamDef, Port, defop
+from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
 
 
 def _affine(c, port="x", axis=-1, what="the normalized (last) axis"):
@@ -11,13 +11,26 @@ def _affine(c, port="x", axis=-1, what="the normalized (last) axis"):
     return {"weight": ParamDef((d,), ONES, decay=False), "bias": ParamDef((d,), ZEROS, decay=False)}
 
 
-@defop("layernorm", family="norm",
+@defop("layernorm", family="norm", tags=("norm",),
+       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps", "affine"), saved=2),
        attrs={"eps": Attr("float", 1e-5, "added to the variance"),
               "affine": Attr("bool", True, "learn a gain γ and offset β")},
        params=lambda c: _affine(c) if c.attrs["affine"] else {},
        flops=lambda c: 8 * c.inputs["x"].numel())
 def layernorm(c):
     """(x - mean) / √(var + eps) · γ + β, statistics over the last axis of each sample."""
+    return c.input("x", min_rank=1)
+
+
+@defop("rmsnorm", family="norm", tags=("norm",),
+       kernel=Kernel("norm", params=("weight",), attrs=("eps",), saved=1),
+       attrs={"eps": Attr("float", 1e-6, "added to the mean square (PyTorch's RMSNorm default, "
+                                         "eps=None, means the dtype's machine epsilon)")},
+       params=lambda c: {"weight": _affine(c)["weight"]},
+       flops=lambda c: 4 * c.inputs["x"].numel())
+def rmsnorm(c):
+    """x / √(mean(x²) + eps) · γ over the last axis (RMSNorm: LayerNorm without centring or β;
+    Llama's norm). γ=1 at init."""
     return c.input("x", min_rank=1)
 
 
@@ -29,7 +42,9 @@ def _bn_params(c):
     return p
 
 
-@defop("batchnorm", family="norm", stochastic=True,
+@defop("batchnorm", family="norm", stochastic=True, tags=("norm",),
+       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps", "momentum"), saved=2,
+                     buffers=("running_mean", "running_var"), mode=True),
        attrs={"eps": Attr("float", 1e-5, "added to the variance"),
               "momentum": Attr("float", 0.1, "weight of the new batch in the running averages")},
        params=_bn_params, flops=lambda c: 8 * c.inputs["x"].numel())
@@ -42,7 +57,8 @@ def batchnorm(c):
     return x
 
 
-@defop("add_norm", family="norm", inputs=("x", Port("y")),
+@defop("add_norm", family="norm", inputs=("x", Port("y")), tags=("norm", "skip"),
+       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps",), saved=2),
        attrs={"eps": Attr("float", 1e-5, "added to the variance")},
        params=lambda c: _affine(c),
        flops=lambda c: 9 * c.inputs["x"].numel())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphc.ops.init import uniform_fan_in
-from graphc.ops.registry import Attr, ParamDef, defop
+from graphc.ops.registry import Attr, Kernel, ParamDef, defop
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -54,7 +54,25 @@ def _rule(kind: str, doc: str):
         return x.with_shape((b, t, width) if c.attrs["output"] == "sequence" else (b, width))
 
     rule.__doc__ = doc
-    defop(kind, family="recurrent", attrs=_attrs(kind), params=_params(kind), flops=_flops(kind))(rule)
+    flags = ("hidden", "bidirectional", "last") + (("nonlinearity_tanh",) if kind == "rnn" else ())
+    # wrappers over per-direction Numba cores (the output's rank depends on `output`)
+    kernel = Kernel("recurrent", params=_KERNEL_PARAMS, attrs=flags, saved=1 if kind == "rnn" else 3)
+    defop(kind, family="recurrent", attrs=_attrs(kind), params=_params(kind), flops=_flops(kind),
+          kernel=kernel, lower=_lowering(kind), tags=("position",))(rule)
+
+
+# every direction's weights, whether or not the spec has them (absent ones are passed empty)
+_KERNEL_PARAMS = tuple(f"{w}_{d}" for d in (0, 1) for w in ("w_ih", "w_hh", "b_ih", "b_hh"))
+
+
+def _lowering(kind: str):
+    def lower(a: dict, rank: int) -> dict:
+        flags = {"hidden": a["hidden"], "bidirectional": a["bidirectional"], "last": a["output"] == "last"}
+        if kind == "rnn":
+            flags["nonlinearity_tanh"] = a["nonlinearity"] == "tanh"
+        return flags
+
+    return lower
 
 
 _rule("rnn", "Vanilla RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).")

@@ -1,21 +1,25 @@
-"""The op registry: each op is defined once, with everything graphc needs to know about it.
+"""The op registry: each op is one record, with everything graphc needs to know about it.
 
 An op definition keeps together (in the style of JAX's `lax` primitives):
-  attribute schema · input ports · shape rule · parameter shapes and initializers · FLOP count.
-The shape rule is the decorated function; its docstring is the op's documentation. Kernels
-(forward and VJP) live in `graphc.kernels` and are bound by op name, so that `check`, `lint`
-and `render` never import Numba.
+  attribute schema · input ports (each saying whether it is differentiable) · shape rule ·
+  parameter shapes and initializers · FLOP count · tags (groups that lint and render ask
+  about) · kernel binding · attribute lowering · further registrations (e.g. an exporter).
+The shape rule is the decorated function; its docstring is the op's documentation. The
+kernels (forward and VJP) live in `graphc.kernels.<module>` and are named here, imported only
+when first called for, so `check`, `lint` and `render` never import Numba.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import sympy
 
-from graphc.shapes import Dim, TensorType, dims_equal, fmt_dim, fmt_shape
+from graphc.shapes import Dim, TensorType, dims_equal, fmt_dim
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
@@ -41,10 +45,12 @@ class Port:
     optional: bool = False
     dtype: str = "float"  # "float" | "int" | "any"
     variadic: bool = False  # takes any number of tensors (concat)
+    grad: bool = True  # False: a float input no gradient flows into (targets, masks)
 
     @property
     def differentiable(self) -> bool:
-        return self.dtype != "int"
+        """The one place that says whether a gradient flows into this input."""
+        return self.grad and self.dtype != "int"
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,52 @@ class Ctx:
         return tuple(self.concrete(d, what) for d in dims)
 
 
+@dataclass(frozen=True)
+class RuntimeShape:
+    """A lowered attribute that is a shape whose dims may be symbolic (reshape's target):
+    the driver evaluates it when a batch binds the dims."""
+
+    dims: tuple
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """How an op runs: `<name>_fwd` and `<name>_bwd` in `graphc.kernels.<module>`.
+
+    The calling convention is in `graphc.kernels`' docstring. The kernel takes the op's ports
+    (in order), then `noise` (uniform noise the driver draws, so forward and backward agree),
+    `params` and `buffers` (parameters without a gradient, updated in place), the lowered
+    `attrs`, `training` when `mode` is set, and returns its outputs then `saved` tensors.
+    `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
+
+    module: str
+    params: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+    saved: int = 0
+    buffers: tuple[str, ...] = ()
+    noise: str | None = None
+    mode: bool = False
+    name: str = ""
+    inputs: tuple[str, ...] = ()
+    nondiff: tuple[str, ...] = ()
+    variadic: bool = False
+
+    @cached_property
+    def fwd(self) -> Callable:
+        return getattr(importlib.import_module(f"graphc.kernels.{self.module}"), f"{self.name}_fwd")
+
+    @cached_property
+    def bwd(self) -> Callable:
+        return getattr(importlib.import_module(f"graphc.kernels.{self.module}"), f"{self.name}_bwd")
+
+
+def _default_lowering(kernel: Kernel) -> Callable[[dict, int], dict]:
+    def lower(attrs: dict, rank: int) -> dict:
+        return {name: attrs[name] for name in kernel.attrs}
+
+    return lower
+
+
 @dataclass
 class OpDef:
     name: str
@@ -135,6 +187,16 @@ class OpDef:
     outputs: tuple[str, ...] | Callable[[dict], tuple[str, ...]] = ("out",)
     loss: bool = False
     stochastic: bool = False  # behaves differently in training (dropout, batchnorm)
+    kernel: Kernel | None = None
+    # spec attributes → the kernel's flat arguments (`kernel: [3, 3]` → kh, kw), given the rank
+    # of the first input (negative axes count from the end)
+    lowering: Callable[[dict, int], dict] | None = None
+    tags: frozenset[str] = frozenset()  # groups lint rules and render styles ask about
+    rules: dict[str, Callable] = field(default_factory=dict)  # further registrations by kind
+
+    def lower(self, attrs: dict, rank: int) -> dict:
+        """The kernel's attribute arguments for a node with these (spec) attributes."""
+        return self.lowering(attrs, rank)
 
     def output_names(self, attrs: dict) -> tuple[str, ...]:
         return self.outputs(attrs) if callable(self.outputs) else self.outputs
@@ -146,11 +208,17 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def defop(name: str, *, family: str, inputs=("x",), attrs: dict[str, Attr] | None = None,
-          params=None, flops=None, outputs=("out",), loss: bool = False, stochastic: bool = False):
+def defop(name: str, *, family: str, kernel: Kernel, inputs=("x",),
+          attrs: dict[str, Attr] | None = None, params=None, flops=None, outputs=("out",),
+          loss: bool = False, stochastic: bool = False, lower=None, tags=()):
     """Register an op; decorates its shape rule. Ports are names or `Port`s."""
 
     ports = tuple(p if isinstance(p, Port) else Port(p) for p in inputs)
+    kernel = replace(kernel, name=kernel.name or name,
+                     inputs=tuple(p.name for p in ports) + ((kernel.noise,) if kernel.noise else ()),
+                     nondiff=tuple(p.name for p in ports if not p.differentiable)
+                     + ((kernel.noise,) if kernel.noise else ()),
+                     variadic=any(p.variadic for p in ports))
 
     def register(shape_rule):
         if name in OPS:
@@ -159,15 +227,32 @@ def defop(name: str, *, family: str, inputs=("x",), attrs: dict[str, Attr] | Non
         if not doc:
             raise RuntimeError(f"op `{name}` has no docstring")
         OPS[name] = OpDef(name, family, doc, ports, dict(attrs or {}), shape_rule, params, flops,
-                          outputs, loss, stochastic)
+                          outputs, loss, stochastic, kernel, lower or _default_lowering(kernel),
+                          frozenset(tags))
         return shape_rule
 
     return register
 
 
-def get(name: str) -> OpDef:
-    return OPS[name]
+def register(op: str, kind: str):
+    """Add a further registration to an op (`@register("linear", "onnx")`), kept on its record."""
+
+    def add(fn: Callable) -> Callable:
+        if kind in OPS[op].rules:
+            raise RuntimeError(f"op `{op}` has two `{kind}` registrations")
+        OPS[op].rules[kind] = fn
+        return fn
+
+    return add
 
 
-def describe_shape(t: TensorType) -> str:
-    return fmt_shape(t.shape)
+def tagged(tag: str) -> frozenset[str]:
+    """The names of the ops that carry `tag`."""
+    return frozenset(name for name, op in OPS.items() if tag in op.tags)
+
+
+def axis(value: int, rank: int) -> int:
+    """A possibly negative axis as a non-negative one (lowerings pass kernels the latter)."""
+    return value % rank if rank else value
+
+

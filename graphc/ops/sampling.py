@@ -11,7 +11,7 @@ the localisation net learn where to look. Semantics are exactly PyTorch's
 
 from __future__ import annotations
 
-from graphc.ops.registry import Attr, defop
+from graphc.ops.registry import Attr, Kernel, RuntimeShape, defop
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape, is_integral
 
 _ALIGN = Attr("bool", False, "true: ±1 are the centres of the corner pixels; false: their outer "
@@ -38,6 +38,8 @@ def _size(c) -> tuple:
 
 
 @defop("affine_grid", family="sampling", inputs=("theta",),
+       kernel=Kernel("sampling", attrs=("size", "align_corners")),
+       lower=lambda a, rank: {"size": RuntimeShape(tuple(a["size"])), "align_corners": a["align_corners"]},
        attrs={"size": Attr("shape", doc="output grid size [H, W] (numbers or expressions over "
                            "dims, e.g. [H, W] of the image it will sample)"),
               "align_corners": _ALIGN},
@@ -60,6 +62,7 @@ def affine_grid(c):
 
 
 @defop("grid_sample", family="sampling", inputs=("x", "grid"),
+       kernel=Kernel("sampling", attrs=("align_corners",)),
        attrs={"mode": Attr("str", "bilinear", "interpolation", choices=("bilinear",)),
               "padding_mode": Attr("str", "zeros", "value of samples outside the image",
                                    choices=("zeros",)),

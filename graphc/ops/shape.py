@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from graphc.ops.registry import Attr, Port, defop
+from graphc.ops.registry import Attr, Kernel, Port, RuntimeShape, axis, defop
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape
 
 
@@ -15,7 +15,9 @@ def _axis(c, x, attr: str, value=None) -> int:
     return a % x.rank
 
 
-@defop("flatten", family="shape", inputs=(Port("x", dtype="any"),),
+# Data movement runs over NumPy (graphc.kernels.views): a view or one copy, no Numba needed.
+@defop("flatten", family="shape", inputs=(Port("x", dtype="any"),), tags=("shape_only",),
+       kernel=Kernel("views", attrs=("start",)), lower=lambda a, rank: {"start": axis(a["start"], rank)},
        attrs={"start": Attr("axis", 1, "first axis to merge (the batch axis 0 is kept by default)")})
 def flatten(c):
     """Merge the axes from `start` to the end into one: [B, C, H, W] → [B, C·H·W]."""
@@ -24,7 +26,9 @@ def flatten(c):
     return x.with_shape(x.shape[:s] + (sympy.Mul(*x.shape[s:]),))
 
 
-@defop("reshape", family="shape", inputs=(Port("x", dtype="any"),),
+@defop("reshape", family="shape", inputs=(Port("x", dtype="any"),), tags=("shape_only",),
+       kernel=Kernel("views", attrs=("shape",)),
+       lower=lambda a, rank: {"shape": RuntimeShape(tuple(a["shape"]))},
        attrs={"shape": Attr("shape", doc="new shape; dims may be symbolic, one may be -1")})
 def reshape(c):
     """View the data with a new shape of the same size; one axis may be -1 (inferred)."""
@@ -44,7 +48,9 @@ def reshape(c):
     return x.with_shape(target)
 
 
-@defop("transpose", family="shape", inputs=(Port("x", dtype="any"),),
+@defop("transpose", family="shape", inputs=(Port("x", dtype="any"),), tags=("shape_only",),
+       kernel=Kernel("views", attrs=("dim0", "dim1")),
+       lower=lambda a, rank: {"dim0": axis(a["dim0"], rank), "dim1": axis(a["dim1"], rank)},
        attrs={"dim0": Attr("axis", -2, "first axis"), "dim1": Attr("axis", -1, "second axis")})
 def transpose(c):
     """Swap two axes."""
@@ -55,7 +61,9 @@ def transpose(c):
     return x.with_shape(shape)
 
 
-@defop("permute", family="shape", inputs=(Port("x", dtype="any"),),
+@defop("permute", family="shape", inputs=(Port("x", dtype="any"),), tags=("shape_only",),
+       kernel=Kernel("views", attrs=("dims",)),  # the backward inverts the order with argsort
+       lower=lambda a, rank: {"dims": tuple(axis(d, rank) for d in a["dims"])},
        attrs={"dims": Attr("ints", doc="new order of the axes, e.g. [0, 2, 1]")})
 def permute(c):
     """Reorder all axes."""
@@ -66,7 +74,8 @@ def permute(c):
     return x.with_shape([x.shape[d] for d in dims])
 
 
-@defop("concat", family="shape", inputs=(Port("xs", variadic=True, dtype="any"),),
+@defop("concat", family="shape", inputs=(Port("xs", variadic=True, dtype="any"),), tags=("skip",),
+       kernel=Kernel("views", attrs=("axis",)), lower=lambda a, rank: {"axis": axis(a["axis"], rank)},
        attrs={"axis": Attr("axis", -1, "axis to join along")})
 def concat(c):
     """Join tensors along `axis`; every other axis must match (U-Net skips, bidirectional)."""
@@ -93,6 +102,8 @@ def _split_outputs(attrs) -> tuple[str, ...]:
 
 
 @defop("split", family="shape", inputs=(Port("x", dtype="any"),), outputs=_split_outputs,
+       kernel=Kernel("views", attrs=("axis", "sizes")),
+       lower=lambda a, rank: {"axis": axis(a["axis"], rank), "sizes": a["sizes"]},
        attrs={"axis": Attr("axis", -1, "axis to cut"),
               "sizes": Attr("ints", doc="sizes of the pieces; refer to them as `name.0`, `name.1`, …")})
 def split(c):
@@ -107,7 +118,9 @@ def split(c):
             for i, s in enumerate(sizes)}
 
 
-@defop("slice", family="shape", inputs=(Port("x", dtype="any"),),
+@defop("slice", family="shape", inputs=(Port("x", dtype="any"),), tags=("shape_only",),
+       kernel=Kernel("views", attrs=("axis", "start", "stop")),
+       lower=lambda a, rank: {"axis": axis(a["axis"], rank), "start": a["start"], "stop": a["stop"]},
        attrs={"axis": Attr("axis", doc="axis to slice"),
               "start": Attr("int", 0, "first index"),
               "stop": Attr("int", None, "one past the last index (null: the end)")})

@@ -24,30 +24,27 @@ class GradientFlow:
 
 
 def gradient_flow(graph: Graph) -> GradientFlow:
-    """Run the compiler's autodiff (graphc.compiler.autodiff) and read back its backward plan.
-
-    Each backward `Call` assigns one target per kernel input slot (variadic slots expanded),
-    then one per kernel parameter, `_` where no gradient is kept; aligning the targets with
-    the node's inputs the same way the reverse walk built them tells where gradients flow."""
-    from graphc.compiler.autodiff import build  # imports the kernels: only for --backward
-    from graphc.compiler.lowering import lower
+    """Run the compiler's autodiff (graphc.compiler.autodiff) and read its backward calls:
+    a call's results are one gradient per kernel input slot (variadic slots expanded), then
+    one per parameter, `Drop` where none is kept."""
+    from graphc.compiler.autodiff import build  # imports the compiler: only for --backward
+    from graphc.compiler.calls import Drop, ParamGrad
+    from graphc.ops import OPS
 
     program = build(graph)
     flow = GradientFlow([], {}, [n for n, _ in graph.losses.values()
                                  if any(c.node == n for c in program.backward)])
     for call in program.backward:
         node = graph.nodes[call.node]
-        first = graph.types.get(node.inputs[0].tensor) if node.inputs else None
-        kernel = lower(node, first.rank if first else 0).kernel
+        kernel = OPS[node.op].kernel
         slots = []
         for port in kernel.inputs:
             bound = node.port_inputs(port)
             slots += bound if kernel.variadic else [bound[0] if bound else None]
-        for inp, target in zip(slots, call.targets, strict=False):
-            if inp is not None and target != "_":
+        for inp, result in zip(slots, call.results, strict=False):
+            if inp is not None and not isinstance(result, Drop):
                 flow.edges.append((inp.src, node.name))
-        param_targets = call.targets[len(slots):]
-        trained = [p for p, t in zip(kernel.params, param_targets, strict=False) if t != "_"]
+        trained = [r.name.rsplit(".", 1)[1] for r in call.results if isinstance(r, ParamGrad)]
         if trained:
             flow.params[node.name] = trained
     return flow
