@@ -16,19 +16,17 @@ The package, in the order data flows through it:
 - `backward` — the gradient flow of the compiler's autodiff (`--backward`)
 - `diagram`  — the Graphviz graph: nodes, edges, clusters, title
 - `output`   — output format, writing, the fallback without `dot`
-- `command`  — the click command
 
-This module is the public API; everything here was importable from `graphc.render` before it
-became a package, and still is.
+The `graphc render` command itself is `graphc.cli.render` (the library imports no click).
+This module is the public API.
 """
 
 from graphc.render.backward import GradientFlow, gradient_flow
-from graphc.render.command import render
 from graphc.render.diagram import DiagramBuilder, build_diagram
 from graphc.render.labels import MAX_ATTRS, key_attributes
 from graphc.render.layout import Cluster, Layout, RenderOptions, plan_layout
 from graphc.render.marks import blamed_nodes
-from graphc.render.output import FORMATS, INSTALL_GRAPHVIZ
+from graphc.render.output import FORMATS, INSTALL_GRAPHVIZ, RenderError, format_of, write_diagram
 from graphc.render.style import (
     ERROR_COLOUR,
     FAMILY_COLOURS,
@@ -62,11 +60,13 @@ __all__ = [
     "DiagramBuilder",
     "GradientFlow",
     "Layout",
+    "RenderError",
     "RenderOptions",
     "blamed_nodes",
     "build_diagram",
+    "format_of",
     "gradient_flow",
     "key_attributes",
     "plan_layout",
-    "render",
+    "write_diagram",
 ]

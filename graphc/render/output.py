@@ -1,13 +1,12 @@
 """Writing a diagram: the output format from the file's extension, drawing with Graphviz's `dot`,
 and the fallback without `dot` (the `.dot` source is still written, with how to install it).
-Every failure is a one-line `error:` and an exit status, never a traceback."""
+Every failure is a `RenderError` carrying the one-line message and exit status the command
+shows (`graphc.cli.render`), never a traceback."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import click
 import graphviz
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -22,19 +21,23 @@ To draw it, install Graphviz (the `dot` program; the Python package alone is not
 then re-run this command, or draw the saved source directly:  dot -T{fmt} {dot} -o {out}"""
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+class RenderError(Exception):
+    """What went wrong, as one line for the user; `exit_code` is 1 (a failure) or 2 (usage)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-def _format_of(output: Path) -> str:
+def format_of(output: Path) -> str:
+    """The output format named by `output`'s extension (`.gv` is dot); RenderError (usage) if none."""
     fmt = output.suffix.lower().lstrip(".")
     if fmt == "gv":
         return "dot"
     if fmt not in FORMATS:
         what = f"`.{fmt}`" if fmt else "no extension"
-        _fail(f"cannot tell the format of `{output}` ({what}); use one of "
-              f"{', '.join('.' + f for f in FORMATS)}", 2)
+        raise RenderError(f"cannot tell the format of `{output}` ({what}); use one of "
+                          f"{', '.join('.' + f for f in FORMATS)}", 2)
     return fmt
 
 
@@ -45,11 +48,11 @@ def _write(path: Path, data: bytes | str) -> None:
         else:
             path.write_bytes(data)
     except OSError as exc:
-        _fail(f"cannot write `{path}`: {exc.strerror or exc}")
+        raise RenderError(f"cannot write `{path}`: {exc.strerror or exc}") from None
 
 
 def write_diagram(diagram: graphviz.Digraph, out: Path, fmt: str) -> None:
-    """Write `diagram` to `out` as `fmt`; without `dot`, write the source beside it and fail."""
+    """Write `diagram` to `out` as `fmt`; without `dot`, write the source beside it and raise."""
     if fmt == "dot":
         _write(out, diagram.source)
     else:
@@ -60,10 +63,10 @@ def write_diagram(diagram: graphviz.Digraph, out: Path, fmt: str) -> None:
         except graphviz.ExecutableNotFound:
             dot_path = out.with_suffix(".dot")
             _write(dot_path, diagram.source)
-            _fail(f"Graphviz's `dot` program is not on PATH, so `{out}` was not drawn; wrote the "
-                  f"diagram source to `{dot_path}` instead.\n"
-                  + INSTALL_GRAPHVIZ.format(fmt=fmt, dot=dot_path, out=out))
+            raise RenderError(f"Graphviz's `dot` program is not on PATH, so `{out}` was not drawn; "
+                              f"wrote the diagram source to `{dot_path}` instead.\n"
+                              + INSTALL_GRAPHVIZ.format(fmt=fmt, dot=dot_path, out=out)) from None
         except graphviz.CalledProcessError as exc:
             detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-            _fail(f"Graphviz `dot` failed: {detail[0] if detail else exc}")
+            raise RenderError(f"Graphviz `dot` failed: {detail[0] if detail else exc}") from None
         _write(out, data)

@@ -1,38 +1,28 @@
-"""CLI commands of the back end: `graphc compile`, `graphc gradcheck`, `graphc bench`."""
+"""The back end's commands: `graphc compile`, `graphc gradcheck`, `graphc bench`.
+
+Numba loads inside the commands, when they compile, never when this module is imported."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from graphc.cli import analyze_or_exit, format_option, parse_overrides, set_option
-
-
-def _dims(values: tuple[str, ...], defaults: dict[str, int]) -> dict[str, int]:
-    dims = dict(defaults)
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise click.BadParameter(f"expected NAME=INT, got `{item}`", param_hint="--dim")
-        dims[key.strip()] = int(value)
-    return dims
-
-
-dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=INT",
-                          help="Size of a symbolic dimension for the synthetic batch (B=64, T=16).")
+from graphc.cli.common import (
+    analyze_or_exit,
+    dim_option,
+    format_option,
+    parse_dims,
+    parse_overrides,
+    report,
+    set_option,
+)
 
 
 def _compiled(spec: str, sets, **kw):
-    from graphc.cli import report
     from graphc.compiler import CompileError, compile_graph
     from graphc.diagnostics import summary_line
     from graphc.pipeline import Analysis
@@ -76,7 +66,7 @@ def compile_command(spec, emit, show_plan, dims, sets):
         from graphc.compiler.plan import describe
 
         batch = int((model.train or {}).get("batch", 32))
-        sizes = _dims(dims, {"B": batch, "T": 16})
+        sizes = parse_dims(dims, {"B": batch, "T": 16})
         needed = set(model.buffer_plan.dims)
         if needed - set(sizes):
             missing = ", ".join(sorted(needed - set(sizes)))
@@ -97,11 +87,14 @@ def compile_command(spec, emit, show_plan, dims, sets):
 @format_option
 def gradcheck(spec, dims, training, seed, sets, fmt):
     """Float64 finite-difference check of the generated backward: per node and whole graph."""
+    from rich.console import Console
+    from rich.table import Table
+
     from graphc.compiler.checks import gradcheck as run
 
     model = _compiled(spec, sets, wrt_inputs=True)
     try:
-        rows = run(model, _dims(dims, {"B": 2, "T": 5}), seed=seed, training=training)
+        rows = run(model, parse_dims(dims, {"B": 2, "T": 5}), seed=seed, training=training)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -121,15 +114,6 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
     sys.exit(0 if ok else 1)
 
 
-def _worker(spec, dims, steps, overrides, env) -> dict:
-    cmd = [sys.executable, "-m", "graphc.compiler.bench_worker", spec, json.dumps(dims), str(steps),
-           json.dumps(overrides)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if r.returncode != 0:
-        raise click.ClickException(f"benchmark run failed:\n{r.stderr.strip()[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 @click.command()
 @click.argument("spec", type=click.Path())
 @dim_option
@@ -139,21 +123,15 @@ def _worker(spec, dims, steps, overrides, env) -> dict:
 @format_option
 def bench(spec, dims, steps, no_cold, sets, fmt):
     """Cold compile time, cached start time, step time (forward+backward) and peak memory."""
+    from graphc.compiler.benchmark import BenchmarkError, run_benchmark
+
     analysis = analyze_or_exit(spec, parse_overrides(sets))
     batch = int((analysis.graph.train or {}).get("batch", 32))
-    sizes = _dims(dims, {"B": batch, "T": 16})
-    overrides = parse_overrides(sets)
-    results = {"spec": spec, "dims": sizes}
-    with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "GRAPHC_CACHE_DIR": cache}
-        if not no_cold:
-            results["cold_start_s"] = _worker(spec, sizes, 0, overrides, env)["first_step_s"]
-            warm = _worker(spec, sizes, steps, overrides, env)
-        else:
-            warm = _worker(spec, sizes, steps, overrides, {**os.environ})
-    results |= {"cached_start_s": warm["first_step_s"], "step_median_ms": warm["step_median"] * 1e3,
-                "step_best_ms": warm["step_best"] * 1e3, "peak_rss_mb": warm["peak_rss_mb"],
-                "buffer_plan_mb": warm["buffer_plan_mb"]}
+    sizes = parse_dims(dims, {"B": batch, "T": 16})
+    try:
+        results = run_benchmark(spec, sizes, steps, parse_overrides(sets), cold=not no_cold)
+    except BenchmarkError as exc:
+        raise click.ClickException(str(exc)) from None
     if fmt == "json":
         click.echo(json.dumps(results, indent=2))
         return

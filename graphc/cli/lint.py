@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from graphc.cli import parse_overrides, set_option
-from graphc.lint.engine import FAIL_LEVELS, Config, LintConfigError, check_patterns, lint_file, load_config
-from graphc.lint.formats import FORMATS, render_github, render_json, render_sarif, render_text
-from graphc.lint.table import Rule, all_rules, find
+from graphc.cli.common import parse_overrides, set_option
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from graphc.lint.table import Rule
+
+# The choices of --format and --fail-on: graphc.lint.formats.FORMATS and graphc.lint.engine.FAIL_LEVELS,
+# spelled out because importing those modules loads the front end (sympy), and `graphc --help`
+# must not. tests/cli/test_startup.py checks that the copies agree.
+FORMATS = ("text", "json", "sarif", "github")
+FAIL_LEVELS = ("error", "warning", "note", "never")
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -35,6 +42,8 @@ def _expand(specs: tuple[str, ...]) -> list[str]:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
@@ -74,6 +83,12 @@ def lint(specs, select, ignore, fmt, fail_on, explain_code, list_rules, sets):
 
     Exit status: 0 clean, 1 findings at or above the fail level, 2 usage error.
     """
+    from rich.markup import escape
+
+    from graphc.lint.engine import Config, LintConfigError, check_patterns, lint_file, load_config
+    from graphc.lint.formats import render_github, render_json, render_sarif, render_text
+    from graphc.lint.table import all_rules, find
+
     rules = all_rules()
     if explain_code is not None:
         rule = find(explain_code)

@@ -1,6 +1,6 @@
-"""The `graphc render` command: its options, the front end (`analyze`, stopping after infer like
-`check`), the optional backward view, and the exit status. Drawing is `diagram`'s job and
-writing `output`'s."""
+"""`graphc render`: its options, the front end (`analyze`, stopping after infer like `check`), the
+optional backward view, and the exit status. Drawing is graphc.render.diagram's job and writing
+graphc.render.output's."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ from pathlib import Path
 
 import click
 
-from graphc.cli import parse_overrides, set_option
-from graphc.diagnostics import DiagnosticPrinter, summary_line
-from graphc.pipeline import analyze
-from graphc.render.backward import gradient_flow
-from graphc.render.diagram import build_diagram
-from graphc.render.layout import RenderOptions
-from graphc.render.output import _fail, _format_of, write_diagram
+from graphc.cli.common import fail, parse_overrides, set_option
 
 
 @click.command()
@@ -44,17 +38,27 @@ def render(spec, output, expand, direction, shapes, backward, sets):
 
         graphc render specs/transformer.yaml -o transformer.svg
     """
+    from graphc.diagnostics import DiagnosticPrinter, summary_line
+    from graphc.pipeline import analyze
+    from graphc.render.backward import gradient_flow
+    from graphc.render.diagram import build_diagram
+    from graphc.render.layout import RenderOptions
+    from graphc.render.output import RenderError, format_of, write_diagram
+
     out = Path(output) if output else Path(Path(spec).stem + ".svg")
-    fmt = _format_of(out)
+    try:
+        fmt = format_of(out)
+    except RenderError as exc:
+        fail(str(exc), exc.exit_code)
     if not Path(spec).is_file():
-        _fail(f"no such spec file: `{spec}`" if not Path(spec).exists() else f"`{spec}` is not a file")
+        fail(f"no such spec file: `{spec}`" if not Path(spec).exists() else f"`{spec}` is not a file")
     if not out.parent.is_dir():
         problem = "is not a directory" if out.parent.exists() else "does not exist"
-        _fail(f"cannot write `{out}`: `{out.parent}` {problem}")
+        fail(f"cannot write `{out}`: `{out.parent}` {problem}")
     analysis = analyze(spec, parse_overrides(sets))
     DiagnosticPrinter().print_all(analysis.diagnostics)
     if analysis.graph is None or not analysis.graph.nodes:
-        _fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
+        fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
     options = RenderOptions(expand=expand, direction=direction.upper(), shapes=shapes)
     gradients, gradient_problem = None, ""
     if backward and analysis.errors:
@@ -67,12 +71,15 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     try:
         diagram = build_diagram(analysis, options, gradients)
     except Exception as exc:  # a renderer bug must still not hand the user a traceback
-        _fail(f"internal error while drawing `{spec}`: {type(exc).__name__}: {exc} "
-              "(this is a graphc bug; please report it with the spec)")
-    write_diagram(diagram, out, fmt)
+        fail(f"internal error while drawing `{spec}`: {type(exc).__name__}: {exc} "
+             "(this is a graphc bug; please report it with the spec)")
+    try:
+        write_diagram(diagram, out, fmt)
+    except RenderError as exc:
+        fail(str(exc), exc.exit_code)
     errors = analysis.errors
     note = f" (drawn as far as it goes: the spec has {summary_line(errors)})" if errors else ""
     click.echo(f"wrote {out}{note}", err=bool(errors))
     if gradient_problem:
-        _fail(f"gradient flow not drawn: {gradient_problem}")
+        fail(f"gradient flow not drawn: {gradient_problem}")
     sys.exit(1 if errors else 0)

@@ -1,4 +1,4 @@
-"""CLI commands that run models: `graphc train`, `graphc eval`, `graphc sample`.
+"""The commands that run models: `graphc train`, `graphc eval`, `graphc sample`.
 
 The spec is compiled here; the runtime (graphc.runtime) only ever sees the CompiledModel.
 User mistakes (bad config, missing data, corrupt checkpoint, NaN loss) become one clear
@@ -9,36 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from graphc.cli import analyze_or_exit, parse_overrides, set_option
-
-
-@contextmanager
-def user_errors():
-    """Turn the errors a user can cause into a message and exit 1 (no traceback)."""
-    from graphc.compiler import CompileError, InputError
-    from graphc.diagnostics import DiagnosticPrinter
-    from graphc.runtime import NonFiniteError, TrainingError
-
-    try:
-        yield
-    except CompileError as exc:
-        DiagnosticPrinter().print_all(exc.diagnostics)
-        sys.exit(1)
-    except NonFiniteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("hint: lower the learning rate or set clip_grad_norm, then --resume", err=True)
-        sys.exit(1)
-    except (TrainingError, InputError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+from graphc.cli.common import analyze_or_exit, parse_overrides, set_option, user_errors
 
 
 def _model(spec: str, sets: tuple[str, ...]):

@@ -1,0 +1,3 @@
+from graphc.cli import main
+
+main()

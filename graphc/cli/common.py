@@ -1,0 +1,126 @@
+"""What every command shares: the `--set`/`--format`/`--dim` options and their parsing, printing
+diagnostics, running the front end or exiting, and turning user mistakes into exit status 1.
+
+Imported when `graphc --help` lists the commands, so it imports nothing heavy at module level:
+the front end (sympy, networkx) and the back end (Numba) load inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from graphc.pipeline import Analysis
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console that does not wrap at 80 columns when the output goes to a pipe or file."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print `error: message` on stderr and exit with `code` (1 bad input, 2 usage)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """`--set d_model=256 --set optimizer.lr=1e-3` → {"d_model": 256, "optimizer.lr": 0.001}."""
+    import yaml
+
+    from graphc.spec.loader import _Loader
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got `{pair}`", param_hint="--set")
+        try:
+            out[key.strip()] = yaml.load(value, Loader=_Loader) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def parse_dims(values: tuple[str, ...], defaults: dict[str, int]) -> dict[str, int]:
+    """`--dim B=64 --dim T=16` on top of `defaults` → {"B": 64, "T": 16, …}."""
+    dims = dict(defaults)
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(f"expected NAME=INT, got `{item}`", param_hint="--dim")
+        dims[key.strip()] = int(value)
+    return dims
+
+
+set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                          help="Override a constant, bind a dimension (B=32), or a train setting "
+                               "(optimizer.lr=1e-3). Repeatable.")
+format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="Output format.")
+dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=INT",
+                          help="Size of a symbolic dimension for the synthetic batch (B=64, T=16).")
+
+
+def report(analysis: Analysis, fmt: str = "text") -> None:
+    """Print an analysis' diagnostics (stderr) in the chosen format."""
+    if fmt == "text":
+        from graphc.diagnostics import DiagnosticPrinter
+
+        DiagnosticPrinter().print_all(analysis.diagnostics)
+
+
+def analyze_or_exit(spec: str, overrides: dict, fmt: str = "text") -> Analysis:
+    """Run the front end; on errors print them and exit 1 (for commands that need a valid graph)."""
+    from graphc.diagnostics import summary_line, to_json
+    from graphc.pipeline import analyze
+
+    analysis = analyze(spec, overrides)
+    if not analysis.ok:
+        if fmt == "json":
+            click.echo(to_json(analysis.diagnostics, file=spec, ok=False))
+        else:
+            report(analysis)
+            console(stderr=True).print(f"[bold red]{spec}[/]: {summary_line(analysis.diagnostics)}")
+        sys.exit(1)
+    if fmt == "text":
+        report(analysis)
+    return analysis
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into a message and exit 1 (no traceback).
+
+    The error classes are looked up only when something is raised, so entering this costs nothing.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        from graphc.compiler import CompileError, InputError
+        from graphc.diagnostics import DiagnosticPrinter
+        from graphc.runtime import NonFiniteError, TrainingError
+
+        if isinstance(exc, CompileError):
+            DiagnosticPrinter().print_all(exc.diagnostics)
+        elif isinstance(exc, NonFiniteError):
+            click.echo(f"error: {exc}", err=True)
+            click.echo("hint: lower the learning rate or set clip_grad_norm, then --resume", err=True)
+        elif isinstance(exc, TrainingError | InputError):
+            click.echo(f"error: {exc}", err=True)
+        else:
+            raise
+        sys.exit(1)
