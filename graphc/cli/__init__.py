@@ -58,3 +58,16 @@ class LazyGroup(click.Group):
 def main():
     """graphc: declarative neural-network specs — check, summarize, lint, render, compile, train."""
 
+
+
+# When the CLI was one module these helpers were `graphc.cli.<name>`; they live in
+# graphc.cli.common now and stay reachable here without loading it up front.
+_MOVED_TO_COMMON = ("parse_overrides", "set_option", "format_option", "report", "analyze_or_exit")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_COMMON:
+        from graphc.cli import common
+
+        return getattr(common, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
