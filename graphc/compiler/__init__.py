@@ -10,13 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.compiler.autodiff import build
 from graphc.compiler.cache import store
-from graphc.compiler.codegen import generate
 from graphc.compiler.model import CompiledModel, ForwardResult, InputError, ParamSpec, TensorSpec
-from graphc.compiler.plan import plan
 from graphc.diagnostics import Diagnostic
-from graphc.pipeline import analyze
+from graphc.pipeline import Analysis, analyze, run
 
 
 def _configure_blas_threads() -> None:
@@ -46,15 +43,16 @@ class CompileError(Exception):
 
 
 def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> CompiledModel:
-    """Compile an analyzed (error-free) graph."""
-    program = build(graph, wrt_inputs=wrt_inputs)  # forward plan + reverse walk
-    buffers = plan(program)  # live ranges; every kernel call gets its destinations
-    source = generate(program, buffers, graph.file)
-    path = store(source, graph.name)
-    namespace = dict(program.kernels)
-    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - our own generated code
-    model = CompiledModel(graph, program.tensors, source, str(path), namespace, buffers, dtype)
-    model.kernels = sorted(program.kernels)  # the kernel functions the driver calls
+    """Compile an analyzed (error-free) graph: the back-end passes, then the driver is loaded.
+    A failing pass raises CompileError with a GC900 diagnostic naming it."""
+    a = run(Analysis(graph.file, graph=graph, wrt_inputs=wrt_inputs), start="autodiff", until="codegen")
+    if a.errors:
+        raise CompileError(a.diagnostics)
+    path = store(a.source, graph.name)
+    namespace = dict(a.program.kernels)
+    exec(compile(a.source, str(path), "exec"), namespace)  # noqa: S102 - our own generated code
+    model = CompiledModel(graph, a.program.tensors, a.source, str(path), namespace, a.buffers, dtype)
+    model.kernels = sorted(a.program.kernels)  # the kernel functions the driver calls
     return model
 
 
