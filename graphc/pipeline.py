@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphc.diagnostics import Diagnostic, DiagnosticError
-from graphc.ir import Graph
+
+if TYPE_CHECKING:  # the pass list is importable without networkx/sympy (the CLI's start-up)
+    from graphc.ir import Graph
 
 
 @dataclass

@@ -20,6 +20,7 @@ from graphc.cli.common import (
     report,
     set_option,
 )
+from graphc.pipeline import PASS_NAMES
 
 
 def _compiled(spec: str, sets, **kw):
@@ -31,9 +32,20 @@ def _compiled(spec: str, sets, **kw):
     try:
         return compile_graph(analysis.graph, **kw)
     except CompileError as exc:  # what only the back end checks (e.g. a loss that is not a scalar)
-        report(Analysis(spec, analysis.graph, exc.diagnostics))
+        report(Analysis(spec, graph=analysis.graph, diagnostics=exc.diagnostics))
         click.echo(f"{spec}: {summary_line(exc.diagnostics)}", err=True)
         sys.exit(1)
+
+
+def _dump_after(spec: str, sets, pass_name: str) -> None:
+    from graphc.pipeline import Analysis, dump, run
+
+    a = run(Analysis(spec, parse_overrides(sets)), until=pass_name)
+    if a.reached != pass_name or a.errors:
+        report(a)
+        click.echo(f"{spec}: stopped before `{pass_name}` finished", err=True)
+        sys.exit(1)
+    click.echo(dump(a, pass_name))
 
 
 @click.command("compile")
@@ -41,10 +53,15 @@ def _compiled(spec: str, sets, **kw):
 @click.option("--emit", type=click.Path(file_okay=False), help="Write the generated source here.")
 @click.option("--plan", "show_plan", is_flag=True,
               help="Print the buffer plan: each tensor's shape, live range and buffer (sizes from --dim).")
+@click.option("--dump-after", type=click.Choice(PASS_NAMES), metavar="PASS",
+              help=f"Print what the pipeline holds after PASS ({', '.join(PASS_NAMES)}) and stop.")
 @dim_option
 @set_option
-def compile_command(spec, emit, show_plan, dims, sets):
+def compile_command(spec, emit, show_plan, dump_after, dims, sets):
     """Compile a spec: autodiff, code generation, kernels; optionally write the generated source."""
+    if dump_after:
+        _dump_after(spec, sets, dump_after)
+        return
     t0 = time.perf_counter()
     model = _compiled(spec, sets)
     elapsed = time.perf_counter() - t0
