@@ -301,7 +301,7 @@ def _finish_bwd(x, gxts, grads_dirs, p1, into_x):
 
 def rnn_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, nonlinearity_tanh, out=None,
+    bidirectional, last, nonlinearity_tanh, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -315,7 +315,7 @@ def rnn_fwd(
 
 def rnn_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, nonlinearity_tanh, saved0, out=None, into_x=None,
+    bidirectional, last, nonlinearity_tanh, saved0, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -330,7 +330,7 @@ def rnn_bwd(
 
 def lstm_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, out=None,
+    bidirectional, last, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -346,7 +346,7 @@ def lstm_fwd(
 
 def lstm_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
+    bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -360,7 +360,7 @@ def lstm_bwd(
 
 def gru_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, out=None,
+    bidirectional, last, out=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
@@ -376,7 +376,7 @@ def gru_fwd(
 
 def gru_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
-    hidden, bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
+    bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
 ):  # fmt: skip
     xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)

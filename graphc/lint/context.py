@@ -24,7 +24,6 @@ from graphc.ops import OPS, tagged
 # Ops that only move data around: "directly before" looks through them.
 # Op groups come from the ops' own tags (graphc/ops), so a new op joins them where it is defined.
 SHAPE_ONLY = tagged("shape_only")
-PROBABILITY_OPS = tagged("probability")
 SATURATING = tagged("saturating")
 NORM_OPS = tagged("norm")
 SKIP_OPS = tagged("skip")  # ops that can close a residual/skip path

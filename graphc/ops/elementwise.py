@@ -45,7 +45,7 @@ _ACTIVATIONS = {
     "relu": ("max(0, x).", 0, ()),
     "gelu": ("x·Φ(x), the exact (erf) GELU as in PyTorch's default.", 1, ()),
     "tanh": ("Hyperbolic tangent; tanh' = 1 - tanh².", 0, ("saturating",)),
-    "sigmoid": ("σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).", 0, ("saturating", "probability")),
+    "sigmoid": ("σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).", 0, ("saturating",)),
 }
 
 
@@ -82,7 +82,7 @@ def _check_axis(c, x, axis_attr="axis"):
 
 
 @defop("softmax", family="activation", attrs=_axis_attr(), flops=lambda c: 5 * c.inputs["x"].numel(),
-       kernel=_SOFTMAX_KERNEL, lower=_lower_axis, tags=("probability",))
+       kernel=_SOFTMAX_KERNEL, lower=_lower_axis)
 def softmax(c):
     """e^{z_i} / Σ_j e^{z_j} along `axis`, computed stably (the row max is subtracted first)."""
     x = c.input("x", min_rank=1)
@@ -91,8 +91,7 @@ def softmax(c):
 
 
 @defop("log_softmax", family="activation", attrs=_axis_attr(),
-       flops=lambda c: 5 * c.inputs["x"].numel(), kernel=_SOFTMAX_KERNEL, lower=_lower_axis,
-       tags=("probability",))
+       flops=lambda c: 5 * c.inputs["x"].numel(), kernel=_SOFTMAX_KERNEL, lower=_lower_axis)
 def log_softmax(c):
     """z_i - log Σ_j e^{z_j} along `axis`, computed stably."""
     x = c.input("x", min_rank=1)

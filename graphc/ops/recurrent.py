@@ -54,7 +54,7 @@ def _rule(kind: str, doc: str):
         return x.with_shape((b, t, width) if c.attrs["output"] == "sequence" else (b, width))
 
     rule.__doc__ = doc
-    flags = ("hidden", "bidirectional", "last") + (("nonlinearity_tanh",) if kind == "rnn" else ())
+    flags = ("bidirectional", "last") + (("nonlinearity_tanh",) if kind == "rnn" else ())
     # wrappers over per-direction Numba cores (the output's rank depends on `output`)
     kernel = Kernel("recurrent", params=_KERNEL_PARAMS, attrs=flags, saved=1 if kind == "rnn" else 3)
     defop(kind, family="recurrent", attrs=_attrs(kind), params=_params(kind), flops=_flops(kind),
@@ -67,7 +67,7 @@ _KERNEL_PARAMS = tuple(f"{w}_{d}" for d in (0, 1) for w in ("w_ih", "w_hh", "b_i
 
 def _lowering(kind: str):
     def lower(a: dict, rank: int) -> dict:
-        flags = {"hidden": a["hidden"], "bidirectional": a["bidirectional"], "last": a["output"] == "last"}
+        flags = {"bidirectional": a["bidirectional"], "last": a["output"] == "last"}
         if kind == "rnn":
             flags["nonlinearity_tanh"] = a["nonlinearity"] == "tanh"
         return flags
