@@ -31,11 +31,7 @@ SKIP_OPS = tagged("skip")  # ops that can close a residual/skip path
 POSITION_OPS = tagged("position")
 # The loss ports that expect unnormalized scores (the loss applies softmax/sigmoid itself).
 LOGIT_PORTS: dict[str, tuple[str, ...]] = {
-    "cross_entropy": ("logits",),
-    "bce_with_logits": ("logits",),
-    "hinge": ("scores",),
-    "kl_div": ("student", "teacher"),
-}
+    name: ports for name, op in OPS.items() if (ports := tuple(p.name for p in op.inputs if p.logits))}
 # Data sources whose targets are the inputs shifted by one position (next-token prediction).
 NEXT_TOKEN_TASKS = frozenset({"reverse_digits", "sort_digits"})
 TEXT_SUFFIXES = (".txt",)

@@ -165,7 +165,7 @@ def saturating_stack(ctx: LintContext):
     for name in g.order:
         node = g.nodes[name]
         before = max((run.get(i.src, 0) for i in node.inputs), default=0)
-        if node.op in NORM_OPS or node.op in ("add", "add_norm"):
+        if node.op in NORM_OPS or node.op in SKIP_OPS:
             run[name] = 0
         else:
             run[name] = before + (node.op in SATURATING)

@@ -31,7 +31,8 @@ def _numel(c):
 
 
 @defop("cross_entropy", family="loss", loss=True, flops=_numel,
-       inputs=(Port("logits"), Port("target", dtype="int"), Port("mask", optional=True, grad=False)),
+       inputs=(Port("logits", logits=True), Port("target", dtype="int"),
+               Port("mask", optional=True, grad=False)),
        kernel=Kernel("loss", attrs=("ignore_index", "label_smoothing"), saved=1),
        attrs={"ignore_index": Attr("int", -100, "target value that does not count"),
               "label_smoothing": Attr("float", 0.0, "mix the one-hot target with uniform")})
@@ -49,7 +50,7 @@ def cross_entropy(c):
 
 
 @defop("bce_with_logits", family="loss", loss=True, flops=_numel, kernel=Kernel("loss"),
-       inputs=(Port("logits"), Port("target", grad=False)))
+       inputs=(Port("logits", logits=True), Port("target", grad=False)))
 def bce_with_logits(c):
     """Binary cross-entropy on logits: mean(softplus(z) - y·z), stable for large |z|."""
     return tensor(SCALAR, _same(c, "logits", "target").dtype)
@@ -63,7 +64,7 @@ def mse(c):
 
 
 @defop("hinge", family="loss", loss=True, flops=_numel, kernel=Kernel("loss", attrs=("margin",)),
-       inputs=(Port("scores"), Port("target", dtype="int")),
+       inputs=(Port("scores", logits=True), Port("target", dtype="int")),
        attrs={"margin": Attr("float", 1.0, "required gap between the right class and the others")})
 def hinge(c):
     """Multi-class SVM loss L_i = Σ_{j≠y_i} max(0, s_j - s_{y_i} + margin), mean over i.
@@ -73,7 +74,7 @@ def hinge(c):
 
 
 @defop("kl_div", family="loss", loss=True, flops=_numel, kernel=Kernel("loss", attrs=("temperature",)),
-       inputs=(Port("student"), Port("teacher")),
+       inputs=(Port("student", logits=True), Port("teacher", logits=True)),
        attrs={"temperature": Attr("float", 1.0, "softmax(z / T) on both sides; the loss is × T²")})
 def kl_div(c):
     """Distillation loss T² · KL(softmax(teacher/T) ‖ softmax(student/T)), mean over rows."""

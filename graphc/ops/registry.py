@@ -46,6 +46,7 @@ class Port:
     dtype: str = "float"  # "float" | "int" | "any"
     variadic: bool = False  # takes any number of tensors (concat)
     grad: bool = True  # False: a float input no gradient flows into (targets, masks)
+    logits: bool = False  # expects unnormalized scores: the op applies softmax/sigmoid itself
 
     @property
     def differentiable(self) -> bool:
