@@ -21,7 +21,10 @@ Keys (all optional except ``data``)::
         - {loss: g_loss, params: ["gen.*"], every: 1, optimizer: {lr: 2e-4}}
       seed: 0
 
-Overrides use dotted keys (``optimizer.lr=1e-3``); see :func:`apply_overrides`.
+Every key, its type, default, limits and doc live in one table, graphc.spec.train_schema
+(shared with `graphc check`, lint and the JSON Schema); :meth:`TrainConfig.from_dict` checks a
+section against it and raises the first problem as a one-line ConfigError. Overrides use dotted
+keys (``optimizer.lr=1e-3``); see :func:`apply_overrides`.
 """
 
 from __future__ import annotations
@@ -29,32 +32,18 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from graphc.spec import train_schema as schema
+from graphc.spec.train_schema import METRIC_NAMES, OPTIMIZER, SCHEDULE, TRAIN
+
 from .errors import ConfigError
 
-METRIC_NAMES = ("loss", "accuracy", "sequence_accuracy", "perplexity")
-
-_KEYS = [
-    "data",
-    "batch",
-    "steps",
-    "epochs",
-    "optimizer",
-    "schedule",
-    "clip_grad_norm",
-    "accumulate",
-    "eval_every",
-    "log_every",
-    "checkpoint_every",
-    "metrics",
-    "early_stopping",
-    "freeze",
-    "phases",
-    "seed",
-]
-_PHASE_KEYS = ["loss", "params", "every", "optimizer"]
+__all__ = ["METRIC_NAMES", "EarlyStopping", "Phase", "TrainConfig", "apply_overrides",
+           "as_number", "check_keys", "did_you_mean", "named_section", "parse_override",
+           "parse_value"]
 
 
 def did_you_mean(word: object, choices) -> str:
@@ -73,36 +62,43 @@ def check_keys(section: dict, allowed: list[str] | tuple[str, ...], where: str) 
             )
 
 
-def as_number(value: Any, where: str, *, kind: type = float, minimum: float | None = None):
-    """``value`` as an int or float, or a ConfigError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    try:
-        number = float(value)
-        if kind is int:
-            if number != int(number):
-                raise ValueError
-            number = int(number)
-    except ValueError:
+def as_number(
+    value: Any,
+    where: str,
+    *,
+    kind: type = float,
+    minimum: float | None = None,
+    maximum: float | None = None,
+):
+    """``value`` as a finite int or float, or a ConfigError naming ``where``."""
+    number = schema.as_float(value)
+    if number is None:
         raise ConfigError(
             f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        ) from None
+        )
+    if not math.isfinite(number):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        number = value if isinstance(value, int) else int(number)
     if minimum is not None and number < minimum:
         raise ConfigError(f"{where} must be >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{where} must be <= {maximum}, got {value!r}")
     return number
 
 
 def named_section(value: Any, where: str, default_name: str) -> dict:
     """Accept ``{name: x, ...}`` or the bare string ``x``; return a fresh dict with a name."""
-    if value is None:
-        return {"name": default_name}
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, dict):
+    out = schema.named(value, OPTIMIZER, default_name)
+    if out is None:
         raise ConfigError(f"{where} must be a mapping like {{name: {default_name}}}, got {value!r}")
-    out = dict(value)
-    out.setdefault("name", default_name)
     return out
+
+
+def _default(name: str) -> Any:
+    return copy.deepcopy(TRAIN.key(name).default)
 
 
 @dataclass
@@ -137,147 +133,83 @@ class Phase:
 
 @dataclass
 class TrainConfig:
+    """The ``train:`` section, checked against graphc.spec.train_schema, defaults filled in."""
+
     data: dict
-    batch: int = 32
-    steps: int | None = None
+    batch: int = _default("batch")
+    steps: int | None = None  # neither steps nor epochs: 1000 steps (see runtime.setup)
     epochs: int | None = None
-    optimizer: dict = field(default_factory=lambda: {"name": "adamw"})
-    schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    optimizer: dict = field(default_factory=lambda: _default("optimizer"))
+    schedule: dict = field(default_factory=lambda: _default("schedule"))
     clip_grad_norm: float | None = None
-    accumulate: int = 1
-    eval_every: int = 100
+    accumulate: int = _default("accumulate")
+    eval_every: int = _default("eval_every")
     log_every: int | None = None
     checkpoint_every: int | None = None
     metrics: list[str] | None = None  # None: loss (+ accuracy when the data has labels)
     early_stopping: EarlyStopping | None = None
-    freeze: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=lambda: _default("freeze"))
     phases: list[Phase] | None = None
-    seed: int = 0
+    seed: int = _default("seed")
 
     @classmethod
     def from_dict(cls, train: dict | None) -> TrainConfig:
         if not isinstance(train, dict):
             raise ConfigError("the spec has no `train:` section (a mapping with at least `data:`)")
-        check_keys(train, _KEYS, "train")
         if "data" not in train:
             raise ConfigError(
                 "train.data is missing: say where the data comes from, "
                 "e.g. `data: {task: reverse_digits, length: 8}`"
             )
-        data = train["data"]
-        if not isinstance(data, dict):
-            raise ConfigError(f"train.data must be a mapping, got {data!r}")
-        cfg = cls(data=copy.deepcopy(data))
-        for key in ("batch", "accumulate"):
-            if key in train:
-                setattr(cfg, key, as_number(train[key], f"train.{key}", kind=int, minimum=1))
-        for key in ("steps", "epochs", "log_every", "checkpoint_every"):
-            if train.get(key) is not None:
-                setattr(cfg, key, as_number(train[key], f"train.{key}", kind=int, minimum=1))
-        if cfg.steps is not None and cfg.epochs is not None:
-            raise ConfigError("train.steps and train.epochs are both set; keep one")
-        if "eval_every" in train:
-            cfg.eval_every = as_number(train["eval_every"], "train.eval_every", kind=int, minimum=0)
-        if "seed" in train:
-            cfg.seed = as_number(train["seed"], "train.seed", kind=int, minimum=0)
-        if train.get("clip_grad_norm") is not None:
-            cfg.clip_grad_norm = as_number(train["clip_grad_norm"], "train.clip_grad_norm")
-            if cfg.clip_grad_norm <= 0:
-                raise ConfigError("train.clip_grad_norm must be > 0 (or null to turn it off)")
-        cfg.optimizer = named_section(train.get("optimizer"), "train.optimizer", "adamw")
-        cfg.schedule = named_section(train.get("schedule"), "train.schedule", "constant")
+        problems = schema.validate(train, require_source=False)
+        if problems:
+            raise ConfigError(problems[0].text)
+        cfg = cls(data=copy.deepcopy(train["data"]))
+        for key in TRAIN.keys:
+            if key.type in ("int", "float") and train.get(key.name) is not None:
+                setattr(cfg, key.name, schema.coerce(key, train[key.name]))
+        cfg.optimizer = named_section(train.get("optimizer"), "train.optimizer",
+                                      OPTIMIZER.default_variant)
+        cfg.schedule = schema.named(train.get("schedule"), SCHEDULE)
         if train.get("metrics") is not None:
             metrics = train["metrics"]
-            if isinstance(metrics, str):
-                metrics = [metrics]
-            if not isinstance(metrics, list):
-                raise ConfigError(f"train.metrics must be a list, got {metrics!r}")
-            for m in metrics:
-                if m not in METRIC_NAMES:
-                    raise ConfigError(
-                        f"unknown metric `{m}` in train.metrics{did_you_mean(m, METRIC_NAMES)}; "
-                        f"available: {', '.join(METRIC_NAMES)}"
-                    )
+            metrics = [metrics] if isinstance(metrics, str) else metrics
             cfg.metrics = list(dict.fromkeys(["loss", *metrics]))
         freeze = train.get("freeze") or []
-        if isinstance(freeze, str):
-            freeze = [freeze]
-        if not isinstance(freeze, list) or not all(isinstance(p, str) for p in freeze):
-            raise ConfigError(f"train.freeze must be a list of name patterns, got {freeze!r}")
-        cfg.freeze = freeze
+        cfg.freeze = [freeze] if isinstance(freeze, str) else list(freeze)
         if train.get("early_stopping") is not None:
             cfg.early_stopping = _early_stopping(train["early_stopping"])
         if train.get("phases") is not None:
-            cfg.phases = _phases(train["phases"])
+            cfg.phases = [_phase(raw) for raw in train["phases"]]
         return cfg
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
 
-def _names(value: Any, where: str, what: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be {what} or a non-empty list of them, got {value!r}")
-    return list(value)
+def _names(value: str | list) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
-def _phases(section: Any) -> list[Phase]:
-    example = "[{loss: d_loss, params: [\"disc.*\"]}, {loss: g_loss, params: [\"gen.*\"]}]"
-    if not isinstance(section, list) or not section:
-        raise ConfigError(f"train.phases must be a non-empty list like {example}, got {section!r}")
-    phases = []
-    for i, raw in enumerate(section):
-        where = f"train.phases[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where} must be a mapping like {{loss: ..., params: [...]}}, "
-                              f"got {raw!r}")
-        check_keys(raw, _PHASE_KEYS, where)
-        for key in ("loss", "params"):
-            if key not in raw:
-                raise ConfigError(
-                    f"{where} has no `{key}`: a phase names the loss(es) it minimizes and "
-                    "the parameter patterns it updates"
-                )
-        losses = _names(raw["loss"], f"{where}.loss", "a loss name")
-        params = _names(raw["params"], f"{where}.params", "a parameter name pattern")
-        every = as_number(raw.get("every", 1), f"{where}.every", kind=int, minimum=1)
-        opt = raw.get("optimizer")
-        if isinstance(opt, str):
-            opt = {"name": opt}
-        elif opt is not None and not isinstance(opt, dict):
-            raise ConfigError(f"{where}.optimizer must be a mapping like {{lr: 2e-4}}, got {opt!r}")
-        phases.append(Phase(losses, params, every, opt))
-    if all(p.every > 1 for p in phases):
-        raise ConfigError(
-            "train.phases: every phase has `every` > 1, so some steps would do nothing; "
-            "let at least one phase run every step"
-        )
-    return phases
+def _phase(raw: dict) -> Phase:
+    """One entry of train.phases (already checked against the schema)."""
+    every = schema.coerce(schema.PHASE.key("every"), raw.get("every", 1))
+    opt = raw.get("optimizer")
+    if isinstance(opt, str):
+        opt = {"name": opt}
+    return Phase(_names(raw["loss"]), _names(raw["params"]), every, opt)
 
 
-def _early_stopping(section: Any) -> EarlyStopping:
-    if not isinstance(section, dict):
-        raise ConfigError(f"train.early_stopping must be a mapping, got {section!r}")
-    check_keys(section, ["metric", "patience", "mode", "min_delta"], "train.early_stopping")
-    base = str(section.get("metric", "val_loss")).removeprefix("val_")
-    metric = f"val_{base}"  # always judged on the validation set
-    if base not in METRIC_NAMES:
-        raise ConfigError(
-            f"train.early_stopping.metric `{metric}` is not a metric; use one of "
-            + ", ".join(f"val_{m}" for m in METRIC_NAMES)
-        )
+def _early_stopping(section: dict) -> EarlyStopping:
+    """train.early_stopping (already checked against the schema), judged on the validation set."""
+    sec = schema.EARLY_STOPPING
+    base = section.get("metric", sec.key("metric").default).removeprefix("val_")
     mode = section.get("mode", "min" if base in ("loss", "perplexity") else "max")
-    if mode not in ("min", "max"):
-        raise ConfigError(f"train.early_stopping.mode must be `min` or `max`, got {mode!r}")
-    patience = as_number(
-        section.get("patience", 5), "train.early_stopping.patience", kind=int, minimum=1
+    patience = schema.coerce(sec.key("patience"), section.get("patience", sec.key("patience").default))
+    min_delta = schema.coerce(
+        sec.key("min_delta"), section.get("min_delta", sec.key("min_delta").default)
     )
-    min_delta = as_number(
-        section.get("min_delta", 0.0), "train.early_stopping.min_delta", minimum=0
-    )
-    return EarlyStopping(metric=metric, patience=patience, mode=mode, min_delta=min_delta)
+    return EarlyStopping(metric=f"val_{base}", patience=patience, mode=mode, min_delta=min_delta)
 
 
 def parse_value(text: str) -> Any:
@@ -309,23 +241,7 @@ def apply_overrides(train: dict | None, overrides: dict[str, Any] | None) -> dic
     """
     out = copy.deepcopy(train) if train else {}
     for dotted, value in (overrides or {}).items():
-        parts = dotted.split(".")
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if isinstance(child, str) and part in ("optimizer", "schedule"):
-                child = {"name": child}  # `optimizer: adam` + `optimizer.lr=...`
-            if child is None:
-                child = {}
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override `{dotted}`: train.{'.'.join(parts[: i + 1])} "
-                    f"is {child!r}, not a mapping"
-                )
-            node[part] = child
-            node = child
-        if value is None:
-            node.pop(parts[-1], None)
-        else:
-            node[parts[-1]] = value
+        error = schema.set_dotted(out, dotted, value)
+        if error:
+            raise ConfigError(error)
     return out

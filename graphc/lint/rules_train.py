@@ -6,26 +6,18 @@ from fnmatch import fnmatchcase
 
 from graphc.lint.context import NORM_OPS, LintContext
 from graphc.lint.table import Finding, rule
-
-# The runtime's defaults (graphc.runtime.optim) for what a spec leaves out.
-DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adam": 1e-3, "adamw": 1e-3}
-DEFAULT_WD = {"sgd": 0.0, "momentum": 0.0, "adam": 0.0, "adamw": 0.01}
-# Learning rates outside these bounds are far from anything that trains well.
-LR_RANGE = {"sgd": (1e-4, 1.0), "momentum": (1e-4, 1.0), "adam": (1e-5, 0.03), "adamw": (1e-5, 0.03)}
+from graphc.spec.train_schema import OPTIMIZER, OPTIMIZERS, named, optimizer_defaults
 
 
 def optimizer(ctx: LintContext) -> dict | None:
-    """`train.optimizer` as a mapping with a name (the runtime's default is adamw)."""
+    """`train.optimizer` as a mapping with a known name (the runtime's default is adamw);
+    None without a train section or with a name GC401 already reports."""
     if not ctx.train:
         return None
-    opt = ctx.train.get("optimizer")
-    if opt is None:
-        return {"name": "adamw"}
-    if isinstance(opt, str):
-        return {"name": opt}
-    if isinstance(opt, dict):
-        return {"name": "adamw", **opt}
-    return None
+    opt = named(ctx.train.get("optimizer"), OPTIMIZER)
+    if opt is None or not isinstance(opt.get("name"), str) or opt["name"] not in OPTIMIZERS:
+        return None
+    return opt
 
 
 def _number(value) -> float | None:
@@ -33,12 +25,17 @@ def _number(value) -> float | None:
         return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
+def lr_range(name: str) -> tuple[float, float]:
+    """The learning rates that usually train with optimizer `name` (the schema's `typical`)."""
+    return OPTIMIZER.keys_for(OPTIMIZER.variant(name))["lr"].typical
+
+
 def weight_decay(opt: dict) -> float:
-    wd = _number(opt.get("weight_decay", DEFAULT_WD.get(opt["name"], 0.0)))
+    wd = _number(opt.get("weight_decay", optimizer_defaults(opt["name"])["weight_decay"]))
     return wd or 0.0
 
 
@@ -166,19 +163,20 @@ def decay_on_bias_or_gain(ctx: LintContext):
         """)
 def learning_rate_out_of_range(ctx: LintContext):
     opt = optimizer(ctx)
-    if opt is None or opt["name"] not in LR_RANGE or "lr" not in opt:
+    if opt is None or "lr" not in opt:
         return
     lr = _number(opt["lr"])
     if lr is None:
         return
-    lo, hi = LR_RANGE[opt["name"]]
+    lo, hi = lr_range(opt["name"])
     if lo <= lr <= hi:
         return
     why = "nothing will train" if lr <= 0 else "training will diverge" if lr > hi else \
         "training will barely move"
     yield Finding(f"learning rate {lr:g} is far outside the usual range for {opt['name']} "
                   f"({lo:g} to {hi:g}): {why}", ctx.train_where("optimizer", "lr"),
-                  hint=f"try {DEFAULT_LR[opt['name']]:g} and tune with `--set optimizer.lr=...`")
+                  hint=f"try {optimizer_defaults(opt['name'])['lr']:g} and tune with "
+                  "`--set optimizer.lr=...`")
 
 
 @rule("GL403", "adam-with-l2", "note",

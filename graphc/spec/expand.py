@@ -23,6 +23,8 @@ from graphc.ops import OPS
 from graphc.spec import refs, values
 from graphc.spec.loader import MDict, MList
 from graphc.spec.refs import ABS, Alias, Binding, Instance, NodeTarget, Scope
+from graphc.spec.train_check import check_settings
+from graphc.spec.train_schema import TRAIN_KEYS, set_dotted
 from graphc.spec.values import NAME, NODE_KEYS, kind, normalize
 
 __all__ = ["BLOCK_KEYS", "MAX_NODES", "MAX_REPEAT", "NODE_KEYS", "TOP_KEYS", "Expander", "expand"]
@@ -274,24 +276,34 @@ class Expander:
 
     # -- train
     def _train(self):
+        """The `train:` section with the `--set` leftovers (train settings such as
+        `optimizer.lr`) merged in, checked against graphc.spec.train_schema (GC401)."""
         raw = self.doc.get("train")
-        if raw is None:
-            return
-        if not isinstance(raw, MDict):
+        leftovers, self.overrides = self.overrides, {}
+        if raw is not None and not isinstance(raw, MDict):
             self._err("GC401", "`train` must be a mapping", self.doc.where("train"))
             return
-        self.train = _plain(raw)
-        for key, value in self.overrides.items():  # leftovers of --set address train settings
-            cur = self.train
-            parts = key.split(".")
-            for p in parts[:-1]:
-                cur = cur.setdefault(p, {})
-                if not isinstance(cur, dict):
-                    self._err("GC401", f"--set {key}: `{p}` is not a section of train", None)
-                    break
+        train = _plain(raw) if raw is not None else {}
+        applied = {}
+        for key, value in leftovers.items():
+            top = key.split(".")[0]
+            if top in self.dims:  # a dimension no input uses: nothing to bind
+                continue
+            if top not in TRAIN_KEYS:
+                known = [*self.constants, *self.dims, *TRAIN_KEYS]
+                self._err("GC401", f"--set {key}: this spec has no constant, dimension or train "
+                          f"setting `{top}`", None, hint=did_you_mean(top, known)
+                          or f"train settings: {', '.join(TRAIN_KEYS)}")
+                continue
+            error = set_dotted(train, key, value)
+            if error:
+                self._err("GC401", f"--set {key}: {error}", None)
             else:
-                cur[parts[-1]] = value
-        self.overrides.clear()
+                applied[key] = value
+        if raw is not None or applied:
+            self.diags.extend(check_settings(train, raw, applied))
+        if raw is not None:  # without a `train:` section, --set train values are only checked
+            self.train = train
 
 
 def _plain(value):
