@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from graphc.ops import OPS, Attr
 from graphc.spec.expand import NODE_KEYS
+from graphc.spec.train_schema import json_schema as train_json_schema
 
 _EXPR = {"type": "string", "description": "an expression over constants, e.g. `4 * d_model`"}
 _IDENT = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
@@ -103,7 +104,7 @@ def spec_schema() -> dict:
             "nodes": nodes,
             "outputs": refs,
             "losses": refs,
-            "train": {"type": "object", "description": "training settings (see docs/spec.md)"},
+            "train": train_json_schema(),
         },
         "$defs": {"node": _node_schema()},
         "x-node-keys": list(NODE_KEYS),

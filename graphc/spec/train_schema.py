@@ -247,7 +247,7 @@ EARLY_STOPPING = Section(
                 (*(f"val_{m}" for m in METRIC_NAMES), *METRIC_NAMES), "val_loss", label="metric",
                 unknown="{at} `{value}` is not a metric"),
           _int("patience", "evaluations without improvement before stopping", 5, max=MAX_EVERY),
-          _enum("mode", "`min` or `max`", ("min", "max"),
+          _enum("mode", "whether the metric should go down or up", ("min", "max"),
                 default_doc="min for loss/perplexity, max otherwise", label="mode"),
           _float("min_delta", "smallest change that counts as an improvement", 0.0)),
     example="{metric: val_accuracy, patience: 5}",
@@ -294,7 +294,7 @@ TRAIN = Section(
             default_doc="loss (+accuracy with class labels)", nullable=True, bare=True,
             item=_enum("metric", "a metric", METRIC_NAMES, label="metric")),
         Key("early_stopping", "section", "stop when a validation metric stops improving; "
-            "see *Early stopping and phases*", default_doc="off", section=EARLY_STOPPING,
+            "see *Early stopping*", default_doc="off", section=EARLY_STOPPING,
             nullable=True),
         _names("freeze", "glob patterns of parameter names to keep fixed (e.g. a LoRA base)",
                "parameter name pattern", default=[], nullable=True),
@@ -586,6 +586,246 @@ def validate(train: Any, *, require_source: bool = True) -> list[Problem]:
     return v.problems
 
 
+# ---- JSON Schema (`graphc schema`) -----------------------------------------------------------
+# A number may also be written as a numeric string ("1e-3"; YAML 1.1 loaders read `1e-3` so).
+_NUMERIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _key_json(key: Key) -> dict:
+    t = key.type
+    if t in ("int", "float"):
+        out: dict = {"type": "integer" if t == "int" else "number"}
+        if key.min is not None:
+            out["exclusiveMinimum" if key.min_open else "minimum"] = key.min
+        if key.max is not None:
+            out["exclusiveMaximum" if key.max_open else "maximum"] = key.max
+        if key.multiple_of:
+            out["multipleOf"] = key.multiple_of
+        out = {"anyOf": [out, {"type": "string", "pattern": _NUMERIC}]}
+    elif t == "bool":
+        out = {"type": "boolean"}
+    elif t == "str":
+        out = {"type": "string"}
+    elif t == "enum":
+        out = {"enum": list(key.choices)}
+    elif t == "list":
+        out = {"type": "array", "items": _key_json(key.item)}
+        if key.length is not None:
+            out |= {"minItems": key.length, "maxItems": key.length}
+        elif key.min_items:
+            out["minItems"] = key.min_items
+        if key.bare:
+            out = {"anyOf": [_key_json(key.item), out]}
+    elif t == "map":
+        out = {"type": "object", "additionalProperties": _key_json(key.item)}
+    elif t == "path":
+        out = {"anyOf": [{"type": "string"},
+                         {"type": "object", "additionalProperties": {"type": "string"}}]}
+    else:
+        out = section_json(key.section)
+        if key.bare and key.section.tag:
+            out = {"anyOf": [{"enum": list(key.section.key(key.section.tag).choices)}, out]}
+    if key.nullable:
+        out = {"anyOf": [{"type": "null"}, out]}
+    default = key.default_doc or (None if key.default is None else key.default)
+    return {**out, "description": key.doc + (f" (default: {default})" if default is not None
+                                             else "")}
+
+
+def _object(keys: dict[str, Key], typed: set[str], required=()) -> dict:
+    """An object of `keys`; those not in `typed` (they differ by variant) are typed by the
+    variant's if/then and carry only their doc here, for completion."""
+    props = {n: _key_json(k) if n in typed else {"description": k.doc} for n, k in keys.items()}
+    out = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _variants_json(sec: Section, common: dict[str, Key]) -> list[dict]:
+    """One if/then per variant: only its keys are allowed, typed as that variant has them."""
+    rules = []
+    for name, keys in sec.variants.items():
+        allowed = sorted({*common, *(k.name for k in keys)})
+        values = [name, *(a for a, v in sec.aliases.items() if v == name)]
+        cond = {"properties": {sec.tag: {"enum": values}}, "required": [sec.tag]}
+        if name == sec.default_variant:
+            cond = {"anyOf": [cond, {"not": {"required": [sec.tag]}}]}
+        then: dict = {"propertyNames": {"enum": allowed}}
+        if keys:
+            then["properties"] = {k.name: _key_json(k) for k in keys}
+        required = [k.name for k in keys if k.required]
+        if required:
+            then["required"] = required
+        rules.append({"if": cond, "then": then})
+    return rules
+
+
+def section_json(sec: Section) -> dict:
+    """The JSON Schema of a section: every key any variant takes, and one if/then per variant
+    (or per data source) that allows only that variant's keys."""
+    if sec.sources:
+        keys = {k.name: k for k in sec.keys}
+        typed = set(keys)
+        rules = []
+        for name, sub in sec.sources.items():
+            common = {**{k.name: k for k in sec.keys}, **{k.name: k for k in sub.keys}}
+            subkeys = sub.keys_for(None)
+            keys.update({n: k for n, k in subkeys.items() if n not in keys})
+            then: dict = {"propertyNames": {"enum": sorted({*common, *subkeys})},
+                          "properties": {k.name: _key_json(k) for k in sub.keys}}
+            if sub.variants:
+                then["allOf"] = _variants_json(sub, common)
+            rules.append({"if": {"required": [name]}, "then": then})
+        out = _object(keys, typed)
+        out["allOf"] = rules
+        return out
+    keys = sec.keys_for(None)
+    out = _object(keys, {k.name for k in sec.keys} if sec.variants else set(keys),
+                  [k.name for k in sec.keys if k.required])
+    if sec.variants:
+        out["allOf"] = _variants_json(sec, {k.name: k for k in sec.keys})
+    return out
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the `train:` section."""
+    out = section_json(TRAIN)
+    out["required"] = []  # a spec may be checked without being trained
+    return {**out, "description": "training settings (runtime/README.md, *The train: section*)"}
+
+
+# ---- runtime/README.md's tables --------------------------------------------------------------
+BEGIN = "<!-- train-schema:{name} (generated from graphc/spec/train_schema.py; "
+END = "<!-- /train-schema:{name} -->"
+
+
+def _num(x: float) -> str:
+    if x == MAX_SEED:
+        return "2^63-1"
+    if float(x).is_integer() and x >= 10**5 and math.log10(x).is_integer():
+        return f"1e{int(math.log10(x))}"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def allowed(key: Key) -> str:
+    """The values a key takes, short: `int 1–4096`, `number in [0, 1)`, `list of metric`."""
+    t = key.type
+    if t in ("int", "float"):
+        noun = ("even int" if key.multiple_of == 2 else "int") if t == "int" else "number"
+        lo, hi = key.min, key.max
+        if lo is not None and hi is not None and not (key.min_open or key.max_open):
+            text = f"{noun} {_num(lo)}–{_num(hi)}"
+        elif lo is not None and hi is not None:
+            text = (f"{noun} in {'(' if key.min_open else '['}{_num(lo)}, {_num(hi)}"
+                    f"{')' if key.max_open else ']'}")
+        else:
+            text = f"{noun} {'>' if key.min_open else '≥'} {_num(lo)}" if lo is not None else noun
+    elif t == "enum":
+        text = ", ".join(f"`{c}`" for c in key.choices)
+    elif t == "list":
+        what = f"{key.item.name}s" if key.item.type in ("str", "section") else allowed(key.item)
+        text = (f"{key.length} × {what}" if key.length else f"list of {what}") + (
+            " (or one)" if key.bare else "")
+    elif t == "map":
+        text = f"{{input: {key.item.name}}}"
+    else:
+        text = {"bool": "true, false", "str": "string", "path": "path or {field: path}",
+                "section": "mapping" + (" or name" if key.bare else "")}[t]
+    return text + (", null" if key.nullable and t != "section" else "")
+
+
+def _default(key: Key) -> str:
+    if key.required:
+        return "(required)"
+    if key.default_doc:
+        return key.default_doc
+    if key.default is None or key.default == {} or key.default == []:
+        return "—" if key.default is None else f"`{_flow(key.default)}`"
+    if isinstance(key.default, bool | str | list | dict):
+        return f"`{_flow(key.default)}`"
+    return _num(key.default)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    return _num(value) if isinstance(value, int | float) else str(value)
+
+
+def _rows(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _plain_table(keys) -> str:
+    return _rows(["key", "default", "values", "meaning"],
+                 [[f"`{k.name}`", _default(k), allowed(k), k.doc] for k in keys])
+
+
+def _variant_table(sec: Section, tag_doc: str) -> str:
+    names = list(sec.variants)
+    keys: dict[str, list] = {}
+    for n in names:
+        for k in sec.keys_for(n).values():
+            if k.name != sec.tag:
+                keys.setdefault(k.name, []).append((n, k))
+    rows = []
+    for name, found in keys.items():
+        by = dict(found)
+        first = found[0][1]
+        rows.append([f"`{name}`", *(_default(by[n]) if n in by else "" for n in names),
+                     allowed(first), first.doc])
+    return _rows(["key", *(f"`{n}`" for n in names), "values", "meaning"], rows) + (
+        f"\n\n{tag_doc}" if tag_doc else "")
+
+
+def _data_table() -> str:
+    rows = [["every source", f"`{k.name}`", _default(k), allowed(k), k.doc] for k in DATA.keys]
+
+    def add(label: str, keys) -> None:
+        for k in keys:
+            rows.append([label, f"`{k.name}`", _default(k), allowed(k), k.doc])
+            label = ""
+
+    for src, sub in DATA.sources.items():
+        add(f"`{src}:` (every {src})" if sub.variants else f"`{src}:`",
+            [k for k in sub.keys if k.name != sub.tag])
+        for variant, keys in sub.variants.items():
+            aliases = "".join(f" / `{a}`" for a, v in sub.aliases.items() if v == variant)
+            add(f"`{src}: {variant}`{aliases}", keys)
+    return _rows(["source", "key", "default", "values", "meaning"], rows)
+
+
+def readme_tables() -> dict[str, str]:
+    """The README's generated tables, by marker name."""
+    return {
+        "keys": _plain_table(TRAIN.keys),
+        "optimizer": _variant_table(OPTIMIZER, "A blank cell: that optimizer does not take the "
+                                    "key. `momentum` is `sgd` with momentum 0.9."),
+        "schedule": _variant_table(SCHEDULE, "`step` needs `step_size`; `warmup` ramps linearly, "
+                                   "then the schedule runs over the remaining steps."),
+        "early_stopping": _plain_table(EARLY_STOPPING.keys),
+        "phases": _plain_table(PHASE.keys),
+        "data": _data_table(),
+    }
+
+
+def update_readme(text: str) -> str:
+    """``text`` with every generated table replaced by the current one."""
+    for name, table in readme_tables().items():
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        start = text.index(begin)
+        start = text.index("-->", start) + 3
+        stop = text.index(end, start)
+        text = text[:start] + "\n" + table + "\n" + text[stop:]
+    return text
+
+
 # ---- `--set` ---------------------------------------------------------------------------------
 def set_dotted(train: dict, dotted: str, value: Any) -> str | None:
     """Apply one dotted override (`optimizer.lr`, 1e-3) to ``train`` in place; `None` removes
@@ -609,3 +849,17 @@ def set_dotted(train: dict, dotted: str, value: Any) -> str | None:
     else:
         node[parts[-1]] = value
     return None
+
+
+if __name__ == "__main__":  # python -m graphc.spec.train_schema [--write runtime/README.md]
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        path = sys.argv[2]
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(update_readme(old))
+    else:
+        for name, table in readme_tables().items():
+            print(f"{name}:\n{table}\n")
