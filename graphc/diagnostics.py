@@ -62,7 +62,7 @@ class DiagnosticError(Exception):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest valid choice, if one is close enough."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(str(word), [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else None
 
 

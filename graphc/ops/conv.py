@@ -36,7 +36,16 @@ def _pair(v) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, tuple | list) else (v,)
 
 
+def _check_window(c, **values) -> None:
+    """Kernel, stride and dilation are at least 1, padding (and output_padding) at least 0."""
+    for name, v in values.items():
+        low = 0 if "padding" in name else 1
+        if v < low:
+            c.fail(f"{name} must be ≥ {low}, found {v}", attr=name)
+
+
 def out_size(c, size, k, s, p, d, axis: str):
+    _check_window(c, kernel=k, stride=s, padding=p, dilation=d)
     span = d * (k - 1) + 1
     n = (size + 2 * p - span) / s + 1
     if c.attrs.get("round") == "floor":
@@ -146,6 +155,7 @@ def conv_transpose2d(c):
     sizes = []
     for i, axis in enumerate(("height", "width")):
         k, s, p, d, op = (a[n][i] for n in ("kernel", "stride", "padding", "dilation", "output_padding"))
+        _check_window(c, kernel=k, stride=s, padding=p, dilation=d, output_padding=op)
         if op >= max(s, d):
             c.fail(f"output_padding {op} must be smaller than stride or dilation", attr="output_padding")
         sizes.append(c.whole((x.shape[2 + i] - 1) * s - 2 * p + d * (k - 1) + op + 1, f"output {axis}"))
@@ -163,7 +173,8 @@ def _pool(c):
     x = c.input("x", ranks=(4,))
     a = c.attrs
     stride = a["stride"] or a["kernel"]
-    for k, p in zip(a["kernel"], a["padding"], strict=True):
+    for k, st, p in zip(a["kernel"], stride, a["padding"], strict=True):
+        _check_window(c, kernel=k, stride=st, padding=p)
         if p > k // 2:
             c.fail(f"padding {p} must be at most half the kernel {k}", attr="padding")
     h = out_size(c, x.shape[2], a["kernel"][0], stride[0], a["padding"][0], 1, "height")

@@ -6,6 +6,12 @@ from graphc.ops.init import ONES, ZEROS
 from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
 
 
+def _check_eps(c) -> None:
+    if c.attrs["eps"] < 0:
+        c.fail(f"eps must be ≥ 0, found {c.attrs['eps']:g}", attr="eps",
+               hint="eps keeps the division away from zero: 1e-5 is usual")
+
+
 def _affine(c, port="x", axis=-1, what="the normalized (last) axis"):
     d = c.concrete(c.inputs[port].shape[axis], what, port=port)
     return {"weight": ParamDef((d,), ONES, decay=False), "bias": ParamDef((d,), ZEROS, decay=False)}
@@ -19,6 +25,7 @@ def _affine(c, port="x", axis=-1, what="the normalized (last) axis"):
        flops=lambda c: 8 * c.inputs["x"].numel())
 def layernorm(c):
     """(x - mean) / √(var + eps) · γ + β, statistics over the last axis of each sample."""
+    _check_eps(c)
     return c.input("x", min_rank=1)
 
 
@@ -31,6 +38,7 @@ def layernorm(c):
 def rmsnorm(c):
     """x / √(mean(x²) + eps) · γ over the last axis (RMSNorm: LayerNorm without centring or β;
     Llama's norm). γ=1 at init."""
+    _check_eps(c)
     return c.input("x", min_rank=1)
 
 
@@ -52,6 +60,7 @@ def batchnorm(c):
     """Per-channel statistics over the batch (and spatial axes) of [B, C], [B, C, L] or
     [B, C, H, W]; running averages are used at inference. γ=1, β=0 at init."""
     x = c.input("x", ranks=(2, 3, 4))
+    _check_eps(c)
     if not 0.0 < c.attrs["momentum"] <= 1.0:
         c.fail(f"momentum must be in (0, 1], found {c.attrs['momentum']}", attr="momentum")
     return x
@@ -65,6 +74,7 @@ def batchnorm(c):
 def add_norm(c):
     """Transformer "Add & Norm": layernorm(x + y), the residual add then LayerNorm."""
     x, y = c.input("x", min_rank=1), c.input("y", min_rank=1)
+    _check_eps(c)
     if x.rank != y.rank:
         c.fail(f"the residual and the sublayer output differ in rank: {x} vs {y}", port="y")
     for i, (a, b) in enumerate(zip(x.shape, y.shape, strict=True)):

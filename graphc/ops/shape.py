@@ -111,6 +111,10 @@ def split(c):
     x = c.input("x")
     axis = _axis(c, x, "axis")
     sizes = c.attrs["sizes"]
+    if not sizes:
+        c.fail("sizes must list at least one piece", attr="sizes")
+    if any(s < 1 for s in sizes):
+        c.fail(f"every piece needs a positive size, found sizes {list(sizes)}", attr="sizes")
     if not dims_equal(sympy.Integer(sum(sizes)), x.shape[axis]):
         c.fail(f"sizes {sizes} add up to {sum(sizes)}, but axis {axis} of {x} is "
                f"{fmt_dim(x.shape[axis])}", attr="sizes")
@@ -135,4 +139,6 @@ def slice_(c):
         c.fail(f"empty or negative slice {start}:{stop}", attr="stop")
     if n.is_Integer and stop is not None and stop > n:
         c.fail(f"stop {stop} is past the end of axis {axis} (size {n})", attr="stop")
+    if n.is_Integer and start >= n:
+        c.fail(f"start {start} is past the end of axis {axis} (size {n})", attr="start")
     return x.with_shape(x.shape[:axis] + (stop_d - start,) + x.shape[axis + 1:])

@@ -48,6 +48,7 @@ class Expander:
         self.blocks: MDict = MDict()
         self.train: dict = {}
         self.broken: set[str] = set()  # nodes with a reported problem: not shape-inferred
+        self._interfaces: dict[str, tuple | None] = {}  # block name → its checked interface
 
     # -- entry point
     def run(self) -> Graph:
@@ -57,7 +58,7 @@ class Expander:
                 self._err("GC005", f"unknown top-level key `{key}`", d.key_where(key),
                           hint=did_you_mean(str(key), TOP_KEYS) or f"allowed: {', '.join(TOP_KEYS)}")
         values.declare_constants(self.diags, d, self.overrides, self.dims, self.constants)
-        self.blocks = values.section(self.diags, d, "blocks", required=False)
+        self.blocks = self._block_names(values.section(self.diags, d, "blocks", required=False))
         root = Scope("", values={**self.constants, **self.dims})
         self._inputs(root)
         nodes = values.section(self.diags, d, "nodes")
@@ -71,7 +72,8 @@ class Expander:
                       hint="name at least one output or loss; nothing else would be computed")
         graph = Graph(
             name=str(d.get("name") or _stem(self.file)), file=self.file, nodes=self.nodes,
-            outputs=outputs, losses=losses, constants=self.constants, dims=self.dims,
+            outputs=outputs, losses=losses, dims=self.dims,
+            constants={k: v for k, v in self.constants.items() if not isinstance(v, values.Word)},
             train=self.train, doc=str(d.get("doc") or ""), output_spans={**out_spans, **loss_spans},
             failed=set(self.broken),
         )
@@ -97,6 +99,17 @@ class Expander:
                                 shape_spec=shape, doc=str(decl.get("doc") or "")), span)
             root.names[name] = NodeTarget(name)
         root.values = {**self.constants, **self.dims}
+
+    def _block_names(self, blocks: MDict) -> MDict:
+        """`blocks:` without the entries whose names are not identifiers (reported)."""
+        out = MDict()
+        out.span = blocks.span
+        for name, block in blocks.items():
+            if self._check_name(name, blocks.key_where(name), "block"):
+                out[name] = block
+                out.key_spans[name] = blocks.key_spans.get(name)
+                out.value_spans[name] = blocks.value_spans.get(name)
+        return out
 
     def _check_name(self, name, span, what) -> bool:
         if not isinstance(name, str) or not NAME.match(name):
@@ -194,18 +207,14 @@ class Expander:
         if any(f.block == bname for f in frames):
             self._err("GC106", f"block `{bname}` uses itself (recursion)", decl.where("block"))
             return NodeTarget(scope.prefix + name)
-        for key in block:
-            if key not in BLOCK_KEYS:
-                self._err("GC005", f"unknown key `{key}` in block `{bname}`", block.key_where(key),
-                          hint=did_you_mean(str(key), BLOCK_KEYS))
+        interface = self._interface(bname, block)
+        if interface is None:
+            return NodeTarget(scope.prefix + name)
+        params, in_names, out_map, body = interface
         # arguments: defaults from the block, values from the instance (evaluated by the caller)
-        params = block.get("args") or MDict()
-        if not isinstance(params, MDict):
-            self._err("GC005", f"`args` of block `{bname}` must be a mapping of name: default", block.where("args"))
-            params = MDict()
         args = {}
         for key in decl:
-            if key in NODE_KEYS or key == "block":
+            if key in NODE_KEYS or key == "block" or decl[key] is None:  # `key: null`: not given
                 continue
             if key not in params:
                 self._err("GC107", f"block `{bname}` has no argument `{key}` (node `{name}`)",
@@ -223,16 +232,14 @@ class Expander:
                     args[key] = values.arg(self.diags, default, {**self.constants, **self.dims},
                                            params.where(key), f"default of `{bname}.{key}`")
         # ports: block inputs bound positionally or by name
-        in_names = block.get("inputs") or []
-        if isinstance(in_names, str):
-            in_names = [in_names]
         raw_in = decl.get("in")
         if isinstance(raw_in, MDict):
             given = {k: (v, raw_in.where(k)) for k, v in raw_in.items()}
             for k in given:
                 if k not in in_names:
                     self._err("GC107", f"block `{bname}` has no input `{k}`", raw_in.key_where(k),
-                              hint=did_you_mean(str(k), in_names))
+                              hint=did_you_mean(str(k), in_names) or
+                              (f"its inputs: {', '.join(in_names)}" if in_names else "it takes no inputs"))
         else:
             positional = raw_in if isinstance(raw_in, list) else ([] if raw_in is None else [raw_in])
             if len(positional) > len(in_names):
@@ -240,19 +247,16 @@ class Expander:
                           decl.where("in"))
             given = {n: (r, raw_in.where(i) if isinstance(raw_in, MList) else decl.where("in"))
                      for i, (n, r) in enumerate(zip(in_names, positional, strict=False))}
+        for n, (ref, where) in list(given.items()):
+            if n in in_names and not isinstance(ref, str):
+                self._err("GC201", f"`{name}`: the block input `{n}` must be given a node name, found "
+                          f"{kind(ref)}", where, hint="e.g. `in: x`, `in: [x, mask]` or `in: {x: embed}`")
+                given[n] = None
         for n in in_names:
             if n not in given:
                 self._err("GC107", f"`{name}` does not give block `{bname}` its input `{n}`",
                           decl.where("in") if "in" in decl else span)
-        outs = block.get("outputs")
-        out_map = refs.named(outs)
-        if not out_map:
-            self._err("GC005", f"block `{bname}` declares no `outputs:`", block.span)
-            return NodeTarget(scope.prefix + name)
-        body = block.get("nodes")
-        if not isinstance(body, MDict):
-            self._err("GC005", f"block `{bname}` needs a `nodes:` mapping", block.span)
-            return NodeTarget(scope.prefix + name)
+        given = {n: g for n, g in given.items() if g is not None}
         bound = {**self.constants, **self.dims, **args}
         prev: Scope | None = None
         full = scope.prefix + name
@@ -260,7 +264,8 @@ class Expander:
             prefix = f"{full}.{k}." if repeat > 1 else f"{full}."
             child = Scope(prefix, values=bound)
             for i, n in enumerate(in_names):
-                if n not in given:
+                if n not in given:  # reported; what reads it is skipped, not reported again
+                    child.names[n] = NodeTarget(prefix + n)
                     continue
                 if k > 0 and i == 0:  # repeat chains the first input through the copies
                     first_out = next(iter(out_map.values()))
@@ -273,6 +278,65 @@ class Expander:
             prev = child
         return Instance({o: Alias(prev, ref, s) for o, (ref, s) in out_map.items()},
                         next(iter(out_map)))
+
+    def _interface(self, bname: str, block: MDict):
+        """A block's (args, input names, outputs, body), checked once per block; None when it
+        cannot be instantiated (the problems are reported, once)."""
+        if bname in self._interfaces:
+            return self._interfaces[bname]
+        ok = True
+        for key in block:
+            if key not in BLOCK_KEYS:
+                self._err("GC005", f"unknown key `{key}` in block `{bname}`", block.key_where(key),
+                          hint=did_you_mean(str(key), BLOCK_KEYS))
+        params = block.get("args") or MDict()
+        if not isinstance(params, MDict):
+            self._err("GC005", f"`args` of block `{bname}` must be a mapping of name: default",
+                      block.where("args"))
+            params = MDict()
+        for key in params:
+            if not isinstance(key, str) or not NAME.match(key):
+                self._err("GC005", f"argument name `{key}` of block `{bname}` is not an identifier",
+                          params.key_where(key))
+                ok = False
+        raw_in = block.get("inputs")
+        in_names: list[str] = []
+        items = [raw_in] if isinstance(raw_in, str) else raw_in if isinstance(raw_in, list) else []
+        if raw_in is not None and not isinstance(raw_in, str | list):
+            self._err("GC005", f"`inputs` of block `{bname}` must be a list of names, e.g. [x, mask]; "
+                      f"found {kind(raw_in)}", block.where("inputs"))
+            ok = False
+        for i, n in enumerate(items):
+            where = raw_in.where(i) if isinstance(raw_in, MList) else block.where("inputs")
+            if not isinstance(n, str) or not NAME.match(n):
+                self._err("GC005", f"block `{bname}`: input name `{n}` must be an identifier, found "
+                          f"{kind(n) if not isinstance(n, str) else 'text'}", where,
+                          hint="`inputs:` lists the names the block's nodes use for what it is given")
+                ok = False
+            elif n in in_names:
+                self._err("GC202", f"block `{bname}` lists the input `{n}` twice", where)
+                ok = False
+            else:
+                in_names.append(n)
+        outs = block.get("outputs")
+        out_map = refs.named(outs, block.where("outputs"))
+        if not out_map:
+            self._err("GC005", f"block `{bname}` declares no `outputs:`" if outs is None else
+                      f"`outputs` of block `{bname}` must be a name, a list of names or a mapping "
+                      f"name: node; found {kind(outs)}", block.where("outputs") if outs is not None
+                      else block.span)
+            ok = False
+        for out, (ref, where) in out_map.items():
+            if not isinstance(ref, str):
+                self._err("GC201", f"block `{bname}`: output `{out}` must name a node, found {kind(ref)}",
+                          where)
+                ok = False
+        body = block.get("nodes")
+        if not isinstance(body, MDict):
+            self._err("GC005", f"block `{bname}` needs a `nodes:` mapping", block.span)
+            ok = False
+        self._interfaces[bname] = (params, in_names, out_map, body) if ok else None
+        return self._interfaces[bname]
 
     # -- train
     def _train(self):
@@ -326,4 +390,8 @@ def expand(doc: MDict, file: str, overrides: dict | None = None) -> tuple[Graph,
         op = OPS.get(node.op)
         if op:
             node.attrs = {k: normalize(op.attrs[k], v) if k in op.attrs else v for k, v in node.attrs.items()}
-    return graph, ex.diags.items
+    # the copies of a block (instances, `repeat`) repeat the problems written once in its body
+    unique: dict = {}
+    for d in ex.diags.items:
+        unique.setdefault((d.severity, d.code, d.span, d.message), d)
+    return graph, list(unique.values())

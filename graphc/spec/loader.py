@@ -52,10 +52,16 @@ class MList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats such as `3e-4` (YAML 1.1 wants `3.0e-4`)."""
+    """SafeLoader that also reads YAML 1.2 floats such as `3e-4` (YAML 1.1 wants `3.0e-4`).
+
+    Like YAML 1.2's core schema it has no implicit timestamps (`2001-12-14` is text) and no
+    `=` value key: a spec holds only text, numbers, booleans, null, lists and mappings."""
 
 
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -131,7 +137,22 @@ def _yaml_error(exc: yaml.YAMLError, file: str) -> Diagnostic:
     return Diagnostic("error", "GC002", msg, span, hint=hint, related=related)
 
 
+_BAD = object()  # a mapping key that is not a plain scalar
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_SCALAR_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_NO_TAGS_HINT = "graphc loads YAML safely: Python-specific and custom tags are not allowed"
+
+
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def _describe_node(node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return f"`{node.value}`"
 
 
 class _Builder:
@@ -142,11 +163,11 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
 
     def build(self, node):
-        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        plain = _PLAIN_TAGS if isinstance(node, yaml.MappingNode | yaml.SequenceNode) else _SCALAR_TAGS
+        if node.tag not in plain:
             self.diagnostics.append(
-                Diagnostic("error", "GC002", f"invalid YAML: unsupported tag `{node.tag}`",
-                           _span(self.file, node),
-                           hint="graphc loads YAML safely: Python-specific and custom tags are not allowed")
+                Diagnostic("error", "GC002", f"invalid YAML: unsupported tag `{_short_tag(node.tag)}`",
+                           _span(self.file, node), hint=_NO_TAGS_HINT)
             )
             return None
         if isinstance(node, yaml.MappingNode):
@@ -158,16 +179,25 @@ class _Builder:
             return out
         return self.loader.construct_object(node, deep=True)
 
+    def _key(self, key_node):
+        """A key's value, or `_BAD` when it is not a plain scalar (a list, a mapping, a tag)."""
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+            return _BAD
+        return self.loader.construct_object(key_node, deep=True)
+
     def _mapping(self, node):
         seen: dict = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
+            key = self._key(key_node)
+            if key is _BAD:
                 self.diagnostics.append(
-                    Diagnostic("error", "GC002", "mapping keys must be plain scalars",
-                               _span(self.file, key_node))
+                    Diagnostic("error", "GC002", f"a mapping key must be a name or a number, found "
+                               f"{_describe_node(key_node)}", _span(self.file, key_node),
+                               hint="`[a, b]: …` and `{a: 1}: …` make a list or a mapping the key; "
+                                    "if that text is a value, put it after a key (`key: [a, b]`)"
+                               if not isinstance(key_node, yaml.ScalarNode) else _NO_TAGS_HINT)
                 )
                 continue
             if key in seen:
@@ -187,7 +217,9 @@ class _Builder:
         out = MDict()
         out.span = _span(self.file, node)
         for key_node, value_node in node.value:
-            key = self.loader.construct_object(key_node, deep=True)
+            key = self._key(key_node)
+            if key is _BAD:
+                continue  # reported above (or in the mapping a `<<` merge copied it from)
             if key in out and key in seen and out.key_spans.get(key) == seen[key]:
                 continue  # keep the first of a duplicated key; the error is already reported
             out[key] = self.build(value_node)
@@ -213,8 +245,8 @@ def load_text(text: str, file: str = "<string>") -> MDict:
         raise DiagnosticError([_yaml_error(exc, file)]) from None
     finally:
         loader.dispose()
-    if builder.diagnostics:
-        raise DiagnosticError(builder.diagnostics)
+    if builder.diagnostics:  # an aliased node is built once per alias: report each problem once
+        raise DiagnosticError(list({(d.code, d.span, d.message): d for d in builder.diagnostics}.values()))
     if not isinstance(value, MDict):
         raise DiagnosticError(
             [Diagnostic("error", "GC005", f"a spec must be a YAML mapping, found {type(value).__name__}",

@@ -66,7 +66,11 @@ def resolve(scope: Scope, ref: str, depth: int = 0) -> tuple[str, str | None]:
     """A reference `a` or `a.port` → (full node name, output port or None for the default)."""
     if depth > 200:
         raise ResolveError(f"reference `{ref}` does not resolve (aliases loop)")
+    if not isinstance(ref, str):
+        raise ResolveError(f"a reference must be a node name, found {kind(ref)}")
     head, _, rest = ref.partition(".")
+    if not head or ref.endswith("."):
+        raise ResolveError(f"`{ref}` is not a reference", "write `node` or `node.output`")
     target = scope.names.get(head)
     if target is None:
         where = f" in block instance `{scope.prefix.rstrip('.')}`" if scope.prefix else ""
@@ -86,12 +90,13 @@ def resolve(scope: Scope, ref: str, depth: int = 0) -> tuple[str, str | None]:
     return resolve(alias.scope, alias.ref, depth + 1)
 
 
-def named(raw) -> dict[str, tuple[Any, Span | None]]:
-    """`a`, `[a, b]` or `{name: ref}` → {name: (ref, span)}; {} for anything else."""
+def named(raw, span: Span | None = None) -> dict[str, tuple[Any, Span | None]]:
+    """`a`, `[a, b]` or `{name: ref}` → {name: (ref, span)}; {} for anything else. `span` is
+    where `raw` is written (the span of a single name)."""
     if raw is None:
         return {}
     if isinstance(raw, str):
-        return {raw: (raw, None)}
+        return {raw: (raw, span)}
     if isinstance(raw, MList):
         return {str(r): (r, raw.where(i)) for i, r in enumerate(raw)}
     if isinstance(raw, MDict):
@@ -150,7 +155,8 @@ def _port_list(op: OpDef) -> str:
 def named_refs(diags: Diagnostics, doc: MDict, key: str, root: Scope, nodes: dict[str, Node]):
     """`outputs:` or `losses:` → ({name: (node, port)}, {name: span})."""
     raw = doc.get(key)
-    entries = named(raw)
+    entries = named(raw, doc.where(key))
+    what = {"outputs": "output", "losses": "loss"}.get(key, key)
     if raw is not None and not entries:
         diags.error("GC005", f"`{key}` must be a name, a list of names, or a mapping name: ref",
                     doc.where(key))
@@ -162,14 +168,17 @@ def named_refs(diags: Diagnostics, doc: MDict, key: str, root: Scope, nodes: dic
         try:
             node, port = resolve(root, ref)
         except ResolveError as exc:
-            diags.error("GC201", f"{key[:-1]} `{out_name}`: {exc}", span, hint=exc.hint)
+            diags.error("GC201", f"{what} `{out_name}`: {exc}", span, hint=exc.hint)
             continue
         target = nodes.get(node)
         if target is None:
             continue
         if port is not None and port not in target.outputs:
-            diags.error("GC201", f"{key[:-1]} `{out_name}`: `{node}` ({target.op}) has no output "
+            diags.error("GC201", f"{what} `{out_name}`: `{node}` ({target.op}) has no output "
                         f"`{port}`", span, hint=f"its outputs: {', '.join(target.outputs)}")
+            continue
+        if not target.outputs:
+            diags.error("GC201", f"{what} `{out_name}`: `{node}` ({target.op}) has no outputs", span)
             continue
         port = port or target.outputs[0]
         result[out_name], spans[out_name] = (node, port), span
@@ -190,8 +199,9 @@ def bind_pending(diags: Diagnostics, pending: list[tuple[Node, list[Binding]]],
                 broken.add(node.name)
                 continue
             producer = nodes.get(src)
-            if producer is None:
-                continue  # its own definition failed and was reported
+            if producer is None:  # its own definition failed and was reported
+                broken.add(node.name)
+                continue
             if src_port is None:
                 src_port = producer.outputs[0] if producer.outputs else "out"
             elif src_port not in producer.outputs:

@@ -22,7 +22,7 @@ import sympy
 from graphc.diagnostics import Diagnostics, Span, did_you_mean
 from graphc.ops import Attr, OpDef
 from graphc.shapes import DTYPES, symbol
-from graphc.spec.expr import ExprError, evaluate
+from graphc.spec.expr import MAX_MAGNITUDE, ExprError, check_number, evaluate
 from graphc.spec.loader import MDict, MList
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +39,8 @@ def kind(v) -> str:
         return "a boolean"
     if isinstance(v, str):
         return "a string"
+    if isinstance(v, int | float):
+        return f"the number {v}"
     return "nothing" if v is None else f"a {type(v).__name__}"
 
 
@@ -66,31 +68,80 @@ def unknown_key(diags: Diagnostics, code, message, mapping: MDict, key, choices,
 
 
 # ---- expressions, constants, dims ----------------------------------------------------------
+class Word(str):
+    """A block argument that is not a number: a bare word (an op name such as `act: relu`, or a
+    misspelt constant such as `width: hiden`), or a value that could not be evaluated.
+
+    It is fine where a word is wanted (`op: act`); used as a number inside the block, it is
+    reported where the argument was written (`diagnostic`: code, message, span, hint), once
+    however many nodes and copies use it (expansion drops repeated diagnostics)."""
+
+    diagnostic: tuple = ()
+
+    @classmethod
+    def make(cls, text: str, diagnostic: tuple) -> Word:
+        w = cls(text)
+        w.diagnostic = diagnostic
+        return w
+
+
+class ArgList(list):
+    """A block argument holding a list (`kernel: [3, 1]`), its items evaluated by the caller;
+    remembers where it was written to point there if the block uses it where a list does not go."""
+
+    span: Span | None = None
+    what: str = ""
+
+
 def expr(diags: Diagnostics, raw, scope: Mapping, span: Span | None, what: str):
     """Evaluate a number or an expression string; report and return None on failure."""
-    if isinstance(raw, bool | int | float):
-        return raw
-    if isinstance(raw, str):
-        try:
+    try:
+        if isinstance(raw, bool | int | float):
+            return check_number(raw)
+        if isinstance(raw, str):
             return evaluate(raw, scope)
-        except ExprError as exc:
+    except ExprError as exc:
+        if isinstance(exc.value, Word) and exc.value.diagnostic:
+            code, message, wspan, hint = exc.value.diagnostic
+            diags.error(code, message, wspan or span, hint=hint,
+                        related=(("used as a number here", span),) if span and wspan else ())
+        else:
             diags.error("GC105", f"{what}: {exc}", span, hint=exc.hint)
-            return None
+        return None
     diags.error("GC104", f"{what}: expected a number or an expression, found {kind(raw)}", span)
     return None
 
 
 def arg(diags: Diagnostics, raw, scope: Mapping, span, what):
-    """A block argument: an expression, or a bare unknown word taken as a string (`act: relu`)."""
+    """A block argument: a number, an expression, a list of those (`kernel: [3, 1]`), or a bare
+    word (`act: relu`), which becomes a `Word`. Problems are reported here, where the argument is
+    written; what is returned is always safe to put in the block's scope."""
     if isinstance(raw, str):
+        word = raw.strip()
+        if isinstance(scope.get(word), Word | list):  # another block's argument passed on (`act: act`)
+            return scope[word]
         try:
             return evaluate(raw, scope)
         except ExprError as exc:
-            if exc.name == raw.strip():
-                return raw
-            diags.error("GC105", f"{what}: {exc}", span, hint=exc.hint)
-            return None
-    return raw
+            if exc.name == word:  # a bare word: an op name, or a typo if used as a number
+                return Word.make(word, ("GC105", f"{what}: {exc}", span, exc.hint))
+            message = f"{what}: {exc}"
+            diags.error("GC105", message, span, hint=exc.hint)
+            return Word.make(word, ("GC105", message, span, exc.hint))
+    if isinstance(raw, bool | int | float):
+        try:
+            return check_number(raw)
+        except ExprError as exc:
+            diags.error("GC104", f"{what}: {exc}", span)
+            return Word.make(str(raw), ("GC104", f"{what}: {exc}", span, None))
+    if isinstance(raw, list) and not any(isinstance(v, list | dict) for v in raw):
+        out = ArgList(arg(diags, v, scope, raw.where(i) if isinstance(raw, MList) else span, what)
+                      for i, v in enumerate(raw))
+        out.span, out.what = span, what
+        return out
+    message = f"{what} must be a number, an expression, a name or a list of numbers, found {kind(raw)}"
+    diags.error("GC104", message, span)
+    return Word.make("?", ("GC104", message, span, None))
 
 
 def declare_constants(diags: Diagnostics, doc: MDict, overrides: dict[str, Any],
@@ -101,26 +152,57 @@ def declare_constants(diags: Diagnostics, doc: MDict, overrides: dict[str, Any],
     if not isinstance(raw_dims, list):
         diags.error("GC005", "`dims` must be a list of names, e.g. [B, T]", doc.where("dims"))
         raw_dims = []
+    dim_spans = {}
     for i, name in enumerate(raw_dims):
         if not isinstance(name, str) or not NAME.match(name):
             diags.error("GC005", f"dimension name `{name}` is not an identifier", raw_dims.where(i))
             continue
         dims[name] = symbol(name)
+        dim_spans[name] = raw_dims.where(i)
     consts = section(diags, doc, "constants", required=False)
     for name, raw in consts.items():
         span = consts.where(name)
         if not isinstance(name, str) or not NAME.match(name):
             diags.error("GC005", f"constant name `{name}` is not an identifier", consts.key_where(name))
             continue
+        what = f"constant `{name}`"
         if name in overrides:
             raw = overrides.pop(name)
-        value = expr(diags, raw, {**constants, **dims}, span, f"constant `{name}`")
+            what = f"constant `{name}` (--set {name}={_shown(raw)})"
+        reported = len(diags.items)
+        value = expr(diags, raw, {**constants, **dims}, span, what)
         if value is not None:
             constants[name] = value
+        elif len(diags.items) > reported:  # its uses repeat this problem, not "unknown name"
+            d = diags.items[reported]
+            constants[name] = Word.make(name, (d.code, d.message, d.span, d.hint))
     for name in list(dims):  # --set on a declared dimension binds it to a number
-        if name in overrides:
-            constants[name] = overrides.pop(name)
+        if name in overrides and bind_dim(diags, name, overrides.pop(name), constants, dim_spans[name]):
             del dims[name]
+
+
+def _shown(raw) -> str:
+    text = str(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def bind_dim(diags: Diagnostics, name: str, raw, constants: dict[str, Any], span: Span | None) -> bool:
+    """`--set B=32`: bind a symbolic dimension to a positive integer (in `constants`); report and
+    leave it symbolic when the value is not one."""
+    what = f"--set {name}={_shown(raw)}"
+    value = expr(diags, raw, constants, span, what) if isinstance(raw, bool | int | float | str) \
+        else diags.error("GC104", f"{what}: a dimension must be a positive integer, found {kind(raw)}", span)
+    if value is None:
+        return False
+    if isinstance(value, sympy.Basic) and value.is_Integer:
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        diags.error("GC104", f"{what}: a dimension must be a positive integer, found {value}", span)
+        return False
+    constants[name] = value
+    return True
 
 
 def input_decl(diags: Diagnostics, name: str, raw, inputs: MDict, span, overrides: dict[str, Any],
@@ -146,7 +228,7 @@ def input_decl(diags: Diagnostics, name: str, raw, inputs: MDict, span, override
     for i, d in enumerate(shape_raw):
         dspan = shape_raw.where(i) if isinstance(shape_raw, MList) else span
         if isinstance(d, str) and d in overrides:  # --set B=32 binds a dimension
-            constants[d] = overrides.pop(d)
+            bind_dim(diags, d, overrides.pop(d), constants, dspan)
         if isinstance(d, str) and NAME.match(d) and d not in constants:
             if d not in dims:
                 dims[d] = symbol(d)
@@ -156,15 +238,22 @@ def input_decl(diags: Diagnostics, name: str, raw, inputs: MDict, span, override
                                   f"symbolic dimension", dspan, hint=near)
             shape.append(dims[d])
             continue
+        if isinstance(d, bool):
+            diags.error("GC104", f"input `{name}`: dimension {str(d).lower()} must be a positive "
+                        f"integer", dspan, hint="YAML reads true/false (and yes/no/on/off) as booleans")
+            continue
         v = expr(diags, d, {**constants, **dims}, dspan, f"input `{name}` shape")
         if v is None:
             continue
-        if isinstance(v, float) or isinstance(v, int) and v < 1:
+        if isinstance(v, sympy.Basic) and v.is_number:
+            v = int(v) if v.is_Integer else float(v)
+        if isinstance(v, bool | float) or isinstance(v, int) and v < 1 or \
+                isinstance(v, sympy.Basic) and v.is_positive is False:
             diags.error("GC104", f"input `{name}`: dimension {v} must be a positive integer", dspan)
             continue
         shape.append(v)
     dtype = decl.get("dtype", "float32")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         diags.error("GC104", f"input `{name}`: unknown dtype `{dtype}`", decl.where("dtype"),
                     hint=did_you_mean(str(dtype), DTYPES) or f"one of {', '.join(DTYPES)}")
         dtype = "float32"
@@ -202,14 +291,29 @@ def attrs(diags: Diagnostics, op: OpDef, name, decl: MDict, scope: Mapping):
     return values, spans
 
 
+def placeholder(attr: Attr):
+    """A value of the right type for an attribute whose written value was rejected (the node is
+    then not shape-inferred; this only keeps later passes from meeting a wrong type)."""
+    if not attr.required and attr.default is not None:
+        return normalize(attr, attr.default)
+    return {"int": 1, "axis": 0, "float": 0.0, "bool": False, "str": "", "int2": (1, 1)}.get(attr.type, ())
+
+
 def _attr_value(diags: Diagnostics, name, key, attr: Attr, raw, scope: Mapping, span):
     what = f"`{name}.{key}`"
+    if isinstance(raw, str) and isinstance(scope.get(raw.strip()), ArgList):
+        raw = scope[raw.strip()]  # a block argument holding a list, e.g. `kernel: k` with k: [3, 1]
+        if attr.type not in _LISTS:
+            diags.error("GC104", f"{raw.what} is a list, but the block uses it as `{name}.{key}`, "
+                        f"which takes {_ONE.get(attr.type, 'one value')}", raw.span or span,
+                        related=(("used here", span),) if span and raw.span else ())
+            return placeholder(attr)
     if attr.type == "str":
         if isinstance(raw, str) and isinstance(scope.get(raw), str):
             raw = scope[raw]
         if not isinstance(raw, str):
             diags.error("GC104", f"{what} must be a string, found {kind(raw)}", span)
-            return attr.default
+            return placeholder(attr)
         if attr.choices and raw not in attr.choices:
             diags.error("GC104", f"{what} must be one of {', '.join(attr.choices)}; found `{raw}`",
                         span, hint=did_you_mean(raw, attr.choices))
@@ -221,10 +325,13 @@ def _attr_value(diags: Diagnostics, name, key, attr: Attr, raw, scope: Mapping, 
         items = raw
         if len(raw) != 2:
             diags.error("GC104", f"{what} takes one integer or a pair [h, w], found {len(raw)} values", span)
-            return normalize(attr, attr.default) if not attr.required else (1, 1)
+            return placeholder(attr)
     if attr.type in ("ints", "shape") and items is None:
         diags.error("GC104", f"{what} must be a list, found {kind(raw)}", span)
-        return attr.default
+        return placeholder(attr)
+    if items is None and isinstance(raw, list | dict):
+        diags.error("GC104", f"{what} must be {_ONE[attr.type]}, found {kind(raw)}", span)
+        return placeholder(attr)
     values = [_scalar(diags, what, attr, v, scope, raw.where(i) if isinstance(raw, MList) else span)
               for i, v in enumerate(items if items is not None else [raw])]
     if items is None:
@@ -232,22 +339,29 @@ def _attr_value(diags: Diagnostics, name, key, attr: Attr, raw, scope: Mapping, 
     return tuple(values)
 
 
+_LISTS = ("ints", "shape", "axes", "int2")
+_ONE = {"str": "a string", "int": "an integer", "axis": "an axis (an integer)", "axes": "an axis or a list of axes",
+        "float": "a number", "bool": "true or false", "int2": "an integer or a pair [h, w]"}
+_SCALAR_FALLBACK = {"float": 0.0, "bool": False, "axis": 0, "axes": 0}
+
+
 def _scalar(diags: Diagnostics, what, attr: Attr, raw, scope: Mapping, span):
     want_bool = attr.type == "bool"
+    fallback = _SCALAR_FALLBACK.get(attr.type, 1)
     if want_bool and isinstance(raw, str) and not isinstance(scope.get(raw.strip()), bool):
         diags.error("GC104", f"{what} must be true or false, found `{raw}`", span)
-        return bool(attr.default)
+        return fallback
     v = expr(diags, raw, scope, span, what) if not isinstance(raw, bool) else raw
     if v is None:
-        return attr.default if attr.default is not None else 0
+        return fallback
     if want_bool:
         if not isinstance(v, bool):
             diags.error("GC104", f"{what} must be true or false, found {v!r}", span)
-            return bool(attr.default)
+            return fallback
         return v
     if isinstance(v, bool):
         diags.error("GC104", f"{what} must be a number, found {v}", span)
-        return 0
+        return fallback
     if attr.type == "float":
         if isinstance(v, sympy.Basic):
             diags.error("GC104", f"{what} must be a number, found symbolic `{v}`", span)
@@ -258,7 +372,7 @@ def _scalar(diags: Diagnostics, what, attr: Attr, raw, scope: Mapping, span):
             v = int(v)
         if isinstance(v, float):
             diags.error("GC104", f"{what}: dimension {v} is not an integer", span)
-            return 1
+            return sympy.Integer(1)
         return sympy.sympify(v)
     if isinstance(v, sympy.Basic):
         if v.is_Integer:
@@ -270,8 +384,14 @@ def _scalar(diags: Diagnostics, what, attr: Attr, raw, scope: Mapping, span):
         if not v.is_integer():
             diags.error("GC104", f"{what} must be an integer, found {v:g}", span,
                         hint="use // for integer division")
-            return int(v)
+            return fallback
+        if abs(v) > MAX_MAGNITUDE:
+            diags.error("GC104", f"{what}: {v:g} is too large for an integer", span)
+            return fallback
         v = int(v)
+    if not isinstance(v, int):  # cannot happen for a checked expression; never pass on a non-int
+        diags.error("GC104", f"{what} must be an integer, found {v!r}", span)
+        return fallback
     if attr.min is not None and v < attr.min:
         diags.error("GC104", f"{what} must be ≥ {attr.min:g}, found {v}", span)
     return v
