@@ -59,6 +59,10 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     DiagnosticPrinter().print_all(analysis.diagnostics)
     if analysis.graph is None or not analysis.graph.nodes:
         fail(f"{spec}: nothing to draw ({summary_line(analysis.diagnostics)})")
+    if expand:
+        note = _nothing_to_expand(analysis.graph)
+        if note:
+            click.echo(f"note: --expand: {spec} {note}", err=True)
     options = RenderOptions(expand=expand, direction=direction.upper(), shapes=shapes)
     gradients, gradient_problem = None, ""
     if backward and analysis.errors:
@@ -83,3 +87,13 @@ def render(spec, output, expand, direction, shapes, backward, sets):
     if gradient_problem:
         fail(f"gradient flow not drawn: {gradient_problem}")
     sys.exit(1 if errors else 0)
+
+
+def _nothing_to_expand(graph) -> str:
+    """What --expand would open, when that is nothing: "" if some block repeats."""
+    frames = [f for node in graph.nodes.values() for f in node.scope]
+    if not frames:
+        return "has no blocks, so the drawing is the same as without it"
+    if not any(f.repeat > 1 for f in frames):
+        return "has no repeated blocks (only repeated ones are folded), so the drawing is the same"
+    return ""

@@ -64,7 +64,4 @@ def draw_gradient_edges(dot: graphviz.Digraph, graph: Graph, layout: Layout,
         if pair not in drawn:
             drawn.add(pair)
             dot.edge(*pair, tooltip=f"d loss / d {src}", **style)
-    for out_name, (node, _) in graph.losses.items():
-        if node in gradients.seeds:
-            dot.edge(layout.visible[node], f"loss/{out_name}", label=" ∂=1 ",
-                     fontcolor=GRADIENT_COLOUR, **style)
+    # where the walk starts (d loss / d loss = 1) is written on the loss node (diagram._end_rows)

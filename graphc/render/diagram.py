@@ -1,7 +1,8 @@
 """The Graphviz graph of an analysed spec: the nodes (inputs, ops with their key attributes and
-parameter counts, named outputs and losses), the edges labelled with inferred shapes, the
-clusters of block instances (a folded stack marked ×N, with one dashed loop-back edge), the
-error marks, and the title that carries the legend. `layout` decides what goes where; this
+parameter counts, hover text with everything else; an output or a loss is framed on the node
+that computes it), the edges labelled with inferred shapes, the clusters of block instances (a
+folded stack marked ×N, with one dashed loop-back edge), the error marks, and the title that
+carries the legend. `layout` decides what goes where; this
 module only draws it."""
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from graphc.diagnostics import summary_line
 from graphc.ops import OPS
 from graphc.pipeline import Analysis
 from graphc.render.backward import GradientFlow, draw_gradient_edges
-from graphc.render.labels import _declared_shape, _h, _rows, _short_name, _small, _variants, key_attributes
+from graphc.render.labels import (
+    _declared_shape,
+    _h,
+    _rows,
+    _short_name,
+    _small,
+    _variants,
+    key_attributes,
+    tooltip,
+)
 from graphc.render.layout import Cluster, RenderOptions, _node_order, plan_layout, repetition_crossed
 from graphc.render.marks import _marks
 from graphc.render.style import (
@@ -28,6 +38,7 @@ from graphc.render.style import (
     MUTED,
     OUTPUT_COLOUR,
     REPEAT_COLOUR,
+    REPEAT_EDGE,
     UNKNOWN_COLOURS,
     legend,
 )
@@ -45,6 +56,7 @@ class DiagramBuilder:
         self.marks = _marks(analysis, self.layout)
         self.families: set[str] = set()
         self.missing: set[str] = set()  # referenced but never defined (spec errors)
+        self.ends = self._ends()  # drawn node → the outputs and losses it produces
         self.dot = graphviz.Digraph(self.graph.name or "graph")
 
     def build(self) -> graphviz.Digraph:
@@ -60,7 +72,6 @@ class DiagramBuilder:
         for cluster in self.layout.clusters.values():
             self._cluster(dot, cluster)
         self._edges()
-        self._terminals()
         if self.gradients is not None:
             draw_gradient_edges(dot, self.graph, self.layout, self.gradients, self.options.expand)
             self.families.add("gradient")
@@ -128,7 +139,7 @@ class DiagramBuilder:
             label = _rows(f'<font color="{INPUT_TEXT}"><b>{_h(name)}</b></font>',
                           _small(f"input · {_h(shape)} · {_h(dtype)}", "#CFD8DC"))
             dot.node(name, label, fillcolor=INPUT_FILL, color=INPUT_FILL, shape="box",
-                     style="rounded,filled")
+                     style="rounded,filled", tooltip=tooltip(g, name))
             self.families.add("input")
             return
         op = OPS.get(node.op)
@@ -145,6 +156,11 @@ class DiagramBuilder:
             listed = ", ".join(trained if len(trained) <= 4 else [*trained[:3], f"… ({len(trained)})"])
             rows.append(_small(f"∇ {_h(listed)}", GRADIENT_COLOUR))
         extra: dict[str, str] = {}
+        rows += self._end_rows(name)
+        if self.ends.get(name):  # an output or a loss: a double frame in its colour
+            is_loss = any(end[0] == "loss" for end in self.ends[name])
+            extra = {"color": LOSS_COLOUR if is_loss else OUTPUT_COLOUR, "peripheries": "2",
+                     "penwidth": "1.5"}
         if name in self.marks.errors:
             message = textwrap.shorten(self.marks.errors[name], 110, placeholder="…")
             lines = textwrap.wrap(message, 42)[:3]
@@ -155,7 +171,34 @@ class DiagramBuilder:
         elif name in self.marks.shapeless:
             rows.append(_small("shape unknown (upstream error)", MUTED))
             extra = {"style": "rounded,filled,dashed"}
-        dot.node(name, _rows(*rows), **{"fillcolor": fill, "color": border, "tooltip": name, **extra})
+        tip = tooltip(g, name, len(self.layout.stands_for.get(name, [name])))
+        dot.node(name, _rows(*rows), **{"fillcolor": fill, "color": border, "tooltip": tip, **extra})
+
+    def _ends(self) -> dict[str, list[tuple[str, str, str, str]]]:
+        """Which drawn node carries each named output and loss: (kind, name, node, port)."""
+        ends: dict[str, list[tuple[str, str, str, str]]] = {}
+        for kind, named in (("output", self.graph.outputs), ("loss", self.graph.losses)):
+            for out_name, (src, port) in named.items():
+                if src in self.graph.nodes:
+                    ends.setdefault(self.layout.visible[src], []).append((kind, out_name, src, port))
+        return ends
+
+    def _end_rows(self, name: str) -> list[str]:
+        """`output · B×10` or `loss d_real, minimized · scalar` under a node that is one."""
+        rows = []
+        for kind, out_name, src, port in self.ends.get(name, []):
+            t = self.graph.out_type(src, port)
+            shape = f" · {fmt_shape(t.shape)}" if t else ""
+            named = "" if out_name == name.rsplit(".", 1)[-1] and port == "out" else f" {out_name}"
+            if kind == "output":
+                rows.append(_small(f"<b>output{_h(named)}</b>{_h(shape)}", OUTPUT_COLOUR, 10))
+                self.families.add("output")
+            else:
+                rows.append(_small(f"<b>loss{_h(named)}</b>, minimized{_h(shape)}", LOSS_COLOUR, 10))
+                self.families.add("loss_terminal")
+            if kind == "loss" and self.gradients is not None and src in self.gradients.seeds:
+                rows.append(_small("∂ = 1: the backward pass starts here", GRADIENT_COLOUR))
+        return rows
 
     def _param_text(self, name: str) -> str:
         counts = [self.graph.param_count(n) for n in self.layout.stands_for.get(name, [name])]
@@ -196,28 +239,9 @@ class DiagramBuilder:
             self.dot.edge(src, dst, label=f" {label} " if label else "")  # spaces: off the line
         # One dashed loop-back per folded stack says "and again, N times" without a wall of edges.
         for (_, src, dst) in sorted(folded_back.values()):
-            self.dot.edge(src, dst, style="dashed", color="#90A4AE", constraint="false",
+            self.dot.edge(src, dst, style="dashed", color=REPEAT_EDGE, constraint="false",
                           arrowhead="empty", tooltip="output of one repetition feeds the next")
-
-    def _terminals(self) -> None:
-        """Named outputs and losses as their own end points: where the picture says "result"."""
-        g = self.graph
-        for kind, named, colour in (("output", g.outputs, OUTPUT_COLOUR), ("loss", g.losses, LOSS_COLOUR)):
-            for out_name, (src, port) in named.items():
-                tid = f"{kind}/{out_name}"  # `/` cannot occur in spec names; `:` means a port to dot
-                hint = "minimized in training" if kind == "loss" else "model output"
-                self.dot.node(tid, _rows(f'<font color="{colour}"><b>{_h(out_name)}</b></font>',
-                                         _small(hint, MUTED)),
-                              shape="box", style="rounded,bold", color=colour, fillcolor="#FFFFFF",
-                              peripheries="2", penwidth="1.5")
-                self.families.add("output" if kind == "output" else "loss_terminal")
-                if src not in g.nodes:
-                    self.missing.add(src)
-                    self.dot.edge(src, tid, color=ERROR_COLOUR, style="dashed")
-                    continue
-                label = self._edge_label(src, port)
-                self.dot.edge(self.layout.visible[src], tid, label=f" {label} " if label else "",
-                              color=colour)
+            self.families.add("repeat")
 
 
 def build_diagram(analysis: Analysis, options: RenderOptions | None = None,

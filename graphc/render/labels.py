@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import html
 
-from graphc.ir import Node
+from graphc.ir import Graph, Node
 from graphc.ops import OPS
-from graphc.shapes import dim
+from graphc.shapes import dim, fmt_shape
 
 MAX_ATTRS = 3  # more than this turns a node into a paragraph; `graphc summary` has the rest
 
@@ -55,6 +55,47 @@ def key_attributes(node: Node) -> list[str]:
             text = _fmt_value(value, schema.type if schema else "")
             shown.append(f"{key}={text if len(text) <= 14 else text[:13] + '…'}")
     return shown[:MAX_ATTRS]
+
+
+def tooltip(graph: Graph, name: str, stands_for: int = 1) -> str:
+    """The hover text of a drawn node (SVG `<title>`-like tooltip): everything the box leaves
+    out — op and family, every attribute (defaults included), input and output shapes, the
+    parameters with their shapes. Lines are joined with Graphviz's `\\n`."""
+    node = graph.nodes[name]
+    if node.is_input:
+        t = graph.out_type(name)
+        shape = fmt_shape(t.shape) if t else (fmt_shape(s) if (s := _declared_shape(node)) is not None else "?")
+        lines = [f"{name}: input", f"shape: {shape}", f"dtype: {t.dtype if t else node.dtype}"]
+        return _tip(lines + ([node.doc] if node.doc else []))
+    op = OPS.get(node.op)
+    lines = [f"{name}: {node.op}" + (f" ({op.family})" if op else " (unknown op)")]
+    if stands_for > 1:
+        lines[0] += f", drawn for {stands_for} repetitions"
+    for inp in node.inputs:
+        t = graph.out_type(inp.src, inp.src_port)
+        src = inp.src + (f".{inp.src_port}" if inp.src_port != "out" else "")
+        lines.append(f"in {inp.port} ← {src}: {fmt_shape(t.shape) if t else '?'}")
+    for port in node.outputs:
+        t = graph.out_type(name, port)
+        lines.append(f"out{'' if port == 'out' else ' ' + port}: {fmt_shape(t.shape) if t else '?'}")
+    schemas = op.attrs if op else {}
+    for key, value in node.attrs.items():
+        schema = schemas.get(key)
+        text = str(value).lower() if isinstance(value, bool) else _fmt_value(value, schema.type if schema else "")
+        lines.append(f"{key} = {text}")
+    params = graph.params.get(name, {})
+    if params:
+        shown = ", ".join(f"{p} {'×'.join(map(str, d.shape)) or 'scalar'}"
+                          + ("" if d.trainable else " (buffer)") for p, d in params.items())
+        lines.append(f"params: {shown} = {sum(d.size for d in params.values()):,}")
+    if node.doc:
+        lines.append(node.doc)
+    return _tip(lines)
+
+
+def _tip(lines: list[str]) -> str:
+    # Graphviz reads `\` escapes in tooltips (escString): keep the user's backslashes literal
+    return "\\n".join(line.replace("\\", "\\\\") for line in lines)
 
 
 def _declared_shape(node: Node) -> tuple | None:

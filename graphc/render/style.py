@@ -29,11 +29,14 @@ OUTPUT_COLOUR, LOSS_COLOUR, ERROR_COLOUR = "#2E7D32", "#C62828", "#D50000"
 MUTED = "#607D8B"
 GRADIENT_COLOUR = "#EF6C00"
 REPEAT_COLOUR = "#D84315"  # the ×N of a folded block: the one number a reader must not miss
+REPEAT_EDGE = "#90A4AE"  # the dashed loop-back of a folded block
 
 
 def legend(families: set[str]) -> str:
-    """A key for the colours actually used, so the picture explains itself (an HTML table)."""
-    items = []  # (fill, border, text)
+    """A key for the colours and edge styles actually used, so the picture explains itself (an
+    HTML table). Boxes are swatches; the dashed edges (a folded block's loop-back, gradient
+    flow) are drawn as a dashed arrow in their colour."""
+    items = []  # (fill, border, text) for a swatch, (None, colour, text) for a dashed edge
     if "input" in families:
         items.append((INPUT_FILL, INPUT_FILL, "input"))
     items += [(*FAMILY_COLOURS[f], f) for f in FAMILY_COLOURS if f in families]
@@ -41,18 +44,24 @@ def legend(families: set[str]) -> str:
         items.append(("#FFFFFF", OUTPUT_COLOUR, "output"))
     if "loss_terminal" in families:
         items.append(("#FFFFFF", LOSS_COLOUR, "loss (minimized)"))
+    if "repeat" in families:
+        items.append((None, REPEAT_EDGE, "repeated ×N (loop-back)"))
     if "gradient" in families:
-        items.append((GRADIENT_COLOUR, GRADIENT_COLOUR, "gradient flow"))
+        items.append((None, GRADIENT_COLOUR, "gradient flow"))
     if "error" in families:
         items.append(("#FFFFFF", ERROR_COLOUR, "error"))
     per_row = 5  # a narrow spec (mlp) should not get a legend wider than its drawing
     rows = []
     for start in range(0, len(items), per_row):
-        cells = "".join(
-            f'<td width="14" height="9" fixedsize="true" bgcolor="{fill}" color="{border}" border="1"></td>'
-            f'<td align="left"><font point-size="9" color="#37474F"> {_h(text)}   </font></td>'
-            for fill, border, text in items[start:start + per_row])
+        cells = "".join(_legend_cell(*item) for item in items[start:start + per_row])
         rows.append(f"<tr>{cells}</tr>")
     return ('<table border="0" cellborder="0" cellspacing="1" cellpadding="1">'
             + "".join(rows) + "</table>")
 
+
+def _legend_cell(fill: str | None, border: str, text: str) -> str:
+    label = f'<td align="left"><font point-size="9" color="#37474F"> {_h(text)}   </font></td>'
+    if fill is None:  # an edge style: a dashed arrow
+        return f'<td align="right"><font point-size="9" color="{border}"><b>- - ▷</b></font></td>{label}'
+    return (f'<td width="14" height="9" fixedsize="true" bgcolor="{fill}" color="{border}" border="1"></td>'
+            + label)

@@ -112,5 +112,6 @@ def test_side_input_and_multi_output_ports(render):
     # every repetition reads `mem`; folded, that is one edge into the drawn repetition
     assert edges.count("mem->stack.0.s") == 1
     assert {"0: B×T×8", "1: B×T×8"} <= set(d.edge_texts)  # split's outputs named by port
-    assert "output/pred" in d.nodes and "pred" in d.node_texts("output/pred")
+    assert "output/pred" not in d.nodes  # the output is drawn on its node, named
+    assert "output pred · B×T×4" in " ".join(d.node_texts("out"))
     assert "split sizes=[8, 8]" in [" ".join(t.split()) for t in d.node_texts("stack.0.parts")]

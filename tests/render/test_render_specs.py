@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from graphc.pipeline import analyze
+from graphc.render import LOSS_COLOUR, OUTPUT_COLOUR
 from graphc.shapes import fmt_shape
 
 from .helpers import REFERENCE_SPECS, ROOT, needs_dot, read_svg
@@ -22,7 +23,6 @@ def _folded_away(node) -> bool:
 
 def _edge_shapes(graph) -> set[str]:
     tensors = {i.tensor for n in graph.nodes.values() for i in n.inputs}
-    tensors |= set(graph.outputs.values()) | set(graph.losses.values())
     return {fmt_shape(graph.types[t].shape) for t in tensors}
 
 
@@ -55,10 +55,14 @@ def test_reference_spec_renders_svg_with_every_node_and_shape(render, spec):
                 assert any(t.startswith(node.op) for t in texts), texts
     for shape in _edge_shapes(graph):
         assert shape in drawing.edge_texts, f"shape label {shape} missing"
-    for name in graph.outputs:
-        assert f"output/{name}" in drawing.nodes
-    for name in graph.losses:
-        assert f"loss/{name}" in drawing.nodes
+    # one box per output and per loss: the node that computes it, framed in its colour and
+    # saying so with its shape (no second box beside it)
+    for kind, named in (("output", graph.outputs), ("loss", graph.losses)):
+        for name, (node, port) in named.items():
+            assert f"{kind}/{name}" not in drawing.nodes
+            texts = " ".join(drawing.node_texts(node))
+            assert kind in texts and fmt_shape(graph.types[(node, port)].shape) in texts, texts
+            assert (LOSS_COLOUR if kind == "loss" else OUTPUT_COLOUR).lower() in drawing.node_strokes(node)
     assert graph.name in drawing.texts
     assert f"{graph.param_count(trainable_only=True):,} parameters" in drawing.text
 
