@@ -17,6 +17,7 @@ Pure Python on purpose (no numpy, no YAML): the runtime and the front end both i
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import dataclass, field, replace
@@ -136,7 +137,8 @@ _SGD_LR = replace(_LR, default=0.01, typical=(1e-4, 1.0))
 _ADAM_LR = replace(_LR, default=1e-3, typical=(1e-5, 0.03))
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 OPTIMIZER = Section(
-    keys=(_enum("name", "which optimizer", OPTIMIZERS, "adamw", label="optimizer"),),
+    keys=(_enum("name", "the optimizer (`momentum` is sgd with momentum 0.9)", OPTIMIZERS,
+                  "adamw", label="optimizer"),),
     tag="name",
     default_variant="adamw",
     variants={
@@ -151,8 +153,8 @@ OPTIMIZER = Section(
 # ---- schedule --------------------------------------------------------------------------------
 _MIN_LR = _float("min_lr", "the rate at the end of the run", 0.0)
 SCHEDULE = Section(
-    keys=(_enum("name", "which schedule", ("constant", "step", "cosine", "linear"), "constant",
-                label="schedule"),
+    keys=(_enum("name", "the learning-rate schedule", ("constant", "step", "cosine", "linear"),
+                "constant", label="schedule"),
           _int("warmup", "linear ramp lr·(t+1)/N over the first N steps; the schedule runs after",
                0, min=0)),
     tag="name",
@@ -214,8 +216,9 @@ DATASET = Section(
                          Key("flatten", "bool", "`x` as [N,64] instead of [N,1,8,8]", False))},
     example="{dataset: digits}",
 )
+_FILE_NAME = Key("path", "str", "a file name")
 _PATH = Key("file", "path", ".npz, .npy, .csv or .txt (relative to the spec), or "
-            "{field: file.npy}", required=True, item=Key("path", "str", "a file name"))
+            "{field: file.npy}", required=True, item=_FILE_NAME)
 FILE = Section(
     keys=(_PATH,
           replace(_PATH, name="val_file", doc="validation data in its own file(s)", required=False,
@@ -312,8 +315,8 @@ PHASE_KEYS = tuple(k.name for k in PHASE.keys)
 
 def optimizer_defaults(name: str) -> dict:
     """Every key an optimizer takes with its default, e.g. {"lr": 0.001, "betas": [...], ...}."""
-    return {k: v.default for k, v in OPTIMIZER.keys_for(OPTIMIZER.variant(name)).items()
-            if k != "name"}
+    keys = OPTIMIZER.keys_for(OPTIMIZER.variant(name))
+    return {k: copy.deepcopy(v.default) for k, v in keys.items() if k != "name"}
 
 
 def named(value: Any, section: Section, default: str | None = None) -> dict | None:
@@ -453,8 +456,9 @@ class _Validator:
             self.add(path, f"{at} must be true or false, got {show(value)}", doc=key.doc)
 
     def _str(self, key: Key, value, path, at):
-        if not isinstance(value, str):
-            self.add(path, f"{at} must be a string, got {show(value)}", doc=key.doc)
+        if not isinstance(value, str) or (key is _FILE_NAME and not value.strip()):
+            what = "a file name" if key is _FILE_NAME else "a string"
+            self.add(path, f"{at} must be {what}, got {show(value)}", doc=key.doc)
 
     def _enum(self, key: Key, value, path, at):
         if not isinstance(value, str):
@@ -467,7 +471,7 @@ class _Validator:
     def _path(self, key: Key, value, path, at):
         if isinstance(value, dict):
             self._map(key, value, path, at)
-        elif not isinstance(value, str):
+        elif not isinstance(value, str) or not value.strip():
             self.add(path, f"{at} must be {describe(key)}, got {show(value)}", doc=key.doc)
 
     def _list(self, key: Key, value, path, at):
@@ -619,8 +623,8 @@ def _key_json(key: Key) -> dict:
     elif t == "map":
         out = {"type": "object", "additionalProperties": _key_json(key.item)}
     elif t == "path":
-        out = {"anyOf": [{"type": "string"},
-                         {"type": "object", "additionalProperties": {"type": "string"}}]}
+        name = {"type": "string", "minLength": 1}
+        out = {"anyOf": [name, {"type": "object", "additionalProperties": name}]}
     else:
         out = section_json(key.section)
         if key.bare and key.section.tag:
