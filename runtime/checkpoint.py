@@ -12,7 +12,9 @@ Atomicity: the new checkpoint is written to ``.checkpoint.tmp`` next to it and f
 the old directory is renamed to ``.checkpoint.old``, the new one renamed into place, the parent
 directory fsynced, and the old one removed. A kill at any moment leaves either ``checkpoint``
 complete, or (between the two renames) only ``.checkpoint.old`` complete, which
-:func:`load_checkpoint` falls back to and the next save restores first.
+:func:`load_checkpoint` falls back to and the next save restores first. A reader racing with a
+save retries. The safetensors headers carry ``metadata``: the model's name and structural
+hash, the spec file's content hash and the step, so a file alone says where it came from.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +97,7 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    meta = {"format": "graphc"}
+    meta = metadata(state)
     hashes = {
         MODEL_FILE: _write(tmp / MODEL_FILE, st.save(_contiguous(params), metadata=meta)),
         OPTIMIZER_FILE: _write(
@@ -116,21 +119,49 @@ def save_checkpoint(
     return path
 
 
+def metadata(state: dict) -> dict[str, str]:
+    """The safetensors header metadata: which spec (name, content hash) and model wrote it."""
+    meta = {"format": "graphc"}
+    for key in ("model", "model_hash", "spec_hash", "step"):
+        if state.get(key) is not None:
+            meta[key] = str(state[key])
+    return meta
+
+
 def _contiguous(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
+class _Changed(Exception):
+    """The checkpoint changed while it was read (a concurrent save): read it again."""
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify a checkpoint directory; CheckpointError says what is wrong."""
-    path = Path(path)
+    """Read and verify a checkpoint directory; CheckpointError says what is wrong.
+
+    Safe to call while a training run saves into the same place: a read that races with the
+    swap of directories is retried (and between the two renames, the old one is read)."""
+    for attempt in range(5):
+        try:
+            return _load(Path(path), racing=attempt < 4)
+        except _Changed:
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # the last attempt raises CheckpointError itself
+
+
+def _load(path: Path, racing: bool) -> Checkpoint:
     _, old = _siblings(path)
     if not path.exists() and old.exists():
         path = old  # a save was interrupted between its renames: the old one is complete
     if not path.is_dir():
+        if racing and old.parent.is_dir() and _siblings(path)[0].exists():
+            raise _Changed
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = json.loads((path / STATE_FILE).read_text())
     except FileNotFoundError:
+        if racing:
+            raise _Changed from None
         raise CheckpointError(
             f"{path} is not a complete checkpoint: {STATE_FILE} is missing"
         ) from None
@@ -141,15 +172,27 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path / STATE_FILE} is not a graphc checkpoint (format "
             f"{state.get('format') if isinstance(state, dict) else '?'})"
         )
+    sums = state.get("sha256")
+    if not isinstance(sums, dict) or not all(
+        isinstance(sums.get(n), str) for n in (MODEL_FILE, OPTIMIZER_FILE)
+    ):
+        raise CheckpointError(
+            f"{path / STATE_FILE}: field `sha256` must hold the checksum (a hex string) of "
+            f"{MODEL_FILE} and {OPTIMIZER_FILE}; found {json.dumps(sums)}"
+        )
     arrays = {}
     for name in (MODEL_FILE, OPTIMIZER_FILE):
         try:
             data = (path / name).read_bytes()
         except OSError as err:
+            if racing:
+                raise _Changed from None
             raise CheckpointError(
                 f"{path} is not a complete checkpoint: cannot read {name} ({err.strerror or err})"
             ) from None
-        if hashlib.sha256(data).hexdigest() != state.get("sha256", {}).get(name):
+        if hashlib.sha256(data).hexdigest() != sums[name]:
+            if racing:
+                raise _Changed
             raise CheckpointError(
                 f"{path / name} is corrupt: its checksum does not match {STATE_FILE}"
             )
@@ -161,7 +204,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def check_params(model, params: dict[str, np.ndarray], where: str | Path) -> None:
-    """CheckpointError unless ``params`` has every ParamSpec of ``model`` with its shape."""
+    """CheckpointError unless ``params`` has every ParamSpec of ``model`` with its shape and
+    the model's float dtype."""
+    dtype = np.dtype(getattr(model, "dtype", np.float32))
     for name, spec in model.params.items():
         if name not in params:
             raise CheckpointError(
@@ -174,17 +219,65 @@ def check_params(model, params: dict[str, np.ndarray], where: str | Path) -> Non
                 f"{list(params[name].shape)}, the model expects "
                 f"{list(spec.shape)}"
             )
+        if params[name].dtype != dtype:
+            raise CheckpointError(
+                f"{where}: parameter `{name}` is {params[name].dtype}, the model computes in "
+                f"{dtype} (was the file edited, or written by another tool?)"
+            )
+
+
+def check_optimizer(model, arrays: dict[str, np.ndarray], where: str | Path) -> None:
+    """CheckpointError unless every optimizer slot (``[phase<i>/]<slot>/<param>``) belongs to
+    a parameter of ``model`` and has its shape, in float32."""
+    for key, a in arrays.items():
+        parts = key.split("/")
+        if parts and parts[0].startswith("phase") and parts[0][5:].isdigit():
+            parts = parts[1:]
+        if len(parts) != 2 or parts[0] not in SLOTS:
+            raise CheckpointError(
+                f"{where}: optimizer tensor `{key}` is not a slot of this runtime's optimizers "
+                f"(expected <slot>/<parameter> with slot {' | '.join(SLOTS)})"
+            )
+        spec = model.params.get(parts[1])
+        if spec is None:
+            raise CheckpointError(
+                f"{where}: optimizer tensor `{key}` is for parameter `{parts[1]}`, which model "
+                f"{model.name!r} does not have"
+            )
+        if tuple(a.shape) != tuple(spec.shape):
+            raise CheckpointError(
+                f"{where}: optimizer tensor `{key}` has shape {list(a.shape)}, but parameter "
+                f"`{parts[1]}` has {list(spec.shape)}"
+            )
+        if a.dtype != np.float32:
+            raise CheckpointError(
+                f"{where}: optimizer tensor `{key}` is {a.dtype}; optimizer state is float32"
+            )
+
+
+SLOTS = ("m", "v", "velocity")
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint directory of a run directory (``<run>/checkpoint``, also while a save is
+    between its two renames), or ``path`` itself."""
+    path = Path(path)
+    if (path / STATE_FILE).exists():
+        return path
+    inner = path / "checkpoint"
+    if inner.exists() or _siblings(inner)[1].exists() or _siblings(inner)[0].exists():
+        return inner
+    return path
 
 
 def load_params(path: str | Path, model=None) -> dict[str, np.ndarray]:
     """The parameters of a run directory (``<run>/checkpoint``) or a checkpoint directory.
 
-    With ``model``, the names and shapes must match its ParamSpecs (CheckpointError if not).
+    With ``model``, the names, shapes and dtypes must match its ParamSpecs (CheckpointError
+    if not).
     """
-    path = Path(path)
-    if not (path / STATE_FILE).exists() and (path / "checkpoint").exists():
-        path = path / "checkpoint"
-    params = {k: np.array(v) for k, v in load_checkpoint(path).params.items()}
+    ckpt = load_checkpoint(checkpoint_dir(path))
+    params = {k: np.array(v) for k, v in ckpt.params.items()}
     if model is not None:
-        check_params(model, params, path)
+        check_params(model, params, ckpt.path / MODEL_FILE)
     return params

@@ -23,8 +23,17 @@ class CheckpointError(TrainingError):
     """A checkpoint directory is missing, corrupt, or belongs to a different model."""
 
 
+class ResourceError(TrainingError):
+    """The run would need more memory (or data) than the machine or ``--max-memory`` allows."""
+
+
+class RunDirError(TrainingError):
+    """The run directory is in use by another run, or cannot be claimed."""
+
+
 class NonFiniteError(TrainingError):
-    """Training produced a NaN/Inf loss or gradient; the last good checkpoint was kept."""
+    """Training produced a NaN/Inf loss or gradient, or a loss that diverged (``.step`` is the
+    step, ``.node`` the first non-finite node when known); the last good checkpoint was kept."""
 
     def __init__(self, message: str, *, step: int, node: str | None) -> None:
         super().__init__(message)

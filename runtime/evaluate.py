@@ -40,6 +40,8 @@ def evaluate(
     ``metrics`` default to the train section's (loss, plus accuracy for class labels).
     """
     picked = pick_data(model, data, split=split, base_dir=base_dir)
+    if picked.setup is not None:
+        picked.setup.check_outputs(model, params)  # labels in the model's range
     if metrics is None and picked.setup is not None:
         metrics = picked.setup.metrics
     if metrics is None:

@@ -66,6 +66,8 @@ def predict(
     ``input``/``predicted``/``expected``; for classifiers ``predicted``/``label``/``prob``.
     """
     picked = pick_data(model, data, split=split, base_dir=base_dir)
+    if picked.setup is not None:
+        picked.setup.check_outputs(model, params)  # labels in the model's range
     dataset, feed, bundle = picked.dataset, picked.feed, picked.bundle
     batch = feed.view(dataset.take(slice(0, n)))
     generative = generative_outputs(model, feed)

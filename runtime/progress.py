@@ -3,7 +3,8 @@
 ``make_progress("auto")`` picks rich when stdout is a TTY and plain lines when it is not
 (CI logs, pipes); ``"rich"``, ``"plain"`` and ``"none"`` force a choice. The trainer calls
 ``start`` once, ``update`` after every step, ``message`` for events (validation, early stop),
-and ``close`` at the end.
+``notice`` for what the user must see even with ``"none"`` (resuming at step k of N, a
+versioned run directory, an interrupt), and ``close`` at the end.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Progress:
     def message(self, text: str) -> None:
         pass
 
+    def notice(self, text: str) -> None:
+        """Shown whatever the kind (on stderr when there is no display)."""
+        print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         pass
 
@@ -82,6 +87,9 @@ class PlainProgress(Progress):
 
     def message(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
+
+    def notice(self, text: str) -> None:
+        self.message(text)
 
 
 class RichProgress(Progress):
@@ -129,6 +137,9 @@ class RichProgress(Progress):
 
     def message(self, text: str) -> None:
         self.bar.console.print(text, markup=False, highlight=False)
+
+    def notice(self, text: str) -> None:
+        self.message(text)
 
     def close(self) -> None:
         self.bar.stop()

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .budget import UNLIMITED, Budget, Estimate, nbytes, optimizer_slots, step_estimate
 from .config import TrainConfig, apply_overrides
 from .data import DataBundle, Dataset, Feeder, build_data
 from .errors import ConfigError, DataError
-from .metrics import has_class_labels
+from .metrics import LABEL_KEYS, has_class_labels
 
 
 def model_fingerprint(model) -> str:
@@ -60,12 +61,31 @@ def _source_name(data: dict) -> str:
     return "the data"
 
 
-def _peek(loader) -> dict:
-    """The next training batch, without moving the stream."""
-    state = loader.state_dict()
-    batch = loader.next_batch()
-    loader.load_state_dict(state)
-    return batch
+PROBE = 4  # samples drawn to check the data against the inputs and to size the step
+
+
+def _cli_paths(overrides: dict | None) -> frozenset[str]:
+    """The train.data path keys given on the command line (trusted: they may point anywhere)."""
+    keys: set[str] = set()
+    for key in overrides or {}:
+        if key == "data":
+            keys |= {"file", "val_file"}
+        elif key.startswith("data."):
+            keys.add(key.split(".")[1])
+    return frozenset(keys & {"file", "val_file"})
+
+
+def _optimizer_slots(cfg: TrainConfig) -> int:
+    sections = [cfg.optimizer] + [
+        {**cfg.optimizer, **(ph.optimizer or {})} for ph in (cfg.phases or [])
+    ]
+    return max(optimizer_slots(s) for s in sections)
+
+
+def _probe_inputs(inputs: dict) -> dict:
+    """Model inputs for the probe forward: integer inputs (labels, tokens) set to 0, a valid
+    class and token whatever the data holds, so the probe itself cannot fail on a bad label."""
+    return {k: np.zeros_like(v) if v.dtype.kind in "iu" else v for k, v in inputs.items()}
 
 
 @dataclass
@@ -77,14 +97,44 @@ class Setup:
     feed: Feeder
     metrics: list[str]
     total: int
+    budget: Budget = UNLIMITED
+    probe: dict | None = None  # a few raw training samples (PROBE at most)
+    estimate: Estimate | None = None  # of a training step, before the probe forward
 
     @classmethod
-    def create(cls, model, overrides: dict | None = None, base_dir=None) -> Setup:
-        """``base_dir`` (for relative data paths) defaults to the spec file's directory."""
+    def create(
+        cls,
+        model,
+        overrides: dict | None = None,
+        base_dir=None,
+        *,
+        budget: Budget | None = None,
+        training: bool = True,
+    ) -> Setup:
+        """``base_dir`` (for relative data paths) defaults to the spec file's directory.
+
+        ``budget`` (default: the machine's available memory) bounds the data sets and, with
+        ``training``, a training step (ResourceError before anything big is allocated)."""
         cfg = TrainConfig.from_dict(apply_overrides(model.train, overrides))
+        budget = Budget.detect() if budget is None else budget
         if base_dir is None and getattr(model, "spec_path", None):
             base_dir = Path(model.spec_path).resolve().parent
-        data = build_data(cfg.data, batch=cfg.batch, seed=cfg.seed, base_dir=base_dir)
+        itemsize = np.dtype(getattr(model, "dtype", np.float32)).itemsize
+        n_params = sum(int(np.prod(p.shape, dtype=np.float64)) for p in model.params.values())
+        budget.check(
+            n_params * itemsize * (1 + 2 + _optimizer_slots(cfg) if training else 1),
+            f"model {model.name!r} ({n_params:,} parameters"
+            + (", their gradients and optimizer state)" if training else ")"),
+            "make the model smaller",
+        )
+        data = build_data(
+            cfg.data,
+            batch=cfg.batch,
+            seed=cfg.seed,
+            base_dir=base_dir,
+            cli_keys=_cli_paths(overrides),
+            budget=budget,
+        )
         if cfg.steps is not None:
             total = cfg.steps
         elif cfg.epochs is not None:
@@ -104,10 +154,29 @@ class Setup:
             generate=data.info.get("generate"),
             seed=cfg.seed,
         )
-        probe = _peek(data.train)
-        feed(probe)  # fail now, with a clear message, if data and inputs do not fit
+        probe = data.train.sample(PROBE)  # a few samples: the batch may be huge
+        fed = feed(probe)  # fail now, with a clear message, if data and inputs do not fit
         if data.val is not None:
-            feed(data.val.take(slice(0, cfg.batch)))
+            feed(data.val.take(slice(0, PROBE)))
+        estimate = None
+        if training:
+            trainable = sum(
+                int(np.prod(p.shape, dtype=np.float64))
+                for p in model.params.values()
+                if p.trainable
+            )
+            estimate = step_estimate(
+                model,
+                trainable=trainable,
+                slots=_optimizer_slots(cfg),
+                raw=probe,
+                fed=fed,
+                outputs={},
+                n_probe=len(next(iter(probe.values()))),
+                batch=getattr(data.train, "batch", cfg.batch),
+                accumulate=cfg.accumulate,
+            )
+            check_step(budget, estimate, cfg)
         metrics = cfg.metrics or (
             ["loss", "accuracy"] if has_class_labels(feed.view(probe)) else ["loss"]
         )
@@ -121,7 +190,98 @@ class Setup:
             base = es.metric.removeprefix("val_")
             if base not in metrics:
                 metrics = [*metrics, base]
-        return cls(cfg, data, feed, metrics, total)
+        return cls(cfg, data, feed, metrics, total, budget, probe, estimate)
+
+    def check_outputs(self, model, params: dict) -> None:
+        """After the parameters exist: one small inference forward on the probe, to add the
+        model's outputs and the tensors its kernels keep for the backward outside the buffer
+        plan (the tape is the same in both modes) to the memory estimate, and to check the
+        labels against the outputs."""
+        if self.probe is None:
+            return
+        inputs = _probe_inputs(self.feed(self.probe))
+        try:
+            with np.errstate(all="ignore"):
+                result = model.forward(params, inputs, training=False, seed=0)
+            outputs = {k: np.asarray(v) for k, v in result.outputs.items()}
+            saved = _unplanned(result)
+        except Exception:  # noqa: BLE001 - the first real step reports what is wrong
+            return
+        finally:
+            result = None
+        if self.estimate is not None:
+            n = len(next(iter(self.probe.values())))
+            scale = getattr(self.data.train, "batch", self.cfg.batch) / max(1, n)
+            parts = self.estimate.parts
+            parts["outputs"] = nbytes(outputs) * scale
+            # what the kernels keep for the backward, and the backward's own temporaries of
+            # about the same size (measured on the LSTM); at least UNPLANNED x the arena
+            key = "kernel results and saved tensors"
+            parts[key] = max(parts.get(key, 0.0), 2 * saved * scale)
+            check_step(self.budget, self.estimate, self.cfg)
+        check_labels(model, self, outputs)
+
+
+def _unplanned(result) -> int:
+    """Bytes of the forward's tape that do not live in the buffer plan's arena."""
+    arena = getattr(result, "arena", None)
+    buffers = arena.buffers if arena is not None else []
+    return sum(
+        v.nbytes
+        for v in (getattr(result, "tape", None) or {}).values()
+        if isinstance(v, np.ndarray) and not any(np.may_share_memory(v, b) for b in buffers)
+    )
+
+
+def check_step(budget: Budget, estimate: Estimate, cfg: TrainConfig) -> None:
+    what = f"a training step with batch {cfg.batch}" + (
+        f" and accumulate {cfg.accumulate}" if cfg.accumulate > 1 else ""
+    )
+    budget.check(
+        estimate.total,
+        f"{what} ({estimate.describe()})",
+        "lower train.batch (e.g. --set batch=...)"
+        + (" or train.accumulate" if cfg.accumulate > 1 else "")
+        + ", or shrink the model",
+    )
+
+
+def check_labels(model, setup: Setup, outputs: dict) -> None:
+    """DataError naming the file and row of the first class label outside the model's range.
+
+    Labels are the field ``y`` else ``targets`` (the metrics' convention) when a model input
+    is fed from it; the classes are the last axis of the model's first output, read as logits
+    per label (one logit: a binary classifier, labels 0 and 1)."""
+    if not model.outputs or model.outputs[0] not in outputs or setup.probe is None:
+        return
+    view = setup.feed.view(setup.probe)
+    key = next((k for k in LABEL_KEYS if k in view), None)
+    if key is None or np.asarray(view[key]).dtype.kind not in "iu":
+        return
+    field = setup.feed.mapping.get(key, key)
+    if not any(setup.feed.mapping.get(name, name) == field for name in model.inputs):
+        return  # no input reads the labels: the loss does not index with them
+    logits, labels = outputs[model.outputs[0]], np.asarray(view[key])
+    if logits.shape in (labels.shape, labels.shape + (1,)):
+        classes, why = 2, "a single logit: a binary classifier"
+    elif logits.shape[:-1] == labels.shape:
+        classes, why = logits.shape[-1], f"{logits.shape[-1]} logits per label"
+    else:
+        return
+    sets = [("training", getattr(setup.data.train, "data", None)), ("validation", setup.data.val)]
+    for split, dataset in sets:
+        if dataset is None or field not in dataset.fields:
+            continue
+        y = np.asarray(dataset.fields[field]).reshape(len(dataset), -1)
+        bad = ((y < 0) | (y >= classes)).any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            value = y[i][(y[i] < 0) | (y[i] >= classes)][0]
+            raise DataError(
+                f"{dataset.where(i)}: label {value} (field `{field}`, {split} data) is outside "
+                f"the model's classes 0..{classes - 1} (its first output "
+                f"`{model.outputs[0]}` has {why}); {int(bad.sum())} sample(s) are out of range"
+            )
 
 
 @dataclass
@@ -144,7 +304,9 @@ def pick_data(model, data=None, *, split: str = "val", base_dir=None) -> Picked:
         bundle = data
         feed = Feeder(model.inputs, data.info.get("map"), generate=data.info.get("generate"))
     else:
-        setup = Setup.create(model, {"data": data} if data is not None else None, base_dir)
+        setup = Setup.create(
+            model, {"data": data} if data is not None else None, base_dir, training=False
+        )
         bundle, feed = setup.data, setup.feed
     if split == "val":
         dataset = bundle.val

@@ -24,6 +24,24 @@ every ``eval_every``, an atomic checkpoint every ``checkpoint_every``. Everythin
 from ``train.seed`` and the step number (data order, generated batches, the forward seed for
 dropout), so resuming from a checkpoint continues exactly as if the run had never stopped.
 
+Before anything big is allocated, :class:`.setup.Setup` checks the step's memory against the
+budget (:mod:`.budget`). During the loop, the first Ctrl-C (SIGINT) asks the run to stop after
+the current step: it saves a checkpoint, writes ``summary.json`` with status ``interrupted`` and
+returns (a second Ctrl-C stops at once, keeping the previous checkpoint). A loss that is not
+finite, or that exceeds ``DIVERGED_RATIO`` times the first step's (at least 1), stops the run
+(NonFiniteError) with the last good checkpoint kept.
+
+Resume and the schedule's horizon: ``resume=True`` continues the run in ``out_dir`` with the
+overrides it was started with (``config.json``), the new ones on top. So ``--resume RUN`` alone
+continues to the step count the run was started for, and ``--resume RUN --steps N`` continues
+*the same schedule* to step N: the learning rate of every remaining step is the one a straight
+N-step run has at that step. A run stopped early (Ctrl-C, kill, ``max_steps``) and resumed to its
+N therefore equals the straight N-step run bit for bit, whatever the schedule. Extending a run
+that *finished* M < N steps cannot rewrite the M steps it took on its own horizon: for schedules
+that depend on the horizon (cosine, linear) the rate moves at step M to where the N-step schedule
+is at step M (a notice says so); constant and step schedules are unaffected, so there too the
+result equals the straight N-step run.
+
 Run directory: ``config.json`` (resolved train config), ``metrics.jsonl`` (one JSON object per
 logged step), ``summary.json`` (status and final metrics, incl. ``val_*``), ``loss.png`` and
 ``checkpoint/`` (the latest; see :mod:`.checkpoint`), all written by :mod:`.rundir`.
@@ -31,22 +49,29 @@ logged step), ``summary.json`` (status and final metrics, incl. ``val_*``), ``lo
 
 from __future__ import annotations
 
+import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
-from .errors import ConfigError
+from .budget import Budget, fmt_bytes
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import ConfigError, DataError, ResourceError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
 from .optim import clip_by_global_norm, global_norm
 from .phases import PhaseRun, build_phases, trainable_params
 from .progress import make_progress
-from .rundir import BEST_DIR, CHECKPOINT_DIR, RunFiles
+from .rundir import BEST_DIR, CHECKPOINT_DIR, LOCK_FILE, RunFiles, claim
 from .setup import Setup, model_fingerprint, step_seed
+
+DIVERGED_RATIO = 1e6  # |loss| above this many times the first step's (and above 1e6): diverged
+HORIZON_SCHEDULES = ("cosine", "linear")  # schedules whose rates depend on the total steps
 
 # PhaseRun and CHECKPOINT_DIR live in .phases / .rundir now; still importable from here
 __all__ = ["BEST_DIR", "CHECKPOINT_DIR", "PhaseRun", "Run", "train"]
@@ -61,29 +86,106 @@ def train(
     progress: Any = "auto",
     base_dir: str | Path | None = None,
     max_steps: int | None = None,
+    max_memory: int | str | None = None,
+    existing: str = "overwrite",
+    handle_sigint: bool = True,
 ) -> dict:
     """Train ``model`` as its ``train:`` section says; return the summary dict.
 
     overrides: dotted keys over the spec's train section, e.g. ``{"optimizer.lr": 1e-3}``.
-    resume: continue from ``out_dir/checkpoint`` (CheckpointError if there is none); the
-        current train section applies, so a finished run can be extended with more steps.
-        Without ``resume``, an existing run in ``out_dir`` is started over.
+    resume: continue from ``out_dir/checkpoint`` (CheckpointError if there is none) with the
+        overrides the run was started with, these on top: ``{"steps": N}`` continues the same
+        schedule to step N (see the module docstring).
     progress: "auto" | "rich" | "plain" | "none", or a :class:`~.progress.Progress`.
     base_dir: where relative data file paths are resolved (the spec's directory).
     max_steps: stop this invocation after that many steps (checkpointed, status "stopped",
         resumable); the schedule still spans the configured total.
-    Raises ConfigError/DataError/CheckpointError on bad input, NonFiniteError on NaN/Inf.
+    max_memory: a memory limit (bytes, or "2GB") below the machine's available memory.
+    existing: when ``out_dir`` already holds a run (and not ``resume``): "overwrite" starts
+        over there (removing the earlier run's files), "version" trains into ``out_dir-2``
+        (``-3``, ...), "error" refuses. ``summary["out_dir"]`` says where the run went.
+    handle_sigint: the first Ctrl-C stops after the current step with a checkpoint (status
+        "interrupted"); only in the main thread.
+    Raises ConfigError/DataError/CheckpointError/ResourceError/RunDirError on bad input,
+    NonFiniteError on NaN/Inf or a diverged loss.
     """
     if not model.losses:
         raise ConfigError(
             f"model {model.name!r} lists no losses: there is nothing to train "
             "(add `losses: [...]` to the spec)"
         )
-    run = Run(model, Path(out_dir), Setup.create(model, overrides, base_dir), overrides)
+    bar = make_progress(progress)
+    requested = Path(out_dir)
+    overrides = dict(overrides or {})
+    saved_total = None
     if resume:
-        run.restore()
-    run.begin()
-    return run.loop(max_steps, make_progress(progress))
+        ckpt = load_checkpoint(requested / CHECKPOINT_DIR)
+        saved_total = ckpt.state.get("total_steps")
+        overrides = _resumed_overrides(requested, ckpt, overrides)
+    setup = Setup.create(model, overrides, base_dir, budget=Budget.detect(max_memory))
+    run = Run(model, requested, setup, overrides)
+    setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
+    out, lock = claim(requested, resume=resume, existing=existing)  # nothing written before
+    try:
+        if out != requested:
+            bar.notice(
+                f"{requested} holds an earlier run; this one goes to {out} "
+                f"(--overwrite reuses {requested})"
+            )
+        run.out, run.bar = out, bar
+        if resume:
+            run.restore()
+            _resume_notice(run, saved_total)
+        run.begin(overwrite=existing == "overwrite")
+        return run.loop(max_steps, bar, handle_sigint)
+    except BaseException:
+        if not resume and out != requested and _only_lock(out):
+            lock.release()
+            (out / LOCK_FILE).unlink(missing_ok=True)
+            out.rmdir()  # the versioned directory this run made and never used
+        raise
+    finally:
+        lock.release()
+
+
+def _only_lock(out: Path) -> bool:
+    try:
+        return all(p.name == LOCK_FILE for p in out.iterdir())
+    except OSError:
+        return False
+
+
+def _resumed_overrides(out: Path, ckpt, overrides: dict) -> dict:
+    """The overrides a resumed run continues with: those it was started with (config.json),
+    then ``overrides``. Without a readable config.json, the checkpoint's step total stands in
+    for the original ``steps``."""
+    try:
+        saved = json.loads((out / "config.json").read_text()).get("overrides")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if isinstance(saved, dict):
+        return {**saved, **overrides}
+    total = ckpt.state.get("total_steps")
+    if "steps" not in overrides and "epochs" not in overrides and isinstance(total, int):
+        return {**overrides, "steps": total, "epochs": None}
+    return overrides
+
+
+def _resume_notice(run: Run, saved_total) -> None:
+    k, n = run.step, run.total
+    if k > n:
+        raise ConfigError(
+            f"{run.out / CHECKPOINT_DIR} is at step {k}, past the {n} steps asked for; "
+            f"resume with --steps {k} or more"
+        )
+    text = f"resuming at step {k} of {n}"
+    name = run.cfg.schedule.get("name")
+    if isinstance(saved_total, int) and saved_total != n and name in HORIZON_SCHEDULES:
+        text += (
+            f" (the {name} schedule now spans {n} steps instead of {saved_total}: from step "
+            f"{k} the rate follows a straight {n}-step run)"
+        )
+    run.bar.notice(text)
 
 
 class Run(RunFiles):
@@ -113,11 +215,37 @@ class Run(RunFiles):
         self.history: list[dict] = []
         self.t0 = time.perf_counter()
         self.bar = make_progress("none")
+        self.first_loss: float | None = None  # |loss| of the run's first step (divergence)
+        self.rewrite_metrics = False
+        self.stop_requested = False  # set by the first Ctrl-C
 
     # --- the loop -------------------------------------------------------------------------
 
-    def loop(self, max_steps: int | None, bar) -> dict:
+    def loop(self, max_steps: int | None, bar, handle_sigint: bool = False) -> dict:
         self.bar = bar
+        previous = self._catch_sigint() if handle_sigint else None
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                return self._loop(max_steps, bar)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _catch_sigint(self):
+        """The first Ctrl-C asks for a stop after the current step; the second raises."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return None  # started in the background (nohup, `&`): keep ignoring it
+
+        def on_sigint(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
+    def _loop(self, max_steps: int | None, bar) -> dict:
         stop_at = self.total if max_steps is None else min(self.total, self.step + max_steps)
         status = "completed"
         bar.start(self.total, self.step)
@@ -125,7 +253,10 @@ class Run(RunFiles):
             window = (time.perf_counter(), 0)
             while self.step < stop_at:
                 logging = (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
-                tracker, norm, lr, samples = self.train_step(logging)
+                try:
+                    tracker, norm, lr, samples = self.train_step(logging)
+                except MemoryError:
+                    self.out_of_memory()
                 self.step += 1
                 window = (window[0], window[1] + samples)
                 row: dict[str, Any] = {}
@@ -159,21 +290,72 @@ class Run(RunFiles):
                     )
                     status = "early_stopped"
                     break
+                if self.stop_requested:
+                    status = "interrupted"
+                    break
                 if self.step % self.ckpt_every == 0 and self.step < stop_at:
                     self.save()
             if status == "completed" and self.step < self.total:
                 status = "stopped"  # max_steps reached; resume to continue
-            if not any("val_loss" in r and r["step"] == self.step for r in self.history):
+            if status != "interrupted" and not any(
+                "val_loss" in r and r["step"] == self.step for r in self.history
+            ):
                 final: dict[str, Any] = {}
                 self.validate(final, judge=False)  # a run that stopped between evaluations
                 self.record(final)
-            self.save()
-        except KeyboardInterrupt:
+            if self.last_saved != self.step:
+                self.save()
+            if status == "interrupted":
+                bar.notice(
+                    f"interrupted: stopped at step {self.step} of {self.total}; the checkpoint "
+                    f"is saved, continue with --resume {self.out}"
+                )
+        except (KeyboardInterrupt, SystemError) as err:
+            # a second Ctrl-C (or one raised inside a kernel call, which numba may wrap in a
+            # SystemError): the step in flight is lost, the last checkpoint is kept
+            if isinstance(err, SystemError) and not self.stop_requested:
+                raise
             self.finish("interrupted")
-            raise
+            raise KeyboardInterrupt from None
         finally:
             bar.close()
         return self.finish(status)
+
+    def out_of_memory(self) -> None:
+        """A MemoryError despite the estimate: keep the last checkpoint, say so, stop."""
+        self.history = self.history[-1000:]
+        kept = (
+            f"the last checkpoint (step {self.last_saved}) is kept in {self.out / CHECKPOINT_DIR}"
+            if self.last_saved is not None
+            else "no checkpoint had been written yet"
+        )
+        estimate = self.setup.estimate
+        message = (
+            f"ran out of memory at step {self.step + 1}"
+            + (f" (estimated {fmt_bytes(estimate.total)} per step)" if estimate else "")
+            + f"; {kept}; lower train.batch or --max-memory, or free memory"
+        )
+        self.finish("out_of_memory", message=message)
+        raise ResourceError(message)
+
+    def check_loss(self, loss: float, inputs: dict, seed: int) -> None:
+        """Stop on a non-finite loss, or one that exploded without reaching inf."""
+        if not math.isfinite(loss):
+            self.fail(f"non-finite loss ({loss})", inputs, seed)
+        if self.first_loss is None:
+            self.first_loss = abs(loss)
+        limit = DIVERGED_RATIO * max(self.first_loss, 1.0)
+        if abs(loss) > limit:
+            self.fail(
+                "loss diverged",
+                inputs,
+                seed,
+                status="diverged",
+                detail=(
+                    f": {loss:.4g} is more than {DIVERGED_RATIO:.0e} times the first step's "
+                    f"loss ({self.first_loss:.4g})"
+                ),
+            )
 
     def train_step(self, logging: bool) -> tuple[MetricTracker, float, float, int]:
         """One optimizer step over `accumulate` micro-batches, phase by phase; returns
@@ -196,10 +378,15 @@ class Run(RunFiles):
             for micro, raw in enumerate(raws):
                 inputs = self.setup.feed(raw, key=(0, self.step, micro))
                 seed = step_seed(cfg.seed, self.step, micro, index)
-                result = model.forward(self.params, inputs, training=True, seed=seed)
+                try:
+                    result = model.forward(self.params, inputs, training=True, seed=seed)
+                except IndexError as err:  # a kernel's bounds check: a label or token id
+                    raise DataError(
+                        f"step {self.step + 1}: the model cannot take a batch of "
+                        f"{self.setup.feed.source}: {err}"
+                    ) from None
                 loss = float(sum(result.losses.values()))
-                if not math.isfinite(loss):
-                    self.fail(f"non-finite loss ({loss})", inputs, seed)
+                self.check_loss(loss, inputs, seed)
                 if phase.weights is None:
                     g = model.backward(result)
                 else:

@@ -43,11 +43,23 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--seed", type=int, help="Seed for initialization, data order and dropout.")
 @click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto",
               show_default=True, help="Live display (auto: rich on a terminal, plain lines otherwise).")
+@click.option("--max-memory", metavar="SIZE",
+              help="Refuse to start when a training step would need more than SIZE (2GB, 512MB); "
+                   "default: the memory available.")
+@click.option("--overwrite", is_flag=True,
+              help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).")
 @set_option
-def train(spec, steps, out_dir, resume, seed, progress, sets):
+def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets):
     """Train a spec on the data its `train:` section names; writes a run directory."""
     from graphc.runtime import train as run_training
+    from graphc.runtime.budget import parse_size
+    from graphc.runtime.errors import ConfigError
 
+    if max_memory is not None:
+        try:
+            max_memory = parse_size(max_memory)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-memory") from None
     with user_errors():
         model, overrides = _model(spec, sets)
     if steps is not None:
@@ -67,10 +79,15 @@ def train(spec, steps, out_dir, resume, seed, progress, sets):
     out_dir = out_dir or f"runs/{model.name}"
     with user_errors():
         summary = run_training(model, out_dir=out_dir, overrides=overrides, resume=bool(resume),
-                               progress=progress, base_dir=Path(spec).resolve().parent)
+                               progress=progress, base_dir=Path(spec).resolve().parent,
+                               max_memory=max_memory,
+                               existing="overwrite" if overwrite else "version")
+    out_dir = summary.get("out_dir", out_dir)
     click.echo(f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
                f"in {summary.get('time_sec', 0):.0f}s → {out_dir}")
     _print_metrics(summary.get("metrics", {}))
+    if summary.get("status") == "interrupted":
+        sys.exit(130)
 
 
 @click.command("eval")
@@ -114,7 +131,7 @@ def sample(spec, checkpoint, count, prompt, length, sets):
         params = load_params(checkpoint, model)
         data = (model.train or {}).get("data") or {}
         if isinstance(data, dict) and str(data.get("file", "")).endswith(".txt"):
-            bundle = Setup.create(model, None, base).data
+            bundle = Setup.create(model, None, base, training=False).data
             click.echo(sample_text(model, params, bundle, prompt=prompt, length=length))
             return
         rows = predict(model, params, n=count, base_dir=base)

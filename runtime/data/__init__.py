@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..budget import UNLIMITED, Budget
 from ..config import did_you_mean
 from ..errors import ConfigError
 from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader, split_dataset
 from .digits import build_digits, load_digits_arrays
 from .feed import GENERATORS, Feeder
-from .files import build_file
+from .files import Paths, build_file
 from .tasks import TASKS, build_task
 
 DATASETS = {"digits": build_digits}
@@ -28,6 +29,7 @@ __all__ = [
     "DataBundle",
     "Dataset",
     "Feeder",
+    "Paths",
     "GENERATORS",
     "StreamLoader",
     "TASKS",
@@ -39,9 +41,20 @@ __all__ = [
 
 
 def build_data(
-    spec: dict, *, batch: int, seed: int, base_dir: str | Path | None = None
+    spec: dict,
+    *,
+    batch: int,
+    seed: int,
+    base_dir: str | Path | None = None,
+    cli_keys: frozenset[str] = frozenset(),
+    budget: Budget = UNLIMITED,
 ) -> DataBundle:
-    """The data source described by ``train.data``; ``map:`` ends up in ``bundle.info``."""
+    """The data source described by ``train.data``; ``map:`` ends up in ``bundle.info``.
+
+    File paths resolve inside ``base_dir`` (the spec's directory) unless their key
+    (``file``, ``val_file``) is in ``cli_keys`` (given on the command line); see
+    :class:`.files.Paths`. Generated tasks and files larger than ``budget`` are refused
+    before they are generated or read."""
     if not isinstance(spec, dict):
         raise ConfigError(f"train.data must be a mapping, got {spec!r}")
     spec = dict(spec)
@@ -68,7 +81,7 @@ def build_data(
             f"datasets: {', '.join(DATASETS)}"
         )
     if kinds[0] == "task":
-        bundle = build_task(spec, batch=batch, seed=seed)
+        bundle = build_task(spec, batch=batch, seed=seed, budget=budget)
     elif kinds[0] == "dataset":
         name = spec["dataset"]
         if name not in DATASETS:
@@ -78,9 +91,8 @@ def build_data(
             )
         bundle = DATASETS[name](spec, batch=batch, seed=seed)
     else:
-        bundle = build_file(
-            spec, batch=batch, seed=seed, base_dir=Path(base_dir) if base_dir else None
-        )
+        paths = Paths(Path(base_dir) if base_dir else None, frozenset(cli_keys))
+        bundle = build_file(spec, batch=batch, seed=seed, paths=paths, budget=budget)
     bundle.info["map"] = mapping
     bundle.info["generate"] = generate
     return bundle

@@ -24,7 +24,16 @@ Batch = dict[str, np.ndarray]
 class Dataset:
     """Named arrays sharing their first (sample) dimension."""
 
-    def __init__(self, fields: Batch, *, source: str = "data") -> None:
+    def __init__(
+        self,
+        fields: Batch,
+        *,
+        source: str = "data",
+        origin: np.ndarray | None = None,
+        locate: Callable[[int], str] | None = None,
+    ) -> None:
+        """``origin[i]``: sample i's index in the source (a file's i-th data row);
+        ``locate(index)``: how to name that row in a message (``data.csv:14``)."""
         if not fields:
             raise DataError(f"{source}: no data fields")
         sizes = {name: len(a) if np.ndim(a) else None for name, a in fields.items()}
@@ -38,6 +47,18 @@ class Dataset:
         self.n = next(iter(sizes.values()))
         if self.n == 0:
             raise DataError(f"{source}: the data set is empty")
+        self.origin = np.arange(self.n) if origin is None else np.asarray(origin)
+        self.locate = locate or (lambda index: f"{source}: row {index}")
+
+    def where(self, i: int) -> str:
+        """Sample ``i`` as its source names it, for error messages (``data.csv:14``)."""
+        return self.locate(int(self.origin[i]))
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """The samples at ``index``, remembering where each came from."""
+        return Dataset(
+            self.take(index), source=self.source, origin=self.origin[index], locate=self.locate
+        )
 
     def __len__(self) -> int:
         return self.n
@@ -77,6 +98,10 @@ class ArrayLoader:
                 self._order = np.arange(n)
         return self._order
 
+    def sample(self, n: int) -> Batch:
+        """A few samples (``n`` at most) to size things with; the stream does not move."""
+        return self.data.take(slice(0, min(n, self.batch)))
+
     def next_batch(self) -> Batch:
         if self.index >= self.steps_per_epoch:
             self.epoch, self.index, self._order = self.epoch + 1, 0, None
@@ -93,9 +118,14 @@ class ArrayLoader:
         return {"kind": "array", "epoch": self.epoch, "index": self.index}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "array":
+        if not isinstance(state, dict) or state.get("kind") != "array":
             raise DataError(f"data stream position {state!r} does not fit a finite data set")
-        self.epoch, self.index, self._order = int(state["epoch"]), int(state["index"]), None
+        epoch, index = state.get("epoch"), state.get("index")
+        if not _count(epoch) or not _count(index):
+            raise DataError(
+                f"data stream position {state!r}: `epoch` and `index` must be counts >= 0"
+            )
+        self.epoch, self.index, self._order = int(epoch), int(index), None
 
 
 class StreamLoader:
@@ -110,6 +140,10 @@ class StreamLoader:
         self.batch = batch
         self.seed = seed
         self.k = 0
+
+    def sample(self, n: int) -> Batch:
+        """A few samples (``n`` at most) to size things with; the stream does not move."""
+        return self.make(np.random.default_rng([self.seed, 0]), min(n, self.batch))
 
     def next_batch(self) -> Batch:
         out = self.make(np.random.default_rng([self.seed, self.k]), self.batch)
@@ -128,9 +162,15 @@ class StreamLoader:
         return {"kind": "stream", "batches": self.k}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "stream":
+        if not isinstance(state, dict) or state.get("kind") != "stream":
             raise DataError(f"data stream position {state!r} does not fit a generated stream")
+        if not _count(state.get("batches")):
+            raise DataError(f"data stream position {state!r}: `batches` must be a count >= 0")
         self.k = int(state["batches"])
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass
@@ -170,6 +210,6 @@ def split_dataset(
     train_idx, val_idx = split_indices(len(data), val_fraction, seed, labels)
     if len(train_idx) == 0:
         raise DataError(f"{data.source}: val_fraction {val_fraction} leaves no training data")
-    train = Dataset(data.take(train_idx), source=data.source)
-    val = Dataset(data.take(val_idx), source=data.source) if len(val_idx) else None
+    train = data.subset(train_idx)
+    val = data.subset(val_idx) if len(val_idx) else None
     return train, val

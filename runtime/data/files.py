@@ -22,7 +22,9 @@ What each format yields:
   tokens give ``tokens`` [N,T], ``targets`` [N,T] (shifted by one) and ``loss_mask`` (ones).
   The first ``1 - val_fraction`` of the text trains, the rest validates (no window straddles).
 
-Relative paths are resolved against ``base_dir`` (the CLI passes the spec's directory).
+Relative paths are resolved against ``base_dir`` (the spec's directory) and, when written in
+the spec, may not leave it (:class:`Paths`); NaN/inf cells, ragged CSV rows and files larger
+than the memory budget are DataErrors naming the file and row.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budget import UNLIMITED, Budget
 from ..config import as_number, check_keys
 from ..errors import DataError
 from .base import ArrayLoader, DataBundle, Dataset, split_dataset
@@ -41,18 +44,65 @@ _KEYS = ["file", "val_file", "val_fraction", "fields", "x", "y", "block", "encod
 _LABEL_COLUMNS = ("y", "label", "target", "class")
 
 
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(str(path)).expanduser()
-    if not p.is_absolute() and base_dir is not None:
-        p = Path(base_dir) / p
-    if not p.exists():
-        raise DataError(f"data file not found: {p}")
-    if not p.is_file():
-        raise DataError(f"data path is not a file: {p}")
-    return p
+class Paths:
+    """Where the paths of ``train.data`` resolve.
+
+    Relative paths resolve against the spec's directory (``base_dir``). A path written in the
+    spec must stay inside it: no absolute paths, no ``..`` or symlink leading out (a spec from
+    elsewhere cannot read arbitrary files). A path given on the command line
+    (``--set data.file=...``; its key is in ``cli``) is the user's own and may point anywhere.
+    Without a ``base_dir`` (no spec file) paths are taken as they are.
+    """
+
+    def __init__(self, base_dir: Path | None = None, cli: frozenset[str] = frozenset()) -> None:
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.cli = cli
+
+    def resolve(self, path, key: str) -> Path:
+        """The file ``path`` given for ``train.data.<key>``; DataError if it is missing or
+        (for a path in the spec) outside the spec's directory."""
+        if not isinstance(path, str) or not path.strip():
+            raise DataError(f"train.data.{key} must be a file path, got {path!r}")
+        p = Path(path)
+        top = key.split(".")[0]
+        if self.base_dir is not None and top not in self.cli:
+            base = self.base_dir.resolve()
+            hint = (
+                f"a data path in a spec must stay inside the spec's directory ({base}); "
+                f"give it on the command line (--set data.{key}=...) to use a file elsewhere"
+            )
+            if p.is_absolute() or path.startswith("~"):
+                raise DataError(f"train.data.{key}: `{path}` is an absolute path; {hint}")
+            p = base / p
+            real = p.resolve()
+            if not real.is_relative_to(base):
+                how = "leads out of it" if ".." in Path(path).parts else "is a symlink out of it"
+                raise DataError(f"train.data.{key}: `{path}` {how} (to {real}); {hint}")
+        else:
+            p = p.expanduser()
+            if not p.is_absolute() and self.base_dir is not None:
+                p = self.base_dir / p
+        if not p.exists():
+            raise DataError(f"data file not found: {p}")
+        if not p.is_file():
+            raise DataError(f"data path is not a file: {p}")
+        return p
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _check_size(path: Path, need: float, budget: Budget) -> None:
+    budget.check(need, f"loading {path}", "use a smaller file, or raise --max-memory")
+
+
+def _npz_bytes(path: Path) -> int:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return path.stat().st_size  # np.load will say what is wrong with it
+
+
+def _load_npy(path: Path, budget: Budget = UNLIMITED) -> np.ndarray:
+    _check_size(path, path.stat().st_size, budget)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -63,7 +113,10 @@ def _load_npy(path: Path) -> np.ndarray:
     return array
 
 
-def _load_npz(path: Path, fields: list[str] | None) -> dict[str, np.ndarray]:
+def _load_npz(
+    path: Path, fields: list[str] | None, budget: Budget = UNLIMITED
+) -> dict[str, np.ndarray]:
+    _check_size(path, _npz_bytes(path), budget)
     try:
         archive = np.load(path, allow_pickle=False)
         if isinstance(archive, np.ndarray):
@@ -82,27 +135,44 @@ def _load_npz(path: Path, fields: list[str] | None) -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {path} as a .npz archive: {err}") from None
 
 
-def _load_csv(path: Path, spec: dict) -> dict[str, np.ndarray]:
+def _load_csv(path: Path, spec: dict, budget: Budget = UNLIMITED) -> tuple[dict, list[int]]:
+    """The fields of a CSV file and the file line of each data row."""
+    _check_size(path, 12 * path.stat().st_size, budget)  # Python's lists of cells
+    rows, lines = [], []
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as err:
+            reader = csv.reader(fh)
+            start = 1
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(start)
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"cannot read {path}: {err}") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: a header row and at least one data row are needed")
     header = [h.strip() for h in rows[0]]
     table = np.empty((len(rows) - 1, len(header)), np.float64)
-    for i, row in enumerate(rows[1:], start=2):
+    for i, row in enumerate(rows[1:]):
+        line = lines[i + 1]
         if len(row) != len(header):
-            raise DataError(f"{path}:{i}: {len(row)} values, but the header has {len(header)}")
+            raise DataError(
+                f"{path}:{line}: {len(row)} values, but the header has {len(header)} "
+                f"({', '.join(header)})"
+            )
         for j, cell in enumerate(row):
             try:
-                table[i - 2, j] = float(cell)
+                table[i, j] = value = float(cell)
             except ValueError:
                 raise DataError(
-                    f"{path}:{i}: column `{header[j]}` value {cell!r} is not a number"
+                    f"{path}:{line}: column `{header[j]}` value {cell!r} is not a number"
                 ) from None
+            if not np.isfinite(value):
+                raise DataError(
+                    f"{path}:{line}: column `{header[j]}` value {cell.strip()!r} is not a "
+                    "finite number (NaN and infinity cannot be trained on)"
+                )
     y_col = spec.get("y", next((c for c in _LABEL_COLUMNS if c in header), None))
     x_cols = spec.get("x", [c for c in header if c != y_col])
     x_cols = [x_cols] if isinstance(x_cols, str) else list(x_cols)
@@ -113,7 +183,23 @@ def _load_csv(path: Path, spec: dict) -> dict[str, np.ndarray]:
     if y_col:
         y = table[:, header.index(y_col)]
         out["y"] = y.astype(np.int64) if np.all(y == np.round(y)) else y.astype(np.float32)
-    return out
+    return out, lines[1:]
+
+
+def _check_finite(fields: dict[str, np.ndarray], source: str) -> None:
+    """DataError naming the array and row of the first NaN/inf in a float field."""
+    for name, a in fields.items():
+        if a.dtype.kind != "f" or a.ndim == 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(a).reshape(len(a), -1).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = a[row].ravel()[~np.isfinite(a[row].ravel())][0]
+            raise DataError(
+                f"{source}: array `{name}` row {row} holds {value} ({int(bad.sum())} rows with "
+                "NaN or infinity); training needs finite numbers"
+            )
 
 
 def _text_windows(ids: np.ndarray, block: int, where: str) -> dict[str, np.ndarray]:
@@ -131,7 +217,8 @@ def _text_windows(ids: np.ndarray, block: int, where: str) -> dict[str, np.ndarr
     }
 
 
-def _build_text(path: Path, spec: dict, batch: int, seed: int) -> DataBundle:
+def _build_text(path: Path, spec: dict, batch: int, seed: int, budget: Budget) -> DataBundle:
+    _check_size(path, 32 * path.stat().st_size, budget)  # int64 ids, windows, targets
     block = as_number(spec.get("block", 64), "train.data.block", kind=int, minimum=1)
     fraction = as_number(spec.get("val_fraction", 0.1), "train.data.val_fraction")
     encoding = spec.get("encoding", "chars")
@@ -178,49 +265,60 @@ def _build_text(path: Path, spec: dict, batch: int, seed: int) -> DataBundle:
     return DataBundle(ArrayLoader(train, batch, seed), val, info, decode)
 
 
-def _read(file, spec: dict, base_dir: Path | None) -> tuple[dict[str, np.ndarray], str]:
+def _read(file, spec: dict, paths: Paths, key: str, budget: Budget) -> Dataset:
     if isinstance(file, dict):
         fields = {}
         for name, path in file.items():
-            p = _resolve(path, base_dir)
+            p = paths.resolve(path, f"{key}.{name}")
             if p.suffix != ".npy":
                 raise DataError(f"{p}: a `file:` mapping takes one .npy file per field")
-            fields[str(name)] = _load_npy(p)
-        return fields, ", ".join(str(v) for v in file.values())
-    path = _resolve(file, base_dir)
+            fields[str(name)] = _load_npy(p, budget)
+        return _checked(fields, ", ".join(str(v) for v in file.values()))
+    path = paths.resolve(file, key)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(path, spec.get("fields")), str(path)
+        return _checked(_load_npz(path, spec.get("fields"), budget), str(path))
     if suffix == ".npy":
-        return {"x": _load_npy(path)}, str(path)
+        return _checked({"x": _load_npy(path, budget)}, str(path))
     if suffix == ".csv":
-        return _load_csv(path, spec), str(path)
+        fields, lines = _load_csv(path, spec, budget)
+        return _checked(fields, str(path), locate=lambda i: f"{path}:{lines[i]}")
     raise DataError(f"{path}: unsupported data file type `{suffix}` (use .npz, .npy, .csv or .txt)")
 
 
-def _checked(fields: dict[str, np.ndarray], source: str) -> Dataset:
+def _checked(fields: dict[str, np.ndarray], source: str, locate=None) -> Dataset:
     for name, a in fields.items():
         if a.dtype.kind not in "biuf":
             raise DataError(f"{source}: field `{name}` has dtype {a.dtype}; numbers only")
-    return Dataset(fields, source=source)
+    _check_finite(fields, source)
+    return Dataset(fields, source=source, locate=locate)
 
 
-def build_file(spec: dict, *, batch: int, seed: int, base_dir: Path | None = None) -> DataBundle:
+def build_file(
+    spec: dict,
+    *,
+    batch: int,
+    seed: int,
+    base_dir: Path | None = None,
+    paths: Paths | None = None,
+    budget: Budget = UNLIMITED,
+) -> DataBundle:
+    """``paths`` says where files resolve (default: inside ``base_dir``, see :class:`Paths`)."""
     check_keys(spec, _KEYS, "train.data (file)")
+    paths = paths if paths is not None else Paths(base_dir)
     file = spec["file"]
     if not isinstance(file, str | dict):
         raise DataError(f"train.data.file must be a path or a mapping of field: path, got {file!r}")
     if isinstance(file, str) and file.lower().endswith(".txt"):
-        return _build_text(_resolve(file, base_dir), spec, batch, seed)
+        return _build_text(paths.resolve(file, "file"), spec, batch, seed, budget)
     data_seed = as_number(spec.get("seed", 0), "train.data.seed", kind=int, minimum=0)
-    fields, source = _read(file, spec, base_dir)
-    full = _checked(fields, source)
+    full = _read(file, spec, paths, "file", budget)
+    source = full.source
     if spec.get("val_file") is not None:
-        vfields, vsource = _read(spec["val_file"], spec, base_dir)
-        train, val = full, _checked(vfields, vsource)
+        train, val = full, _read(spec["val_file"], spec, paths, "val_file", budget)
         if set(val.fields) != set(train.fields):
             raise DataError(
-                f"{vsource} has fields {sorted(val.fields)}, "
+                f"{val.source} has fields {sorted(val.fields)}, "
                 f"but {source} has {sorted(train.fields)}"
             )
     else:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..budget import UNLIMITED, Budget
 from ..config import as_number, check_keys, did_you_mean
 from ..errors import ConfigError, DataError
 from .base import ArrayLoader, Batch, DataBundle, Dataset, StreamLoader
@@ -309,7 +310,7 @@ def _unique_rows(task: Task, options: dict, rng: np.random.Generator, n: int) ->
     raise DataError("could not draw enough distinct validation samples")
 
 
-def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
+def build_task(spec: dict, *, batch: int, seed: int, budget: Budget = UNLIMITED) -> DataBundle:
     name = ALIASES.get(spec["task"], spec["task"])
     if name not in TASKS:
         raise ConfigError(
@@ -337,6 +338,15 @@ def build_task(spec: dict, *, batch: int, seed: int) -> DataBundle:
                 + (f" + train_size {train_size}" if train_size else "")
                 + " (keep them under half of it)"
             )
+    # the sets are generated whole: size them from two samples before drawing them
+    per_sample = sum(a.nbytes for a in task.generate(np.random.default_rng(0), 2, **options).values())
+    per_sample /= 2
+    budget.check(
+        per_sample * (4 * val_size + 3 * (train_size or 0)),  # np.unique / disjointness copies
+        f"task {name} with val_size {val_size}"
+        + (f" and train_size {train_size}" if train_size else ""),
+        "make train_size/val_size smaller (no train_size: an endless stream)",
+    )
     val = _unique_rows(task, options, np.random.default_rng([data_seed, 1]), val_size)
     draw = _Disjoint(task, options, val)
     if train_size is None:
