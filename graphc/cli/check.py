@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from graphc.cli.common import analyze_or_exit, console, format_option, parse_overrides, report, set_option
+from graphc.cli.common import (
+    analyze_or_exit,
+    console,
+    fail,
+    format_option,
+    parse_overrides,
+    report,
+    set_option,
+)
 
 if TYPE_CHECKING:
     from graphc.pipeline import Analysis
@@ -57,61 +65,108 @@ def check(specs, sets, fmt):
     sys.exit(1 if failed else 0)
 
 
-def _fmt_flops(f) -> str:
-    import sympy
-
-    f = sympy.sympify(f)
-    if f.is_number:
-        v = float(f)
-        for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-            if v >= scale:
-                return f"{v / scale:.2f}{unit}"
-        return f"{int(v)}"
-    return str(sympy.factor_terms(f)).replace("**", "^")
-
-
 @click.command()
 @click.argument("spec", type=click.Path())
 @set_option
 @format_option
-def summary(spec, sets, fmt):
-    """A table of every node: op, output shape (symbolic), parameters and FLOPs, with totals.
+@click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Show blocks nested up to N levels (0: top-level nodes and one row per block "
+                   "instance with its subtotals). Default: every node.")
+@click.option("--memory", "with_memory", is_flag=True,
+              help="Also the memory of a training step (parameters, gradients, activations from "
+                   "the buffer plan). Needs every dim bound (--set B=64); loads the compiler (~1 s).")
+def summary(spec, sets, fmt, depth, with_memory):
+    """A table of every node: op, input and output shapes (symbolic), parameters and FLOPs, with
+    per-block subtotals and totals (trainable / frozen by train.freeze / buffers, bytes).
 
-    Bind dimensions to get numbers: `graphc summary spec.yaml --set B=64 --set T=16`."""
-    import sympy
-    from rich.table import Table
-
-    from graphc.shapes import fmt_shape
+    Bind dimensions to get numbers: `graphc summary spec.yaml --set B=64 --set T=16 --memory`."""
+    from graphc.summary import MemoryUnknown, memory, summarize, to_json
 
     a = analyze_or_exit(spec, parse_overrides(sets), fmt)
-    g = a.graph
-    rows = []
-    for name in g.order:
-        node = g.nodes[name]
-        shapes = [fmt_shape(g.types[(name, p)].shape) for p in node.outputs if (name, p) in g.types]
-        rows.append({"node": name, "op": node.op, "shape": ", ".join(shapes),
-                     "params": g.param_count(name), "flops": g.flops.get(name, 0)})
-    total_flops = sympy.expand(sum(sympy.sympify(r["flops"]) for r in rows))
-    trainable = g.param_count(trainable_only=True)
-    buffers = g.param_count() - trainable
+    s = summarize(a)
+    if with_memory:
+        try:
+            s.memory = memory(a, s)
+        except MemoryUnknown as exc:
+            fail(f"--memory: {exc}", 2 if s.free_dims else 1)
     if fmt == "json":
-        click.echo(json.dumps({"file": spec, "nodes": [{**r, "flops": str(r["flops"])} for r in rows],
-                               "params": trainable, "buffers": buffers, "flops": str(total_flops)},
-                              indent=2))
+        click.echo(json.dumps(to_json(s, depth), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{g.name} — {spec}", title_justify="left")
-    for col, just in (("node", "left"), ("op", "left"), ("output shape", "left"),
-                      ("params", "right"), ("FLOPs", "right")):
+    _print_summary(s, depth)
+
+
+def _print_summary(s, depth: int | None) -> None:
+    from rich.table import Table
+
+    from graphc.summary import PARAM_BYTES, fmt_count, fmt_shapes, human, human_bytes
+
+    split = any(r.frozen or r.buffers for r in s.nodes)
+    table = Table(title=f"{s.name} — {s.file}", title_justify="left")
+    for col, just in (("node", "left"), ("op", "left"), ("input shape", "left"),
+                      ("output shape", "left"), ("params", "right"), ("FLOPs", "right")):
         table.add_column(col, justify=just)
-    for r in rows:
-        table.add_row(r["node"], r["op"], r["shape"], f"{r['params']:,}" if r["params"] else "",
-                      _fmt_flops(r["flops"]) if r["flops"] else "")
-    table.add_section()
-    table.add_row("total", "", "", f"{trainable:,}", _fmt_flops(total_flops))
+    if split:
+        table.add_column("trainable", justify="left")
+    for r in s.shown(depth):
+        block = r.kind == "block"
+        op = f"{r.op} ({r.repeat})" if r.repeat else r.op
+        cells = ["  " * r.depth + r.name, op, fmt_shapes(r.inputs), fmt_shapes(r.outputs),
+                 f"{r.params:,}" if r.params else "", fmt_count(r.flops, humanize=True) if r.flops else ""]
+        if split:
+            cells.append(_trainable(r))
+        table.add_row(*cells, style="bold" if block else None)
     out = console()
     out.print(table)
-    if buffers:
-        out.print(f"non-trainable buffers: {buffers:,}")
+    total, trainable, frozen, buffers = (s.total(k) for k in ("params", "trainable", "frozen", "buffers"))
+    lines = [f"params    {total:,}" + (f" ({human(total)})" if total >= 1000 else "")
+             + f", {human_bytes(total * PARAM_BYTES)} in float32"]
+    if split:
+        parts = [f"trainable {trainable:,}"]
+        if frozen:
+            parts.append(f"frozen {frozen:,} (train.freeze: {', '.join(s.freeze)})")
+        if buffers:
+            parts.append(f"buffers {buffers:,} (not trained, e.g. running statistics)")
+        lines.append("          " + " · ".join(parts))
+    flops = fmt_count(s.flops)
+    concrete = sympy_number(s.flops)
+    lines.append(f"FLOPs     {flops}" + (f" ({human(concrete)})" if concrete is not None and concrete >= 1000
+                                         else "") + " per forward pass")
+    if s.sizes:
+        lines.append("sizes     " + ", ".join(f"{k}={v}" for k, v in s.sizes.items()))
+    if s.memory is not None:
+        m = s.memory
+        lines += ["memory of a training step (float32):",
+                  f"  parameters   {human_bytes(m.param_bytes)}",
+                  f"  gradients    {human_bytes(m.grad_bytes)} (trainable parameters)",
+                  f"  activations  {human_bytes(m.planned_bytes)} in {m.buffers} shared buffers for "
+                  f"{m.tensors} tensors ({human_bytes(m.unshared_bytes)} unshared)",
+                  f"  results      {human_bytes(m.fresh_bytes)} (outputs, losses, input gradients)",
+                  f"  total        {human_bytes(m.param_bytes + m.grad_bytes + m.step_bytes)} "
+                  "(plus optimizer state and kernel scratch)"]
+    elif s.free_dims:
+        lines.append("numbers   bind " + ", ".join(s.free_dims) + " for concrete sizes ("
+                     + " ".join(f"--set {d}=…" for d in s.free_dims) + "), and add --memory for "
+                     "the memory of a training step")
+    else:
+        lines.append("memory    add --memory for the memory of a training step")
+    for line in lines:
+        out.print(line)
+
+
+def sympy_number(value) -> int | None:
+    import sympy
+
+    value = sympy.sympify(value)
+    return int(value) if value.is_number else None
+
+
+def _trainable(r) -> str:
+    if not r.params:
+        return ""
+    kinds = [k for k in ("trainable", "frozen", "buffers") if getattr(r, k)]
+    if len(kinds) == 1:
+        return {"trainable": "yes", "frozen": "frozen", "buffers": "buffers"}[kinds[0]]
+    return ", ".join(f"{getattr(r, k):,} {k}" for k in kinds)
 
 
 @click.command()

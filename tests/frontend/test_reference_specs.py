@@ -72,10 +72,10 @@ def test_cli_summary_totals_and_bound_dims():
     r = _graphc("summary", "specs/cnn.yaml", "--set", "B=32", "--format", "json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["params"] == EXPECTED["cnn"][1]
-    conv1 = next(n for n in data["nodes"] if n["node"] == "conv1")
-    assert conv1["shape"] == "32×32×8×8"
-    assert conv1["flops"] == str(2 * 32 * 32 * 8 * 8 * 9)  # 2·MACs, one input channel, 3×3 taps
+    assert data["totals"]["trainable"] == EXPECTED["cnn"][1]
+    conv1 = next(n for n in data["rows"] if n["name"] == "conv1")
+    assert conv1["outputs"] == [[32, 32, 8, 8]]
+    assert conv1["flops"] == 2 * 32 * 32 * 8 * 8 * 9  # 2·MACs, one input channel, 3×3 taps
     text = _graphc("summary", "specs/transformer.yaml")
     assert text.returncode == 0 and "decoder.1.attn" in text.stdout and "105,741" in text.stdout
 
