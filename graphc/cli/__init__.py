@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "eval": "graphc.cli.train:evaluate",
     "sample": "graphc.cli.train:sample",
     "doctor": "graphc.cli.doctor:doctor",
+    "export": "graphc.cli.export:export",
 }
 
 

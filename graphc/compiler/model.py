@@ -211,6 +211,38 @@ class CompiledModel:
         result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
         return result
 
+    # -- inference
+    def inference_model(self, outputs: list[str] | tuple[str, ...] | None = None) -> CompiledModel:
+        """This model pruned to `outputs` (default: all outputs) with no losses: its forward
+        needs only the inputs those outputs read and its backward is empty. Compiled once per
+        set of outputs and kept."""
+        from graphc.compiler import compile_graph
+        from graphc.compiler.prune import outputs_only
+
+        key = (tuple(self.outputs if outputs is None else outputs), self.dtype.str)
+        cache = self.__dict__.setdefault("_inference", {})
+        if key not in cache:
+            cache[key] = compile_graph(outputs_only(self.graph, key[0]), dtype=self.dtype)
+        return cache[key]
+
+    def predict(self, params: dict[str, np.ndarray], inputs: dict[str, Any], *,
+                outputs: list[str] | tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """The spec's outputs (or the named ones) in inference mode (dropout off, batchnorm's
+        running statistics), from only the inputs they are computed from: no targets, loss
+        masks or other inputs of the losses. Raises InputError for a missing or ill-shaped
+        input, naming it."""
+        model = self.inference_model(outputs)
+        missing = [n for n in model.inputs if n not in inputs]
+        if missing:
+            needs = {o: sorted(model.sources(o) & set(missing)) for o in model.outputs}
+            why = "; ".join(f"`{o}` reads {', '.join(f'`{n}`' for n in v)}" for o, v in needs.items() if v)
+            raise InputError(f"missing input {', '.join(f'`{n}`' for n in missing)} ({why}); "
+                             f"given: {', '.join(inputs) or 'nothing'}")
+        result = model.forward(params, {n: inputs[n] for n in model.inputs}, training=False)
+        outs = dict(result.outputs)
+        result.release()  # nothing to differentiate: the buffers go back at once
+        return outs
+
     def _gradients(self, result: ForwardResult, weights: dict[str, float] | None) -> tuple[dict, dict]:
         unknown = sorted(set(weights or {}) - set(self.losses))
         if unknown:
