@@ -71,7 +71,7 @@ def _expand(a: Analysis) -> None:
 def _validate(a: Analysis) -> None:
     from graphc.validate import validate
 
-    a.diagnostics.extend(validate(a.graph))
+    a.diagnostics.extend(validate(a.graph, after_errors=bool(a.errors)))
 
 
 def _infer(a: Analysis) -> None:

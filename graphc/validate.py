@@ -12,7 +12,11 @@ from graphc.diagnostics import Diagnostics
 from graphc.ir import Graph
 
 
-def validate(graph: Graph) -> list:
+def validate(graph: Graph, after_errors: bool = False) -> list:
+    """Cycles (errors), then reachability warnings — unless the passes before reported an error
+    (`after_errors`): an unresolved output, loss or reference, or a node dropped for an unknown
+    op, makes the nodes that fed it look dead, and warning about each of them would bury the one
+    real problem. The warnings come back once the errors are fixed."""
     diags = Diagnostics()
     g = graph.digraph()
     cycles = list(nx.simple_cycles(g, length_bound=64))
@@ -34,7 +38,7 @@ def validate(graph: Graph) -> list:
     if cycles:
         return diags.items
     graph.order = list(nx.lexicographical_topological_sort(g, key=list(graph.nodes).index))
-    if graph.failed:  # broken references make live nodes look dead: no reachability noise
+    if graph.failed or after_errors:  # broken references make live nodes look dead: no noise
         return diags.items
     sinks = {node for node, _ in list(graph.outputs.values()) + list(graph.losses.values())}
     live = set(sinks)

@@ -22,6 +22,7 @@ import sympy
 from graphc.diagnostics import Diagnostics, Span, did_you_mean
 from graphc.ops import Attr, OpDef
 from graphc.shapes import DTYPES, symbol
+from graphc.spec.aliases import foreign_name_hint, renamed
 from graphc.spec.expr import MAX_MAGNITUDE, ExprError, check_number, evaluate
 from graphc.spec.loader import MDict, MList
 
@@ -274,13 +275,15 @@ def attrs(diags: Diagnostics, op: OpDef, name, decl: MDict, scope: Mapping):
         if key in NODE_KEYS:
             continue
         if key not in op.attrs:
+            foreign = foreign_name_hint(op, str(key))  # `kernel_size` → `kernel`, PyTorch's names
             unknown_key(diags, "GC102", f"`{op.name}` has no attribute `{key}` (node `{name}`)",
-                        decl, key, list(op.attrs) + list(NODE_KEYS),
-                        hint=f"`{op.name}` takes: {', '.join(op.attrs)}" if op.attrs
-                        else f"`{op.name}` takes no attributes")
+                        decl, key, [] if foreign else list(op.attrs) + list(NODE_KEYS),
+                        hint=foreign or (f"`{op.name}` takes: {', '.join(op.attrs)}" if op.attrs
+                                         else f"`{op.name}` takes no attributes"))
+    foreign = {renamed(op, str(k)) for k in decl if k not in op.attrs}  # reported above, with `key`
     for key, attr in op.attrs.items():
         if key not in decl:
-            if attr.required:
+            if attr.required and key not in foreign:
                 diags.error("GC103", f"`{name}` ({op.name}) is missing the attribute `{key}`",
                             decl.key_where("op"), hint=f"{key}: {attr.doc} ({attr.type})")
                 continue
