@@ -7,19 +7,26 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, Feeder
+from .distributed import World
 from .metrics import MetricTracker, has_class_labels
 from .setup import pick_data
 
 
 def evaluate_dataset(
-    model, params, dataset: Dataset, feed: Feeder, metrics: list[str], batch: int, seed: int
+    model, params, dataset: Dataset, feed: Feeder, metrics: list[str], batch: int, seed: int,
+    ranks: World | None = None,
 ) -> dict[str, float]:
-    """Metrics over every sample of ``dataset`` (inference mode, batch by batch)."""
+    """Metrics over every sample of ``dataset`` (inference mode, batch by batch); under MPI the
+    batches are dealt out to the ranks and the metrics' sums added up."""
+    ranks = ranks or World()
     tracker = MetricTracker(metrics)
     for index, raw in enumerate(dataset.batches(batch)):
+        if not ranks.mine(index):
+            continue
         result = model.forward(params, feed(raw, key=(1, index)), training=False, seed=seed)
         logits = result.outputs[model.outputs[0]] if model.outputs else None
         tracker.add(logits, result.losses, feed.view(raw))
+    ranks.add_up(tracker)
     return tracker.result()
 
 

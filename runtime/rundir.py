@@ -42,6 +42,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .distributed import World
 from .errors import CheckpointError, DataError, NonFiniteError, RunDirError
 from .phases import PhaseRun, load_optimizer_state, optimizer_state
 from .plot import plot_losses
@@ -78,6 +79,7 @@ class RunFiles:
     bar: Any
     first_loss: float | None
     rewrite_metrics: bool
+    world: World
 
     # --- start and resume ---------------------------------------------------------------
 
@@ -124,6 +126,8 @@ class RunFiles:
             self.params,
             "initial parameters" if self.resumed_from is None else self.out / CHECKPOINT_DIR,
         )
+        if not self.world.root:  # under MPI only rank 0 writes the run directory
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         if self.resumed_from is None:
             clear_run(self.out, everything=overwrite)
@@ -147,6 +151,8 @@ class RunFiles:
         if not row:
             return
         self.history.append(row)
+        if not self.world.root:
+            return
         if self.rewrite_metrics:  # a resumed run: the rows up to its checkpoint, then its own
             write_atomic(self.out / "metrics.jsonl", "".join(dumps(r) + "\n" for r in self.history))
             self.rewrite_metrics = False
@@ -173,7 +179,9 @@ class RunFiles:
             "total_steps": self.total,
             "first_loss": self.first_loss,
         }
-        save_checkpoint(self.out / CHECKPOINT_DIR, self.params, arrays, state)
+        self.world.check_identical(self.params, f"at the checkpoint of step {self.step}")
+        if self.world.root:
+            save_checkpoint(self.out / CHECKPOINT_DIR, self.params, arrays, state)
         self.last_saved = self.step
 
     def fail(
@@ -251,6 +259,8 @@ class RunFiles:
             **extra,
         }
         summary = json_safe(summary)
+        if not self.world.root:
+            return summary
         write_atomic(self.out / "summary.json", dumps(summary, indent=2))
         with contextlib.suppress(ValueError, OverflowError):  # a curve too wild to scale
             plot_losses(self.history, self.out / "loss.png", title=self.model.name)

@@ -47,10 +47,10 @@ def spec_hash(model) -> str | None:
         return None
 
 
-def step_seed(seed: int, step: int, micro: int = 0, phase: int = 0) -> int:
+def step_seed(seed: int, step: int, micro: int = 0, phase: int = 0, rank: int = 0) -> int:
     """The forward seed (dropout etc.) for a micro-batch: a pure function of its position
-    (and of the phase, for the second and later phases of a step)."""
-    key = [seed, step, micro] + ([phase] if phase else [])
+    (and of the phase, for the second and later phases of a step, and of the MPI rank)."""
+    key = [seed, step, micro] + ([phase] if phase or rank else []) + ([rank] if rank else [])
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 

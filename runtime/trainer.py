@@ -49,6 +49,7 @@ logged step), ``summary.json`` (status and final metrics, incl. ``val_*``), ``lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -61,6 +62,7 @@ import numpy as np
 
 from .budget import Budget, fmt_bytes
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import world
 from .errors import ConfigError, DataError, ResourceError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
@@ -114,7 +116,8 @@ def train(
             f"model {model.name!r} lists no losses: there is nothing to train "
             "(add `losses: [...]` to the spec)"
         )
-    bar = make_progress(progress)
+    ranks = world()  # one process, or this rank of an MPI job (only rank 0 writes and prints)
+    bar = make_progress(progress if ranks.root else "none")
     requested = Path(out_dir)
     overrides = dict(overrides or {})
     saved_total = None
@@ -123,9 +126,13 @@ def train(
         saved_total = ckpt.state.get("total_steps")
         overrides = _resumed_overrides(requested, ckpt, overrides)
     setup = Setup.create(model, overrides, base_dir, budget=Budget.detect(max_memory))
+    ranks.check_batch(setup.cfg.batch)
     run = Run(model, requested, setup, overrides)
     setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
-    out, lock = claim(requested, resume=resume, existing=existing)  # nothing written before
+    if ranks.root:
+        out, lock = claim(requested, resume=resume, existing=existing)  # nothing written before
+    else:
+        out, lock = requested, contextlib.nullcontext()
     try:
         if out != requested:
             bar.notice(
@@ -136,16 +143,18 @@ def train(
         if resume:
             run.restore()
             _resume_notice(run, saved_total)
+        ranks.check_identical(run.params, "at the start")
         run.begin(overwrite=existing == "overwrite")
         return run.loop(max_steps, bar, handle_sigint)
     except BaseException:
-        if not resume and out != requested and _only_lock(out):
+        if ranks.root and not resume and out != requested and _only_lock(out):
             lock.release()
             (out / LOCK_FILE).unlink(missing_ok=True)
             out.rmdir()  # the versioned directory this run made and never used
         raise
     finally:
-        lock.release()
+        if ranks.root:
+            lock.release()
 
 
 def _only_lock(out: Path) -> bool:
@@ -194,6 +203,7 @@ class Run(RunFiles):
 
     def __init__(self, model, out: Path, setup: Setup, overrides: dict | None) -> None:
         self.model, self.out, self.setup, self.cfg = model, out, setup, setup.cfg
+        self.world = world()
         self.overrides = overrides or {}
         self.loader, self.total = setup.data.train, setup.total
         self.fingerprint = model_fingerprint(model)
@@ -271,6 +281,9 @@ class Run(RunFiles):
                         "samples_per_sec": window[1] / max(now - window[0], 1e-9),
                         "time": round(now - self.t0, 3),
                     }
+                    if self.world.parallel:  # the communication share of the logged steps
+                        row["allreduce_sec"] = round(self.world.allreduce_seconds, 6)
+                        self.world.allreduce_seconds = 0.0
                     window = (now, 0)
                 stop = False
                 if self.eval_every and (
@@ -290,7 +303,7 @@ class Run(RunFiles):
                     )
                     status = "early_stopped"
                     break
-                if self.stop_requested:
+                if self.world.agree(self.stop_requested):  # every rank stops at the same step
                     status = "interrupted"
                     break
                 if self.step % self.ckpt_every == 0 and self.step < stop_at:
@@ -376,8 +389,9 @@ class Run(RunFiles):
             lrs.append(lr)
             grads: dict[str, np.ndarray] = {}
             for micro, raw in enumerate(raws):
-                inputs = self.setup.feed(raw, key=(0, self.step, micro))
-                seed = step_seed(cfg.seed, self.step, micro, index)
+                # every rank feeds the global batch and computes its own shard of it
+                inputs = self.world.shard(self.setup.feed(raw, key=(0, self.step, micro)))
+                seed = step_seed(cfg.seed, self.step, micro, index, self.world.rank)
                 try:
                     result = model.forward(self.params, inputs, training=True, seed=seed)
                 except IndexError as err:  # a kernel's bounds check: a label or token id
@@ -407,6 +421,7 @@ class Run(RunFiles):
                 for name, value in result.losses.items():
                     if phase.losses is None or name in phase.losses:
                         own[micro].setdefault(name, value)
+            self.world.average(grads)  # the shards' mean: the one-process batch's gradient
             if cfg.accumulate > 1:
                 for a in grads.values():
                     a /= np.float32(cfg.accumulate)
@@ -418,8 +433,9 @@ class Run(RunFiles):
         samples = 0
         for micro, raw in enumerate(raws):
             losses = {name: own[micro].get(name, v) for name, v in first[micro].items()}
-            tracker.add(logits[micro], losses, self.setup.feed.view(raw))
+            tracker.add(logits[micro], losses, self.world.shard(self.setup.feed.view(raw)))
             samples += len(next(iter(raw.values())))
+        self.world.add_up(tracker)  # metrics over the global batch
         norm = float(np.sqrt(sum(n * n for n in norms)))
         return tracker, norm, lrs[0], samples
 
@@ -437,6 +453,7 @@ class Run(RunFiles):
             self.setup.metrics,
             self.cfg.batch,
             self.cfg.seed,
+            self.world,
         )
         row.update({"step": self.step, **{f"val_{k}": v for k, v in val.items()}})
         self.bar.message(
@@ -454,7 +471,8 @@ class Run(RunFiles):
                 "model_hash": self.fingerprint,
                 es.metric: value,
             }
-            save_checkpoint(self.out / BEST_DIR, self.params, {}, state)
+            if self.world.root:
+                save_checkpoint(self.out / BEST_DIR, self.params, {}, state)
             return False
         self.best["bad_evals"] += 1
         return self.best["bad_evals"] >= es.patience

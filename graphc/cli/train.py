@@ -50,7 +50,30 @@ def _print_metrics(metrics: dict) -> None:
               help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).")
 @set_option
 def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets):
-    """Train a spec on the data its `train:` section names; writes a run directory."""
+    """Train a spec on the data its `train:` section names; writes a run directory.
+
+    Under an MPI launcher (`mpiexec -n N graphc train …`) every rank trains its shard of each
+    batch (graphc.runtime.distributed); a rank that fails ends the whole job."""
+    from graphc.runtime.distributed import world
+
+    with user_errors():
+        ranks = world()
+    if not ranks.parallel:
+        return _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets)
+    try:
+        _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets, quiet=not ranks.root)
+    except SystemExit as done:  # a user error, already explained on stderr
+        if done.code not in (0, None):
+            ranks.abort("stopped with the error above; ending every rank", int(done.code))
+        raise
+    except BaseException as exc:  # a bug: say where, and do not leave the other ranks waiting
+        import traceback
+
+        traceback.print_exc()
+        ranks.abort(f"{type(exc).__name__}: {exc}")
+
+
+def _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets, quiet=False):
     from graphc.runtime import train as run_training
     from graphc.runtime.budget import parse_size
     from graphc.runtime.errors import ConfigError
@@ -83,9 +106,10 @@ def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, s
                                max_memory=max_memory,
                                existing="overwrite" if overwrite else "version")
     out_dir = summary.get("out_dir", out_dir)
-    click.echo(f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
-               f"in {summary.get('time_sec', 0):.0f}s → {out_dir}")
-    _print_metrics(summary.get("metrics", {}))
+    if not quiet:
+        click.echo(f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
+                   f"in {summary.get('time_sec', 0):.0f}s → {out_dir}")
+        _print_metrics(summary.get("metrics", {}))
     if summary.get("status") == "interrupted":
         sys.exit(130)
 
