@@ -200,3 +200,170 @@ def sample_text(
         else:
             ids.append(int(rng.choice(len(z), p=_softmax(z / temperature))))
     return prompt + bundle.decode(np.array(ids[start:]))
+
+
+# --- predictions on new inputs (``graphc predict``): only the inputs the outputs read ---------
+
+NEXT_TOKEN_TASKS = ("reverse_digits", "sort_digits")  # targets = the tokens shifted by one
+
+
+def output_kind(model, output: str) -> str | None:
+    """``"classes"`` when ``output`` is the logits of a loss that reads class labels
+    (cross_entropy, hinge), ``"binary"`` for bce_with_logits, else None (a plain output)."""
+    graph = getattr(model, "graph", None)
+    if graph is None or output not in graph.outputs:
+        return None
+    from graphc.ops import OPS
+
+    tensor = graph.outputs[output]
+    for node in graph.nodes.values():
+        op = None if node.is_input else OPS[node.op]
+        if op is None or not op.loss:
+            continue
+        for i in node.inputs:
+            port = op.port(i.port)
+            if i.tensor == tensor and port is not None and port.logits:
+                if any(p.dtype == "int" for p in op.inputs):
+                    return "classes"
+                if node.op == "bce_with_logits":
+                    return "binary"
+    return None
+
+
+def label(values: np.ndarray, kind: str, names: list[str] | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Predicted classes (argmax of the logits; a binary logit > 0) with their probabilities,
+    as an array and as one row per sample (``predicted``, ``prob``, ``class`` with names)."""
+    values = np.asarray(values, np.float64)
+    n_classes = 2 if kind == "binary" else values.shape[-1]
+    if names is not None and len(names) != n_classes:
+        raise DataError(f"{len(names)} class names given for {n_classes} classes")
+    if kind == "binary":
+        z = values[..., 0] if values.ndim > 1 and values.shape[-1] == 1 else values
+        pred = (z > 0).astype(np.int64)
+        p1 = 1.0 / (1.0 + np.exp(-z))
+        prob = np.where(pred == 1, p1, 1.0 - p1)
+    else:
+        probs = _softmax(values)
+        pred = np.argmax(probs, axis=-1)
+        prob = np.take_along_axis(probs, pred[..., None], -1)[..., 0]
+    rows = []
+    for p, q in zip(pred, prob, strict=True):
+        row = {"predicted": p.tolist(), "prob": np.round(q, 6).tolist()}
+        if names is not None:
+            picked = np.asarray(names, dtype=object)[p]
+            row["class"] = picked.tolist() if isinstance(picked, np.ndarray) else picked
+        rows.append(row)
+    return pred, rows
+
+
+def predict_arrays(model, params, arrays: dict[str, np.ndarray], *, outputs=None, source: str = "input"
+                   ) -> dict[str, np.ndarray]:
+    """``model.predict`` on user arrays keyed by input (or ``train.data.map`` field) name:
+    arrays are reshaped to the declared shapes where their sizes fit, inputs that
+    ``train.data.generate`` draws (constants, noise) are drawn when not given, and every
+    shape or dtype problem is a DataError naming the input and ``source``."""
+    from .data import Feeder
+    from .predict_io import fit_shapes
+
+    inference = model.inference_model(outputs)
+    data = (model.train or {}).get("data") or {}
+    data = data if isinstance(data, dict) else {}
+    mapping = data.get("map") or {}
+    arrays = dict(arrays)
+    for name in inference.inputs:
+        field = mapping.get(name, name)
+        if name not in arrays and field in arrays:
+            arrays[name] = arrays.pop(field)
+    generate = {k: v for k, v in (data.get("generate") or {}).items()
+                if k in inference.inputs and k not in arrays}
+    unknown = sorted(set(arrays) - set(inference.inputs))
+    if unknown and not set(arrays) & set(inference.inputs):
+        raise DataError(f"{source} has {', '.join(f'`{k}`' for k in unknown)}, but the outputs read "
+                        f"{', '.join(f'`{k}`' for k in inference.inputs)}")
+    fed = {k: v for k, v in fit_shapes(arrays, inference.inputs).items() if k in inference.inputs}
+    batch = Feeder(inference.inputs, source=source, generate=generate)(fed)
+    return model.predict(params, batch, outputs=inference.outputs)
+
+
+def text_codec(model, base_dir=None):
+    """(encode, decode, window) for text prompts of a token model: the corpus' characters (or
+    bytes) for a ``.txt`` data source, digits with ``|`` as the separator for the digit tasks,
+    otherwise whitespace- or comma-separated integers. ``window`` is the longest context."""
+    data = (model.train or {}).get("data") or {}
+    data = data if isinstance(data, dict) else {}
+    if str(data.get("file", "")).endswith(".txt"):
+        bundle = pick_data(model, base_dir=base_dir).bundle
+        chars = bundle.info["chars"]
+        lookup = None if chars is None else {c: i for i, c in enumerate(chars)}
+
+        def encode(text: str) -> list[int]:
+            if lookup is None:
+                return list(text.encode())
+            unknown = sorted(set(text) - set(lookup))
+            if unknown:
+                raise DataError(f"prompt {text!r}: characters not in the vocabulary: {''.join(unknown)!r}")
+            return [lookup[c] for c in text]
+
+        return encode, lambda ids: bundle.decode(np.asarray(ids)), int(bundle.info["seq_len"])
+    if data.get("task") in NEXT_TOKEN_TASKS:
+        from .data.tasks import SEP, decode_digits
+
+        def encode_digits(text: str) -> list[int]:
+            bad = sorted(set(text.replace(" ", "")) - set("0123456789|"))
+            if bad:
+                raise DataError(f"prompt {text!r}: digit tasks read digits and `|`, found {''.join(bad)!r}")
+            return [SEP if c == "|" else int(c) for c in text if c != " "]
+
+        return encode_digits, lambda ids: decode_digits(np.asarray(ids)), 2 * int(data.get("length", 8))
+
+    def encode_ints(text: str) -> list[int]:
+        try:
+            return [int(t) for t in text.replace(",", " ").split()]
+        except ValueError:
+            raise DataError(f"prompt {text!r}: expected token ids (integers)") from None
+
+    return encode_ints, lambda ids: " ".join(str(int(t)) for t in ids), _max_len(model)
+
+
+def _max_len(model) -> int | None:
+    graph = getattr(model, "graph", None)
+    lens = [n.attrs["max_len"] for n in graph.nodes.values() if n.op == "positional_encoding"] if graph else []
+    return min(lens) if lens else None
+
+
+def continue_prompts(model, params, prompts: list[str], *, output: str, length: int, base_dir=None,
+                     names: list[str] | None = None) -> list[dict]:
+    """Greedy continuations of text prompts by a token model whose ``output`` is next-token
+    logits [B, T, V] over one int64 input [B, T] (``length`` tokens each); with ``length`` 0,
+    the class of every prompt token instead (a tagger)."""
+    inference = model.inference_model([output])
+    tokens = [n for n, s in inference.inputs.items() if s.dtype == "int64" and len(s.shape) == 2]
+    if len(inference.inputs) != 1 or not tokens:
+        reads = ", ".join(f"`{n}` [{', '.join(map(str, s.shape))}] {s.dtype}" for n, s in inference.inputs.items())
+        raise DataError(f"text prompts need a model whose output `{output}` reads one int64 token input "
+                        f"[B, T]; it reads {reads}")
+    encode, decode, window = text_codec(model, base_dir)
+    ids = [encode(p) or [0] for p in prompts]
+    if length <= 0:
+        width = max(len(x) for x in ids)
+        batch = np.zeros((len(ids), width), np.int64)
+        for i, x in enumerate(ids):
+            batch[i, : len(x)] = x
+        logits = model.predict(params, {tokens[0]: batch}, outputs=[output])[output]
+        pred, rows = label(logits, "classes", names)
+        for i, (p, row) in enumerate(zip(prompts, rows, strict=True)):
+            row.update(prompt=p, predicted=row["predicted"][: len(ids[i])], prob=row["prob"][: len(ids[i])])
+            if "class" in row:
+                row["class"] = row["class"][: len(ids[i])]
+        return rows
+    start = [len(x) for x in ids]
+    for _ in range(length):
+        contexts = [x[-window:] if window else x for x in ids]
+        width = window or max(len(c) for c in contexts)
+        batch = np.zeros((len(ids), width), np.int64)  # right-padded: a causal model ignores it
+        for i, c in enumerate(contexts):
+            batch[i, : len(c)] = c
+        logits = model.predict(params, {tokens[0]: batch}, outputs=[output])[output]
+        for i, c in enumerate(contexts):
+            ids[i].append(int(np.argmax(logits[i, len(c) - 1])))
+    return [{"prompt": p, "continuation": decode(x[s:])} for p, x, s in zip(prompts, ids, start, strict=True)]

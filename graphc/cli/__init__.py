@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "sample": "graphc.cli.train:sample",
     "doctor": "graphc.cli.doctor:doctor",
     "export": "graphc.cli.export:export",
+    "predict": "graphc.cli.predict:predict",
 }
 
 

@@ -1,0 +1,152 @@
+"""`graphc predict` and `CompiledModel.predict`: new inputs, no labels, only the inputs the
+outputs read; files in (.npy/.npz/.csv/.txt) and out (.npy/.npz/.json/.csv); clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from graphc.cli import main
+from graphc.compiler import InputError, compile_spec
+from graphc.runtime.checkpoint import save_checkpoint
+from tests.conftest import ROOT, SPECS
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    """The cnn with (untrained) parameters in a checkpoint."""
+    model = compile_spec(SPECS / "cnn.yaml")
+    params = model.init_params(3)
+    path = tmp_path_factory.mktemp("cnn") / "checkpoint"
+    save_checkpoint(path, params, {}, {"step": 0, "model": model.name})
+    return model, params, path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    return result
+
+
+def test_predict_needs_only_the_inputs_the_outputs_read():
+    model = compile_spec(SPECS / "transformer.yaml")
+    params = model.init_params(0)
+    tokens = np.random.default_rng(0).integers(0, 13, (3, 7))
+    out = model.predict(params, {"tokens": tokens})  # no targets, no loss_mask
+    full = model.forward(params, {"tokens": tokens, "targets": tokens, "loss_mask": np.ones((3, 7))})
+    np.testing.assert_array_equal(out["logits"], full.outputs["logits"])
+    assert list(model.inference_model().inputs) == ["tokens"]
+    assert model.inference_model().losses == [] and "def backward" in model.inference_model().source
+    with pytest.raises(InputError, match="missing input `tokens`.*`logits` reads `tokens`"):
+        model.predict(params, {"x": tokens})
+
+
+def test_predict_is_inference_mode_and_picks_outputs():
+    model = compile_spec(ROOT / "examples" / "gan.yaml")
+    params = model.init_params(0)
+    z = np.random.default_rng(1).standard_normal((5, model.inputs["z"].shape[1]))
+    out = model.predict(params, {"z": z}, outputs=["samples"])
+    assert list(out) == ["samples"] and out["samples"].shape[0] == 5
+    again = model.predict(params, {"z": z}, outputs=["samples"])
+    np.testing.assert_array_equal(out["samples"], again["samples"])
+
+
+def test_cli_classes_from_npy_csv_and_flattened_images(cnn, tmp_path):
+    model, params, ckpt = cnn
+    x = np.random.default_rng(0).random((6, 1, 8, 8))
+    want = np.argmax(model.predict(params, {"x": x})["logits"], axis=-1)
+    np.save(tmp_path / "x.npy", x.reshape(6, 64))  # flattened rows fill [B, 1, 8, 8]
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy")
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert [int(line.split("\t")[1].split()[0]) for line in lines] == want.tolist()
+    # a CSV with a header and a label column: the label is not an input
+    header = ",".join([f"p{i}" for i in range(64)] + ["label"])
+    rows = [",".join(map(str, row)) + ",7" for row in x.reshape(6, 64)]
+    (tmp_path / "x.csv").write_text("\n".join([header, *rows]) + "\n")
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.csv",
+            "-o", tmp_path / "p.json", "--classes", ",".join(NAMES))
+    assert r.exit_code == 0, r.output
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert [rec["predicted"] for rec in records] == want.tolist()
+    assert records[0]["class"] == NAMES[want[0]]
+    assert 0 < records[0]["prob"] <= 1
+    for suffix in ("npy", "csv", "npz"):
+        r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy",
+                "-o", tmp_path / f"p.{suffix}")
+        assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "p.npy").tolist() == want.tolist()
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "predicted,prob"
+    np.testing.assert_allclose(np.load(tmp_path / "p.npz")["logits"], model.predict(params, {"x": x})["logits"],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: np.save(d / "in.npy", np.zeros((3, 7))), "model input `x` expects shape [B, 1, 8, 8], but"),
+    (lambda d: np.save(d / "in.npy", np.array(["a", "b"])), "model input `x`"),
+    (lambda d: (d / "in.npy").write_text("not numpy"), "is not a readable .npy array"),
+    (lambda d: None, "no such file"),
+    (lambda d: np.savez(d / "in.npz", y=np.zeros(3)), "the outputs read `x`"),
+    (lambda d: (d / "in.csv").write_text("a,b\n1,x\n"), "in.csv:2: `x` is not a number"),
+])
+def test_cli_bad_inputs_are_one_message_and_exit_1(cnn, tmp_path, setup, message):
+    _, _, ckpt = cnn
+    setup(tmp_path)
+    name = next((p.name for p in tmp_path.iterdir()), "in.npy")
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / name)
+    assert r.exit_code == 1, r.output
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_cli_usage_errors(cnn, tmp_path):
+    _, _, ckpt = cnn
+    np.save(tmp_path / "x.npy", np.zeros((2, 64)))
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "-o", "p.xyz")
+    assert r.exit_code == 2 and "unknown output format" in r.output
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "--output", "zz")
+    assert r.exit_code == 2 and "outputs are logits" in r.output
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", tmp_path / "none", "--input", tmp_path / "x.npy")
+    assert r.exit_code == 1 and "no checkpoint" in r.output
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "--classes", "a,b")
+    assert r.exit_code == 1 and "2 class names given for 10 classes" in r.output
+
+
+def test_cli_text_prompts_continue_greedily_like_the_answer_decoder(tmp_path):
+    from graphc.runtime import greedy_answers
+
+    model = compile_spec(SPECS / "transformer.yaml")
+    params = model.init_params(1)
+    ckpt = tmp_path / "checkpoint"
+    save_checkpoint(ckpt, params, {}, {"step": 0, "model": model.name})
+    (tmp_path / "prompts.txt").write_text("31415926|\n12345678|\n")
+    r = run("predict", SPECS / "transformer.yaml", "--checkpoint", ckpt, "--input", tmp_path / "prompts.txt")
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert [line[:9] for line in lines] == ["31415926|", "12345678|"]
+    # the runtime's answer decoder (full forward, answer slots blanked) agrees
+    digits = np.array([[3, 1, 4, 1, 5, 9, 2, 6], [1, 2, 3, 4, 5, 6, 7, 8]])
+    seq = np.concatenate([digits, np.full((2, 1), 10), np.zeros((2, 8), int)], axis=1)
+    mask = np.zeros((2, 16), np.float32)
+    mask[:, 8:] = 1
+    pred = greedy_answers(model, params, {"tokens": seq[:, :-1], "targets": seq[:, 1:], "loss_mask": mask})
+    assert [line[9:] for line in lines] == ["".join(map(str, p[8:])) for p in pred]
+
+
+def test_cli_generated_inputs_are_drawn_when_not_given(tmp_path):
+    spec = ROOT / "examples" / "spatial_transformer.yaml"
+    model = compile_spec(spec)
+    params = model.init_params(0)
+    ckpt = tmp_path / "checkpoint"
+    save_checkpoint(ckpt, params, {}, {"step": 0, "model": model.name})
+    x = np.random.default_rng(0).random((4, 1, 8, 8))
+    np.save(tmp_path / "x.npy", x)
+    r = run("predict", spec, "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "--raw", "-o", tmp_path / "o.npy")
+    assert r.exit_code == 0, r.output
+    ones, zeros = np.ones((4, 1)), np.zeros((4, 1))
+    want = model.predict(params, {"x": x, "one": ones, "zero": zeros})["logits"]
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), want, rtol=1e-6)
