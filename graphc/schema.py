@@ -60,19 +60,28 @@ def _op_node(name: str) -> dict:
             "additionalProperties": False}
 
 
-def _node_schema() -> dict:
+def _node_schema(in_block: bool = False) -> dict:
+    """A node: one of the ops (with exactly its attributes) or a block instance. At the top
+    level `op` must name a registered op, so an editor flags `op: lienar` and completes op
+    names; inside a block `op` may also be one of the block's arguments (`op: act`), which a
+    schema cannot tell from a misspelt op (graphc check can: GC101)."""
     instance = {"type": "object", "title": "block instance",
                 "properties": {"block": _IDENT, **_common()}, "required": ["block"],
                 "not": {"required": ["op"]}, "additionalProperties": True}
-    arg_op = {"type": "object", "title": "op named by a block argument",
-              "properties": {"op": {"not": {"enum": sorted(OPS)}, **_IDENT}, **_common()},
-              "required": ["op"]}
-    return {"oneOf": [_op_node(n) for n in sorted(OPS)] + [instance, arg_op]}
+    variants = [_op_node(n) for n in sorted(OPS)] + [instance]
+    op = {"enum": sorted(OPS), "description": "the op (`graphc ops` lists them)"}
+    if in_block:
+        variants.append({"type": "object", "title": "op named by a block argument",
+                         "properties": {"op": {"not": {"enum": sorted(OPS)}, **_IDENT}, **_common()},
+                         "required": ["op"]})
+        op = {"anyOf": [op, {**_IDENT, "description": "an op, or a block argument naming one"}]}
+    return {"type": "object", "properties": {"op": op}, "oneOf": variants}
 
 
 def spec_schema() -> dict:
     nodes = {"type": "object", "additionalProperties": {"$ref": "#/$defs/node"},
              "propertyNames": _IDENT}
+    block_nodes = {**nodes, "additionalProperties": {"$ref": "#/$defs/block_node"}}
     shape = {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR]}}
     refs = {"anyOf": [_REF, {"type": "array", "items": _REF},
                       {"type": "object", "additionalProperties": _REF}]}
@@ -100,12 +109,12 @@ def spec_schema() -> dict:
                 "type": "object", "additionalProperties": False, "required": ["nodes", "outputs"],
                 "properties": {"doc": {"type": "string"}, "args": {"type": "object"},
                                "inputs": {"anyOf": [_IDENT, {"type": "array", "items": _IDENT}]},
-                               "nodes": nodes, "outputs": refs}}},
+                               "nodes": block_nodes, "outputs": refs}}},
             "nodes": nodes,
             "outputs": refs,
             "losses": refs,
             "train": train_json_schema(),
         },
-        "$defs": {"node": _node_schema()},
+        "$defs": {"node": _node_schema(), "block_node": _node_schema(in_block=True)},
         "x-node-keys": list(NODE_KEYS),
     }
