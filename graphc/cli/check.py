@@ -177,10 +177,29 @@ def schema():
     click.echo(json.dumps(spec_schema(), indent=2))
 
 
+def _complete_op(ctx, param, incomplete: str):
+    """Op names for the shell (`graphc ops con<TAB>`): loads only the op registry."""
+    from graphc.ops import OPS
+
+    return [name for name in sorted(OPS) if name.startswith(incomplete)]
+
+
+def _yaml_value(value) -> str:
+    """A default as it would be written in a spec: `true`, `null`, `exact`, `[1, 1]`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value)
+
+
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_op)
 def ops(name):
-    """List every op, or show one op's inputs and attributes."""
+    """List every op, or show one op's documentation, inputs and attributes."""
+    from rich.markup import escape
     from rich.table import Table
 
     from graphc.ops import OPS
@@ -194,19 +213,20 @@ def ops(name):
             hint = did_you_mean(name, OPS) or "run `graphc ops` for the list"
             click.echo(f"error: unknown op `{name}`; {hint}", err=True)
             sys.exit(1)
-        out.print(f"[bold]{op.name}[/] ({op.family}): {op.doc}")
+        # the docs are plain text with brackets ([B, T, D], [kh, kw]): never rich markup
+        out.print(f"[bold]{escape(op.name)}[/] ({escape(op.family)}): {escape(op.doc)}")
         ports = ", ".join(f"{p.name}{'?' if p.optional else ''}{'…' if p.variadic else ''}"
                           f" ({p.dtype})" for p in op.inputs)
-        out.print(f"inputs: {ports}")
+        out.print(f"inputs: {escape(ports)}")
         for k, a in op.attrs.items():
-            default = "required" if a.required else f"default {a.default!r}"
+            default = "required" if a.required else f"default {_yaml_value(a.default)}"
             choices = f"; one of {', '.join(a.choices)}" if a.choices else ""
-            out.print(f"  {k}: {a.type}, {default}{choices} — {a.doc}")
+            out.print(escape(f"  {k}: {a.type}, {default}{choices} — {a.doc}"))
         return
     table = Table(show_header=True)
     table.add_column("op")
     table.add_column("family")
     table.add_column("description")
     for op in sorted(OPS.values(), key=lambda o: (o.family, o.name)):
-        table.add_row(op.name, op.family, op.doc.splitlines()[0])
+        table.add_row(escape(op.name), escape(op.family), escape(op.doc.splitlines()[0]))
     out.print(table)
