@@ -51,7 +51,7 @@ def export(spec, checkpoint, init_seed, output, verify, dims, sets):
     """Export SPEC's inference forward (to its outputs) as ONNX, with the checkpoint's weights."""
     if checkpoint is None and init_seed is None:
         fail("give --checkpoint RUN_OR_CHECKPOINT_DIR (or --init-seed N to export fresh parameters)", 2)
-    overrides = parse_overrides(sets)
+    overrides = {k: v for k, v in parse_overrides(sets).items() if "." not in k}  # constants, dims
     analysis = analyze_or_exit(spec, overrides)
     graph = analysis.graph
     path = Path(output or f"{graph.name}.onnx")
