@@ -104,8 +104,8 @@ def save_checkpoint(
             tmp / OPTIMIZER_FILE, st.save(_contiguous(optimizer), metadata=meta)
         ),
     }
-    record = {**state, "format": FORMAT, "sha256": hashes}
-    _write(tmp / STATE_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
+    record = _strict({**state, "format": FORMAT, "sha256": hashes})
+    _write(tmp / STATE_FILE, json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode())
     _fsync_dir(tmp)
     _stage("written")
     if path.exists():
@@ -126,6 +126,19 @@ def metadata(state: dict) -> dict[str, str]:
         if state.get(key) is not None:
             meta[key] = str(state[key])
     return meta
+
+
+def _strict(value):
+    """``value`` as strict JSON: NaN/inf floats become null, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _contiguous(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -125,10 +125,16 @@ def train(
         ckpt = load_checkpoint(requested / CHECKPOINT_DIR)
         saved_total = ckpt.state.get("total_steps")
         overrides = _resumed_overrides(requested, ckpt, overrides)
-    setup = Setup.create(model, overrides, base_dir, budget=Budget.detect(max_memory))
-    ranks.check_batch(setup.cfg.batch)
-    run = Run(model, requested, setup, overrides)
-    setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
+    try:
+        setup = Setup.create(model, overrides, base_dir, budget=Budget.detect(max_memory))
+        ranks.check_batch(setup.cfg.batch)
+        run = Run(model, requested, setup, overrides)
+        setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
+    except MemoryError:
+        raise ResourceError(
+            "ran out of memory while preparing the run (data, parameters); nothing was "
+            "written; lower train.batch or the data's size, or free memory"
+        ) from None
     if ranks.root:
         out, lock = claim(requested, resume=resume, existing=existing)  # nothing written before
     else:
@@ -263,10 +269,7 @@ class Run(RunFiles):
             window = (time.perf_counter(), 0)
             while self.step < stop_at:
                 logging = (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
-                try:
-                    tracker, norm, lr, samples = self.train_step(logging)
-                except MemoryError:
-                    self.out_of_memory()
+                tracker, norm, lr, samples = self.train_step(logging)
                 self.step += 1
                 window = (window[0], window[1] + samples)
                 row: dict[str, Any] = {}
@@ -323,6 +326,8 @@ class Run(RunFiles):
                     f"interrupted: stopped at step {self.step} of {self.total}; the checkpoint "
                     f"is saved, continue with --resume {self.out}"
                 )
+        except MemoryError:  # despite the estimate (other processes, fragmentation)
+            self.out_of_memory()
         except (KeyboardInterrupt, SystemError) as err:
             # a second Ctrl-C (or one raised inside a kernel call, which numba may wrap in a
             # SystemError): the step in flight is lost, the last checkpoint is kept

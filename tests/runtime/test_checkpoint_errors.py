@@ -195,3 +195,31 @@ def test_safetensors_metadata_names_the_spec(tmp_path):
         assert meta["model_hash"] == state["model_hash"] and meta["step"] == "2"
     assert len(state["spec_hash"]) == 16
     st.load_file(tmp_path / "run" / "checkpoint" / MODEL_FILE)  # still plain safetensors
+
+
+def test_a_reader_racing_with_saves_always_gets_one_complete_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import graphc.runtime.checkpoint as checkpoint_module
+
+    writer = Path(__file__).with_name("ckpt_writer.py")
+    runtime_dir = str(Path(checkpoint_module.__file__).parent)
+    path = tmp_path / "ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, str(writer), runtime_dir, str(path), "loop"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().startswith("saved")
+        seen, deadline = set(), time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # what `graphc eval` does while a run saves
+            c = load_checkpoint(path)
+            k = c.state["step"]
+            assert np.all(c.params["w"] == k) and np.all(c.optimizer["m/w"] == k)
+            seen.add(k)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(seen) > 1  # the saves really did go on meanwhile
