@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from graphc.cli import main
 from graphc.ops import OPS
+from tests.conftest import SPECS
 
 
 def run(*args):
@@ -81,3 +82,15 @@ def test_doctor_passes_without_torch(monkeypatch):
     monkeypatch.setattr("graphc.toolchain.dot_version", lambda: "dot - graphviz version 2")
     r = run("doctor")
     assert r.exit_code == 0 and "torch    not installed (optional" in r.output
+
+
+MLP = str(SPECS / "mlp.yaml")
+
+
+def test_set_is_checked_the_same_way_by_every_front_end_command(tmp_path):
+    for args in (["check", MLP], ["summary", MLP], ["lint", MLP], ["render", MLP, "-o", str(tmp_path / "m.svg")]):
+        for key, suggestion in (("hiden=8", "did you mean `hidden`?"), ("optimizer.lrr=0.1", "did you mean `lr`?"),
+                                ("optimiser.lr=0.1", "did you mean `optimizer`?")):
+            r = run(*args, "--set", key)
+            assert r.exit_code == 1, (args, key, r.output)
+            assert "GC401" in r.output and suggestion in r.output, (args, key, r.output)
