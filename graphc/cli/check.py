@@ -96,12 +96,13 @@ def summary(spec, sets, fmt, depth, with_memory):
 
 
 def _print_summary(s, depth: int | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from graphc.summary import PARAM_BYTES, fmt_count, fmt_shapes, human, human_bytes
 
     split = any(r.frozen or r.buffers for r in s.nodes)
-    table = Table(title=f"{s.name} — {s.file}", title_justify="left")
+    table = Table()
     for col, just in (("node", "left"), ("op", "left"), ("input shape", "left"),
                       ("output shape", "left"), ("params", "right"), ("FLOPs", "right")):
         table.add_column(col, justify=just)
@@ -116,6 +117,7 @@ def _print_summary(s, depth: int | None) -> None:
             cells.append(_trainable(r))
         table.add_row(*cells, style="bold" if block else None)
     out = console()
+    out.print(f"[bold]{escape(s.name)}[/] — {escape(s.file)}")  # not a table title: rich pads those
     out.print(table)
     total, trainable, frozen, buffers = (s.total(k) for k in ("params", "trainable", "frozen", "buffers"))
     lines = [f"params    {total:,}" + (f" ({human(total)})" if total >= 1000 else "")
