@@ -19,6 +19,7 @@ Keys (all optional except ``data``)::
       phases:                # alternating updates (a GAN): each step runs them in order
         - {loss: d_loss, params: ["disc.*"]}
         - {loss: g_loss, params: ["gen.*"], every: 1, optimizer: {lr: 2e-4}}
+      init_from: {file: weights.safetensors, map: {logits: head}, strict: true}
       seed: 0
 
 Every key, its type, default, limits and doc live in one table, graphc.spec.train_schema
@@ -150,6 +151,7 @@ class TrainConfig:
     early_stopping: EarlyStopping | None = None
     freeze: list[str] = field(default_factory=lambda: _default("freeze"))
     phases: list[Phase] | None = None
+    init_from: dict | None = None  # {file, map, strict}: see graphc.runtime.init_from
     seed: int = _default("seed")
 
     @classmethod
@@ -181,6 +183,10 @@ class TrainConfig:
             cfg.early_stopping = _early_stopping(train["early_stopping"])
         if train.get("phases") is not None:
             cfg.phases = [_phase(raw) for raw in train["phases"]]
+        if train.get("init_from") is not None:
+            from .init_from import check_section
+
+            cfg.init_from = check_section(train["init_from"])
         return cfg
 
     def to_dict(self) -> dict:

@@ -100,6 +100,17 @@ class Setup:
     budget: Budget = UNLIMITED
     probe: dict | None = None  # a few raw training samples (PROBE at most)
     estimate: Estimate | None = None  # of a training step, before the probe forward
+    base_dir: Path | None = None  # where the spec's relative paths start
+    init_from_cli: bool = False  # train.init_from.file was given on the command line
+
+    def initial_params(self, model, params: dict, resume: bool = False) -> dict:
+        """``params`` overwritten from ``train.init_from`` (a resumed run keeps its checkpoint)."""
+        if self.cfg.init_from is None or resume:
+            return params
+        from .init_from import load_init
+
+        return load_init(model, params, self.cfg.init_from, self.base_dir,
+                         from_cli=self.init_from_cli).params
 
     @classmethod
     def create(
@@ -190,7 +201,8 @@ class Setup:
             base = es.metric.removeprefix("val_")
             if base not in metrics:
                 metrics = [*metrics, base]
-        return cls(cfg, data, feed, metrics, total, budget, probe, estimate)
+        from_cli = any(k == "init_from" or k.startswith("init_from.") for k in overrides or {})
+        return cls(cfg, data, feed, metrics, total, budget, probe, estimate, base_dir, from_cli)
 
     def check_outputs(self, model, params: dict) -> None:
         """After the parameters exist: one small inference forward on the probe, to add the

@@ -129,6 +129,7 @@ def train(
         setup = Setup.create(model, overrides, base_dir, budget=Budget.detect(max_memory))
         ranks.check_batch(setup.cfg.batch)
         run = Run(model, requested, setup, overrides)
+        run.params = setup.initial_params(model, run.params, resume)  # train.init_from
         setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
     except MemoryError:
         raise ResourceError(

@@ -269,6 +269,17 @@ PHASE = Section(
     example='{loss: d_loss, params: ["disc.*"]}',
 )
 
+# ---- init_from: start from saved weights (graphc.runtime.init_from) ----------------------------
+INIT_FROM = Section(
+    keys=(Key("file", "str", "a .safetensors file (e.g. a PyTorch state_dict) or a graphc run or "
+              "checkpoint directory, relative to the spec", required=True),
+          Key("map", "map", "{graphc name: name in the file} for a parameter, a node or a prefix of "
+              "nodes; `*` matches one name part", default={},
+              item=Key("name", "str", "a name in the file"), nullable=True),
+          Key("strict", "bool", "every parameter must be in the file, every tensor used", True)),
+    example="{file: weights.safetensors}",
+)
+
 # ---- the section -----------------------------------------------------------------------------
 TRAIN = Section(
     keys=(
@@ -304,6 +315,9 @@ TRAIN = Section(
         Key("phases", "list", "alternating updates (a GAN): `{loss, params, every, optimizer}` "
             "each; see *Phases*", default_doc="off", nullable=True, min_items=1,
             item=Key("phase", "section", "one phase", section=PHASE)),
+        Key("init_from", "section", "start from saved weights (`{file, map, strict}`): a graphc "
+            "checkpoint or a PyTorch state_dict; see docs/interop.md", default_doc="off",
+            section=INIT_FROM, nullable=True),
         _int("seed", "seeds initialization, data order, generated batches and dropout", 0, min=0,
              max=MAX_SEED),
     ),

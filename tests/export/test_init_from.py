@@ -144,3 +144,35 @@ def test_transformer_loads_a_pytorch_state_dict_with_in_proj_weight(tmp_path):
         want = ref(torch.from_numpy(tokens)).numpy()
     got = model.predict(loaded.params, {"tokens": tokens})["logits"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_fresh_run_starts_from_the_saved_weights(mlp, tmp_path):
+    """train → its checkpoint → train.init_from of a new run (learning rate 0, so the step
+    changes nothing): the new run evaluates exactly as the first one."""
+    train(mlp, out_dir=tmp_path / "first", overrides={"steps": 60, "eval_every": 0}, progress="none")
+    first = evaluate(mlp, load_params(tmp_path / "first", mlp))
+    # from a spec's own train section (a path inside the spec's directory)
+    text = (SPECS / "mlp.yaml").read_text().replace(
+        "train:\n", "train:\n  init_from: {file: first/checkpoint/model.safetensors}\n", 1)
+    (tmp_path / "mlp.yaml").write_text(text)
+    model = compile_spec(tmp_path / "mlp.yaml")
+    assert model.train["init_from"]
+    summary = train(model, out_dir=tmp_path / "second", progress="none",
+                    overrides={"steps": 1, "eval_every": 0, "optimizer.lr": 0.0})
+    assert summary["metrics"]["val_accuracy"] == first["accuracy"]
+    assert evaluate(model, load_params(tmp_path / "second", model)) == first
+    # from the command line (--set init_from.file=...), anywhere
+    summary = train(mlp, out_dir=tmp_path / "third", progress="none",
+                    overrides={"steps": 1, "eval_every": 0, "optimizer.lr": 0.0,
+                               "init_from.file": str(tmp_path / "first")})
+    assert summary["metrics"]["val_loss"] == first["loss"]
+
+
+def test_graphc_check_validates_init_from(tmp_path):
+    from graphc.pipeline import analyze
+
+    text = (SPECS / "mlp.yaml").read_text().replace(
+        "train:\n", "train:\n  init_from: {file: w.safetensors, strickt: true}\n", 1)
+    (tmp_path / "mlp.yaml").write_text(text)
+    errors = [d for d in analyze(tmp_path / "mlp.yaml").diagnostics if d.is_error]
+    assert errors and errors[0].code == "GC401" and "strickt" in errors[0].message
