@@ -180,10 +180,10 @@ def schema():
 
 
 def _complete_op(ctx, param, incomplete: str):
-    """Op names for the shell (`graphc ops con<TAB>`): loads only the op registry."""
-    from graphc.ops import OPS
+    """Op names for the shell (`graphc ops con<TAB>`), from a cache (graphc.cli.common.op_names)."""
+    from graphc.cli.common import op_names
 
-    return [name for name in sorted(OPS) if name.startswith(incomplete)]
+    return [name for name in op_names() if name.startswith(incomplete)]
 
 
 def _yaml_value(value) -> str:

@@ -72,6 +72,37 @@ dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=INT",
                           help="Size of a symbolic dimension for the synthetic batch (B=64, T=16).")
 
 
+def op_names() -> list[str]:
+    """Every registered op name, for shell completion (`graphc ops con<TAB>`).
+
+    Importing the op registry loads sympy (~0.3 s, ~1 s on a busy machine) on every keystroke's
+    completion, so the names are cached in GRAPHC_CACHE_DIR under a key made of the op modules'
+    sizes and modification times: a stat of a few files instead of an import."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    ops_dir = Path(__file__).resolve().parents[1] / "ops"
+    stamp = "".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns};" for f in sorted(ops_dir.glob("*.py")))
+    root = Path(os.environ.get("GRAPHC_CACHE_DIR") or Path.home() / ".cache" / "graphc")
+    cached = root / f"op-names-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.txt"
+    try:
+        return cached.read_text(encoding="utf-8").split()
+    except OSError:
+        pass
+    from graphc.ops import OPS
+
+    names = sorted(OPS)
+    try:  # written whole, then renamed: a concurrent completion never reads half a list
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("\n".join(names), encoding="utf-8")
+        tmp.replace(cached)
+    except OSError:
+        pass  # a read-only home: complete from the registry every time
+    return names
+
+
 def report(analysis: Analysis, fmt: str = "text") -> None:
     """Print an analysis' diagnostics (stderr) in the chosen format."""
     if fmt == "text":
