@@ -202,7 +202,9 @@ def load_init(model, params: dict[str, np.ndarray], section, base_dir=None, *, f
         keys_used.add(key)
         hit = next(((n, b) for n, b in tried if n in tensors), None)
         if hit is None:
-            missing.append(f"`{name}` (looked for {', '.join(f'`{n}`' for n, _ in dict.fromkeys(tried))})")
+            looked = list(dict.fromkeys(n for n, _ in tried))
+            missing.append(f"`{name}`" + ("" if looked == [name] else
+                                          f" (looked for {', '.join(f'`{n}`' for n in looked)})"))
             continue
         src, block = hit
         value = np.asarray(tensors[src])
@@ -214,7 +216,7 @@ def load_init(model, params: dict[str, np.ndarray], section, base_dir=None, *, f
             rows = value.shape[0] // n
             value = value[k * rows:(k + 1) * rows]
         if tuple(value.shape) != tuple(spec.shape):
-            misshapen.append(f"`{name}` is {list(spec.shape)} but `{src}`"
+            misshapen.append(f"`{name}`: the model's is {list(spec.shape)}, the file's `{src}`"
                              + (f" (row block {block[0] + 1} of {block[1]})" if block else "")
                              + f" is {list(value.shape)}")
             continue

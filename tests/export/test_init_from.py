@@ -67,7 +67,8 @@ def test_strict_reports_every_missing_unexpected_and_misshapen_name(mlp, tmp_pat
         load_init(mlp, params, {"file": str(path)}, from_cli=True)
     text = str(err.value)
     assert f"missing in the file: `{names[0]}`" in text
-    assert f"shape mismatch: `{names[1]}` is {list(params[names[1]].shape)} but `{names[1]}` is [7, 7]" in text
+    assert (f"shape mismatch: `{names[1]}`: the model's is {list(params[names[1]].shape)}, the file's "
+            f"`{names[1]}` is [7, 7]") in text
     assert "not used (no parameter of the model is named so): `extra.weight`" in text
     assert "num_batches_tracked" not in text and "strict: false" in text
     # not strict: missing and extra names are fine, a wrong shape never is
