@@ -6,7 +6,8 @@
 
 Each op's exporter is one registration on its op record, `graphc.ops.register(op, "onnx")`,
 kept in the module of its family here (dense, elementwise, conv, norm, attention, recurrent,
-sampling, shape); importing this package registers them all. `onnx` and `onnxruntime` (the
+sampling, shape; any other op with a scalar `Pointwise` rule exports from that rule, see
+`pointwise`); importing this package registers them all. `onnx` and `onnxruntime` (the
 `[onnx]` extra) are imported only when a model is built or run, so `graphc check` and the base
 install never need them. The ops that do not export, and why, are `NOT_EXPORTED`.
 """
@@ -23,7 +24,14 @@ from graphc.export import (  # noqa: F401  (imported for their registrations)
 )
 from graphc.export.builder import OPSET, Emit, Unsupported
 from graphc.export.model import NOT_EXPORTED, ExportError, Problem, build, export_onnx, to_onnx, unsupported
+from graphc.export.pointwise import export_pointwise
 from graphc.export.verify import Comparison, compare, run_onnx, verify, verify_dims
+from graphc.ops import OPS, register
+
+# an elementwise op with a scalar rule and no hand-written exporter exports from its rule
+for _op in OPS.values():
+    if getattr(_op, "pointwise", None) is not None and "onnx" not in _op.rules:
+        register(_op.name, "onnx")(export_pointwise)
 
 __all__ = ["NOT_EXPORTED", "OPSET", "Comparison", "Emit", "ExportError", "Problem", "Unsupported", "build",
            "compare", "export_onnx", "run_onnx", "to_onnx", "unsupported", "verify", "verify_dims"]

@@ -18,7 +18,9 @@ from tests.compiler.test_op_gradients import ROWS, Row, _batch, _key, _spec
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-EXTRA = [Row("rmsnorm", "3d", {"x": [2, 3, 4]}), Row("rmsnorm", "eps", {"x": [3, 5]}, {"eps": 1e-3})]
+EXTRA = [Row("rmsnorm", "3d", {"x": [2, 3, 4]}), Row("rmsnorm", "eps", {"x": [3, 5]}, {"eps": 1e-3}),
+         Row("rsqrt", "positive", {"x": ([2, 3], "prob")})]
+EXTRA = [r for r in EXTRA if r.op in OPS]
 CASES = [r for r in ROWS + [r for r in EXTRA if r.op not in {x.op for x in ROWS}]
          if not OPS[r.op].loss and not r.as_loss]
 
@@ -71,3 +73,26 @@ def test_a_loss_is_not_exported_but_named(tmp_path):
     with pytest.raises(ExportError) as err:
         to_onnx(graph, {"z.weight": np.zeros((3, 3)), "z.bias": np.zeros(3)})
     assert "node `l` (cross_entropy): a loss" in str(err.value)
+
+
+POINTWISE = sorted(n for n, op in OPS.items() if getattr(op, "pointwise", None) is not None)
+
+
+@pytest.mark.parametrize("op", POINTWISE)
+def test_the_pointwise_rule_exporter_matches_graphc(op, tmp_path, monkeypatch):
+    """Every op with a scalar rule also exports from the rule alone (what a new elementwise
+    op without a hand-written exporter gets)."""
+    from graphc.compiler import compile_spec
+    from graphc.export.pointwise import export_pointwise
+
+    ports = [p.name for p in OPS[op].inputs]
+    model = compile_spec(write(tmp_path, spec_text({p: [2, 3] for p in ports}, {"y": {"op": op, "in": ports}},
+                                                   outputs=["y"])), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    batch = {p: rng.uniform(0.2, 2.0, (2, 3)) * rng.choice([-1.0, 1.0], (2, 3)) if op != "rsqrt"
+             else rng.uniform(0.2, 2.0, (2, 3)) for p in ports}
+    batch = {k: v.astype(np.float32).astype(np.float64) for k, v in batch.items()}
+    monkeypatch.setitem(OPS[op].rules, "onnx", export_pointwise)
+    got = run_onnx(to_onnx(model.graph, {}), batch)["y"]
+    c = compare("y", got, model.predict({}, batch)["y"])
+    assert c.ok, c
