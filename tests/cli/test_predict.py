@@ -150,3 +150,44 @@ def test_cli_generated_inputs_are_drawn_when_not_given(tmp_path):
     ones, zeros = np.ones((4, 1)), np.zeros((4, 1))
     want = model.predict(params, {"x": x, "one": ones, "zero": zeros})["logits"]
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), want, rtol=1e-6)
+
+
+CHAR_LM = """
+graphc: 1
+name: char_lm
+inputs:
+  tokens: {shape: [B, T], dtype: int64}
+  targets: {shape: [B, T], dtype: int64}
+  loss_mask: {shape: [B, T]}
+nodes:
+  embed: {op: embedding, in: tokens, num: 11, dim: 16}
+  pos: {op: positional_encoding, in: embed, kind: learned, max_len: 16}
+  attn: {op: attention, in: pos, heads: 2, causal: true}
+  norm: {op: add_norm, in: [pos, attn]}
+  logits: {op: linear, in: norm, out: 11}
+  loss: {op: cross_entropy, in: {logits: logits, target: targets, mask: loss_mask}}
+outputs: [logits]
+losses: [loss]
+train: {data: {file: corpus.txt, block: 16}, steps: 10}
+"""
+
+
+def test_cli_prompts_to_a_character_model_continue_as_sample_text(tmp_path):
+    from graphc.runtime import sample_text
+
+    (tmp_path / "corpus.txt").write_text("the cat sat on the mat. " * 20)  # 11 characters
+    (tmp_path / "char_lm.yaml").write_text(CHAR_LM)
+    model = compile_spec(tmp_path / "char_lm.yaml")
+    params = model.init_params(2)
+    save_checkpoint(tmp_path / "ckpt", params, {}, {"step": 0, "model": model.name})
+    (tmp_path / "prompts.txt").write_text("the c\nmat\n")
+    r = run("predict", tmp_path / "char_lm.yaml", "--checkpoint", tmp_path / "ckpt", "--input",
+            tmp_path / "prompts.txt", "--length", "20", "-o", tmp_path / "out.json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "out.json").read_text())
+    for row in rows:
+        assert row["continuation"] == sample_text(model, params, prompt=row["prompt"], length=20,
+                                                  temperature=0)[len(row["prompt"]):]
+    (tmp_path / "bad.txt").write_text("the dog\n")
+    r = run("predict", tmp_path / "char_lm.yaml", "--checkpoint", tmp_path / "ckpt", "--input", tmp_path / "bad.txt")
+    assert r.exit_code == 1 and "characters not in the vocabulary: 'dg'" in r.output
