@@ -302,3 +302,12 @@ def test_a_memory_error_mid_run_is_a_clear_error(tmp_path):
     with pytest.raises(ResourceError, match=r"ran out of memory at step \d+ \(estimated .*; the last checkpoint"):
         train(model, out_dir=tmp_path, progress="none")
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "out_of_memory"
+
+
+def test_resume_without_config_json_keeps_the_checkpoints_horizon(tmp_path):
+    model = lambda: _spirals(steps=10, schedule="cosine")  # noqa: E731
+    train(model(), out_dir=tmp_path / "a", progress="none", overrides={"steps": 16})
+    train(model(), out_dir=tmp_path / "b", progress="none", overrides={"steps": 16}, max_steps=6)
+    (tmp_path / "b" / "config.json").unlink()  # lost: the checkpoint's total_steps stands in
+    assert train(model(), out_dir=tmp_path / "b", progress="none", resume=True)["steps"] == 16
+    assert _same(_params(tmp_path / "a"), _params(tmp_path / "b"))
