@@ -30,8 +30,9 @@ from graphc.cli.common import fail, parse_overrides, set_option
 def render(spec, output, expand, direction, shapes, backward, sets):
     """Draw SPEC as an architecture diagram with Graphviz.
 
-    Edges carry symbolic shapes, nodes their op, key attributes and parameter count; blocks are
-    clusters, repeated blocks fold into one cluster marked ×N. A spec with errors still renders
+    Edges carry symbolic shapes, nodes their op, key attributes and parameter count (in an SVG,
+    hover over a node for all its attributes and shapes); outputs and losses are framed on the
+    node that computes them; blocks are clusters, repeated blocks fold into one cluster marked ×N. A spec with errors still renders
     what it can, with the offending nodes marked. --backward adds the gradient flow of the
     compiler's reverse-mode autodiff. Exit status: 0 drawn; 1 drawn with errors in the spec, or
     nothing to draw, or no `dot` (then the .dot source is written); 2 usage error.
