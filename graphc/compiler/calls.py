@@ -99,9 +99,15 @@ class Out:
 
 @dataclass(frozen=True)
 class ParamGrad:
-    """The gradient of parameter `name`, handed to the optimizer."""
+    """The gradient of parameter `name`, handed to the optimizer. `part`: a parameter shared by
+    several nodes (`tie:`) already has a gradient from a later node; this call's contribution
+    is bound to the temporary `part` and added to it."""
 
     name: str
+    part: str = ""
+
+    def __repr__(self) -> str:  # as before shared parameters existed, unless this is one
+        return f"ParamGrad(name={self.name!r}" + (f", part={self.part!r})" if self.part else ")")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ spec's first step costs no compile of its own; see the README's architecture not
 
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from graphc import __version__
@@ -58,7 +60,7 @@ class _Printer:
             case Param(name):
                 return f'P["{name}"]'
             case Const(value):
-                return repr(value)
+                return _literal(value)
             case Absent():
                 return "_E"
             case Shape(dims):
@@ -83,8 +85,8 @@ class _Printer:
         match r:
             case Out(var):
                 return var
-            case ParamGrad(name):
-                return f'G["{name}"]'
+            case ParamGrad(name, part):
+                return part or f'G["{name}"]'
             case Drop():
                 return "_"
         raise TypeError(f"no printer for result {r!r}")
@@ -113,9 +115,21 @@ class _Printer:
                 lines.append(f"{indent}np.add({acc.total}, {acc.part}, out={acc.total})")
             else:
                 lines.append(f"{indent}{acc.total} = {acc.total} + {acc.part}")
+        for r in c.results:  # a shared parameter: the gradients of all its users add up
+            if isinstance(r, ParamGrad) and r.part:
+                lines.append(f'{indent}G["{r.name}"] = G["{r.name}"] + {r.part}')
         if c.scalar:
             lines.append(f"{indent}{c.scalar} = {c.scalar}.reshape(())")
         return lines
+
+
+def _literal(value) -> str:
+    """A constant as Python source; infinities (clamp without a bound) and NaN by name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "math.nan" if math.isnan(value) else ("math.inf" if value > 0 else "-math.inf")
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 def _pack(items: list[str], indent: str) -> list[str]:

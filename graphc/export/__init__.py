@@ -13,14 +13,17 @@ install never need them. The ops that do not export, and why, are `NOT_EXPORTED`
 """
 
 from graphc.export import (  # noqa: F401  (imported for their registrations)
+    activations,
     attention,
     conv,
     dense,
     elementwise,
     norm,
+    position,
     recurrent,
     sampling,
     shape,
+    source,
 )
 from graphc.export.builder import OPSET, Emit, Unsupported
 from graphc.export.model import NOT_EXPORTED, ExportError, Problem, build, export_onnx, to_onnx, unsupported

@@ -5,6 +5,11 @@ incoming scalar cotangent ``g_out[0]``. Log-sum-exp always subtracts the row max
 of +-1e4 stay finite. Non-differentiable inputs (int targets, masks, bce targets) get a
 zero-size gradient.
 
+Every loss takes `reduction` with PyTorch's meaning: "mean" (the default) or "sum" over the
+elements (rows for the class losses); kl_div also "batchmean" (the sum over everything divided
+by the first axis, B, whatever the rank) and hinge divides each row by the number of classes,
+as torch's multi_margin_loss does.
+
 cross_entropy averages over counted positions (target != ignore_index, weighted by the
 optional mask); when nothing is counted it returns 0 with zero gradient instead of torch's
 NaN, so a fully padded batch cannot poison training. It saves the softmax probabilities
@@ -74,7 +79,7 @@ def _softmax_lse(x2):
 
 
 @numba.njit(cache=True)
-def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing, out=None):
+def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing, reduction, out=None):
     # Saves the softmax probabilities: the backward is then exp-free.
     n_cls = logits.shape[-1]
     x2 = logits.reshape(-1, n_cls)
@@ -98,19 +103,22 @@ def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing, out=N
         den += w[r]
     if out is None:
         out = np.empty(1, dtype=logits.dtype)
-    out[0] = total / den if den > 0.0 else 0.0
+    if reduction == "sum":
+        out[0] = total
+    else:
+        out[0] = total / den if den > 0.0 else 0.0
     return out, probs.reshape(logits.shape)
 
 
 @numba.njit(cache=True)
 def cross_entropy_bwd(
-    g_out, logits, target, mask, ignore_index, label_smoothing, saved0, out, into_logits=None
+    g_out, logits, target, mask, ignore_index, label_smoothing, reduction, saved0, out, into_logits=None
 ):
     n_cls = logits.shape[-1]
     p2 = saved0.reshape(-1, n_cls)
     tf = target.reshape(-1)
     w = _ce_weights(tf, mask.reshape(-1), ignore_index, n_cls)
-    den = w.sum()
+    den = w.sum() if reduction != "sum" else 1.0
     if into_logits is None:
         into_logits = np.empty_like(logits)
     gx2 = into_logits.reshape(-1, n_cls)
@@ -129,7 +137,7 @@ def cross_entropy_bwd(
 
 # --------------------------------------------------------------------------- bce_with_logits
 @numba.njit(cache=True)
-def bce_with_logits_fwd(logits, target, out=None):
+def bce_with_logits_fwd(logits, target, reduction, out=None):
     xf = logits.reshape(-1)
     tf = target.reshape(-1)
     s = 0.0
@@ -139,18 +147,18 @@ def bce_with_logits_fwd(logits, target, out=None):
         s += max(x, 0.0) - x * tf[i] + math.log1p(math.exp(-abs(x)))
     if out is None:
         out = np.empty(1, dtype=logits.dtype)
-    out[0] = s / xf.size
+    out[0] = s if reduction == "sum" else s / xf.size
     return (out,)
 
 
 @numba.njit(cache=True)
-def bce_with_logits_bwd(g_out, logits, target, out, into_logits=None):
+def bce_with_logits_bwd(g_out, logits, target, reduction, out, into_logits=None):
     xf = logits.reshape(-1)
     tf = target.reshape(-1)
     if into_logits is None:
         into_logits = np.empty_like(logits)
     gf = into_logits.reshape(-1)
-    k = g_out[0] / xf.size
+    k = g_out[0] if reduction == "sum" else g_out[0] / xf.size
     for i in range(xf.size):
         x = xf[i]
         if x >= 0:
@@ -164,7 +172,7 @@ def bce_with_logits_bwd(g_out, logits, target, out, into_logits=None):
 
 # --------------------------------------------------------------------------- mse
 @numba.njit(cache=True)
-def mse_fwd(pred, target, out=None):
+def mse_fwd(pred, target, reduction, out=None):
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
     s = 0.0
@@ -173,12 +181,12 @@ def mse_fwd(pred, target, out=None):
         s += d * d
     if out is None:
         out = np.empty(1, dtype=pred.dtype)
-    out[0] = s / pf.size
+    out[0] = s if reduction == "sum" else s / pf.size
     return (out,)
 
 
 @numba.njit(cache=True)
-def mse_bwd(g_out, pred, target, out, into_pred=None, into_target=None):
+def mse_bwd(g_out, pred, target, reduction, out, into_pred=None, into_target=None):
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
     if into_pred is None:
@@ -187,7 +195,7 @@ def mse_bwd(g_out, pred, target, out, into_pred=None, into_target=None):
         into_target = np.empty_like(target)
     gpf = into_pred.reshape(-1)
     gtf = into_target.reshape(-1)
-    k = 2.0 * g_out[0] / pf.size
+    k = 2.0 * g_out[0] if reduction == "sum" else 2.0 * g_out[0] / pf.size
     for i in range(pf.size):
         d = k * (pf[i] - tf[i])
         gpf[i] = d
@@ -197,8 +205,9 @@ def mse_bwd(g_out, pred, target, out, into_pred=None, into_target=None):
 
 # --------------------------------------------------------------------------- hinge
 @numba.njit(cache=True)
-def hinge_fwd(scores, target, margin, out=None):
-    # any leading axes ([B, C], [B, T, C], ...): one row per target, like cross_entropy
+def hinge_fwd(scores, target, margin, reduction, out=None):
+    # any leading axes ([B, C], [B, T, C], ...): one row per target, like cross_entropy; each
+    # row's sum over the wrong classes is divided by the number of classes (multi_margin_loss)
     c_n = scores.shape[-1]
     s2 = scores.reshape(-1, c_n)
     t2 = target.reshape(-1)
@@ -213,12 +222,12 @@ def hinge_fwd(scores, target, margin, out=None):
                 s += max(0.0, s2[b, j] - s2[b, y] + margin)
     if out is None:
         out = np.empty(1, dtype=scores.dtype)
-    out[0] = s / b_n
+    out[0] = s / c_n if reduction == "sum" else s / (b_n * c_n)
     return (out,)
 
 
 @numba.njit(cache=True)
-def hinge_bwd(g_out, scores, target, margin, out, into_scores=None):
+def hinge_bwd(g_out, scores, target, margin, reduction, out, into_scores=None):
     c_n = scores.shape[-1]
     if into_scores is None:
         into_scores = np.zeros_like(scores)
@@ -228,7 +237,7 @@ def hinge_bwd(g_out, scores, target, margin, out, into_scores=None):
     t2 = target.reshape(-1)
     gs = into_scores.reshape(-1, c_n)
     b_n = s2.shape[0]
-    k = g_out[0] / b_n
+    k = g_out[0] / c_n if reduction == "sum" else g_out[0] / (b_n * c_n)
     for b in range(b_n):
         y = t2[b]
         for j in range(c_n):
@@ -241,7 +250,17 @@ def hinge_bwd(g_out, scores, target, margin, out, into_scores=None):
 
 # --------------------------------------------------------------------------- kl_div
 @numba.njit(cache=True)
-def kl_div_fwd(student, teacher, temperature, out=None):
+def _kl_divisor(student, reduction):
+    """What the summed KL is divided by: B (batchmean), every element (mean) or 1 (sum)."""
+    if reduction == "sum":
+        return 1.0
+    if reduction == "mean":
+        return float(student.size)
+    return float(student.shape[0])
+
+
+@numba.njit(cache=True)
+def kl_div_fwd(student, teacher, temperature, reduction, out=None):
     c_n = student.shape[-1]
     s2 = student.reshape(-1, c_n)
     t2 = teacher.reshape(-1, c_n)
@@ -257,19 +276,19 @@ def kl_div_fwd(student, teacher, temperature, out=None):
             total += math.exp(log_p) * (log_p - log_q)
     if out is None:
         out = np.empty(1, dtype=student.dtype)
-    out[0] = temperature * temperature * total / n
+    out[0] = temperature * temperature * total / _kl_divisor(student, reduction)
     return (out,)
 
 
 @numba.njit(cache=True)
-def kl_div_bwd(g_out, student, teacher, temperature, out, into_student=None, into_teacher=None):
+def kl_div_bwd(g_out, student, teacher, temperature, reduction, out, into_student=None, into_teacher=None):
     c_n = student.shape[-1]
     s2 = student.reshape(-1, c_n)
     t2 = teacher.reshape(-1, c_n)
     n = s2.shape[0]
     inv_t = 1.0 / temperature
-    # d/ds = T (q - p) / n;  d/dt = T p (v - <p, v>) / n with v = log p - log q
-    k = g_out[0] * temperature / n
+    # d/ds = T (q - p) / N;  d/dt = T p (v - <p, v>) / N with v = log p - log q, N the divisor
+    k = g_out[0] * temperature / _kl_divisor(student, reduction)
     if into_student is None:
         into_student = np.empty_like(student)
     if into_teacher is None:

@@ -43,7 +43,12 @@ def _flops(c):
 def attention(c):
     """softmax(Q Kᵀ / √d_head + mask) V per head, heads concatenated, then an output projection.
     `q` [B, T, E]; `kv` [B, S, E_kv] for cross attention (default: q); `key_padding_mask` [B, S]
-    with 1 where a key is padding."""
+    with 1 where a key is padding.
+    A query whose keys are all masked (a fully padded row of `key_padding_mask`) attends
+    uniformly to all of them: its output is the output projection of the mean of V, finite,
+    with finite gradients. PyTorch's nn.MultiheadAttention gives NaN there and
+    F.scaled_dot_product_attention 0 (2.x); mask such rows out of the loss (cross_entropy's
+    `mask`, `ignore_index`) rather than rely on either value."""
     q = c.input("q", ranks=(3,))
     kv = c.input("kv", ranks=(3,)) or q
     heads, e = c.attrs["heads"], q.shape[-1]
