@@ -165,16 +165,27 @@ class Arena:
         self.unshared_nbytes = sum(int(np.prod(s, dtype=np.int64)) * dtype.itemsize for s in shapes.values())
 
 
+def plan_bytes(plan: BufferPlan, sizes: dict[str, int], dtype=np.float32) -> tuple[int, int]:
+    """(shared, unshared) bytes of the plan's buffers for these dims, without allocating them."""
+    shapes = plan.shapes(sizes)
+    _, capacity = assign(plan, shapes)
+    itemsize = np.dtype(dtype).itemsize
+    unshared = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values())
+    return int(sum(capacity)) * itemsize, unshared * itemsize
+
+
 def describe(plan: BufferPlan, sizes: dict[str, int] | None = None, dtype=np.float32) -> list[str]:
-    """The plan as comment lines for the generated driver (and `graphc compile --plan`)."""
+    """The plan as comment lines for the generated driver (and `graphc compile --plan`); sizes
+    are computed, never allocated (a plan may be far larger than memory)."""
     lines = [f"{'tensor':<28} {'shape':<24} live"]
-    arena = Arena(plan, sizes, dtype) if sizes is not None else None
     shapes = plan.shapes(sizes) if sizes is not None else {}
+    where, capacity = assign(plan, shapes) if sizes is not None else ({}, [])
     for t in plan.tensors:
-        shape = str(shapes[t.var]) if arena else f"({fmt_shape(t.shape)})"
-        buf = f"   buffer {arena.where[t.var]}" if arena else ""
+        shape = str(shapes[t.var]) if sizes is not None else f"({fmt_shape(t.shape)})"
+        buf = f"   buffer {where[t.var]}" if sizes is not None else ""
         lines.append(f"{t.var:<28} {shape:<24} {plan.where(t.start)}..{plan.where(t.end)}{buf}")
-    if arena is not None:
-        lines.append(f"{len(plan.tensors)} tensors in {len(arena.buffers)} buffers: "
-                     f"{arena.nbytes / 2**20:.2f} MiB (unshared {arena.unshared_nbytes / 2**20:.2f} MiB)")
+    if sizes is not None:
+        shared, unshared = plan_bytes(plan, sizes, dtype)
+        lines.append(f"{len(plan.tensors)} tensors in {len(capacity)} buffers: "
+                     f"{shared / 2**20:.2f} MiB (unshared {unshared / 2**20:.2f} MiB)")
     return lines

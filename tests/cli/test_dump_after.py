@@ -21,3 +21,12 @@ def test_dump_after_on_a_broken_spec_reports_and_exits_1():
 def test_dump_after_an_unknown_pass_is_a_usage_error():
     r = CliRunner().invoke(main, ["compile", str(ROOT / "specs/mlp.yaml"), "--dump-after", "optimize"])
     assert r.exit_code == 2 and "codegen" in r.output
+
+
+def test_plan_larger_than_the_memory_limit_is_refused():
+    args = ["compile", str(ROOT / "specs/transformer.yaml"), "--plan", "--dim", "B=64", "--dim", "T=16"]
+    r = CliRunner().invoke(main, [*args, "--max-memory", "1MB"])
+    assert r.exit_code == 1
+    assert "needs about 8.75 MiB, but the --max-memory limit is 1 MiB" in r.output
+    r = CliRunner().invoke(main, [*args[:-4], "--dim", "B=1000000", "--dim", "T=512"])
+    assert r.exit_code == 1 and "TiB" in r.output and "available" in r.output
