@@ -1,10 +1,10 @@
-"""Every op's ONNX exporter, one case per row of the op table (tests/compiler/test_op_gradients):
-the row's single-node spec is exported with random parameters, must pass onnx's full checker
-and strict shape inference, and onnxruntime's output must equal graphc's forward."""
+"""The ONNX tier of the op table (tests/op_cases.py): every row's one-node spec, with the
+row's parameters and inputs, is exported (onnx's full checker and strict shape inference run
+on it), run in onnxruntime, and compared with the row's NumPy reference, computed on the same
+float32-rounded values. Rows of losses (not exported) and training-mode rows (the export is the
+inference forward) are left out."""
 
 from __future__ import annotations
-
-import zlib
 
 import numpy as np
 import pytest
@@ -12,17 +12,13 @@ import pytest
 from graphc.export import NOT_EXPORTED, ExportError, to_onnx
 from graphc.export.verify import compare, run_onnx
 from graphc.ops import OPS
-from tests.compiler.helpers import params64, spec_text, write
-from tests.compiler.test_op_gradients import ROWS, Row, _batch, _key, _spec
+from tests.compiler.helpers import spec_text, write
+from tests.op_cases import ROWS, case
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-EXTRA = [Row("rmsnorm", "3d", {"x": [2, 3, 4]}), Row("rmsnorm", "eps", {"x": [3, 5]}, {"eps": 1e-3}),
-         Row("rsqrt", "positive", {"x": ([2, 3], "prob")})]
-EXTRA = [r for r in EXTRA if r.op in OPS]
-CASES = [r for r in ROWS + [r for r in EXTRA if r.op not in {x.op for x in ROWS}]
-         if not OPS[r.op].loss and not r.as_loss]
+CASES = [r for r in ROWS if not OPS[r.op].loss and not r.training]
 
 
 def test_every_op_exports_or_is_listed_with_a_reason():
@@ -36,31 +32,25 @@ def test_every_op_exports_or_is_listed_with_a_reason():
 
 def test_every_exportable_op_has_a_case():
     exportable = {n for n, op in OPS.items() if "onnx" in op.rules}
-    assert not exportable - {r.op for r in CASES}
+    missing = sorted(exportable - {r.op for r in CASES})
+    assert not missing, f"exportable ops without an inference-mode row in tests/op_cases.py: {missing}"
 
 
-@pytest.mark.parametrize("r", CASES, ids=_key)
-def test_op_exports_and_matches_graphc(r: Row, tmp_path):
-    from graphc.compiler import compile_spec
+def _f32(v):
+    return v.astype(np.float32) if v.dtype.kind == "f" else v
 
-    rng = np.random.default_rng(zlib.crc32(_key(r).encode()))
-    model = compile_spec(write(tmp_path, _spec(r)), dtype=np.float64)  # float64 kernels: shared
-    params = params64(model, 0)  # with the gradient tier's compiled specialisations
-    params = {k: v + 0.1 * rng.standard_normal(v.shape) if model.params[k].trainable else v
-              for k, v in params.items()}
-    if r.prepare:
-        params = r.prepare(params, rng)
-    params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}  # same values
-    batch = _batch(model, r, rng)
-    batch = {k: v.astype(np.float32).astype(np.float64) if v.dtype.kind == "f" else v
-             for k, v in batch.items()}
-    m = to_onnx(model.graph, params)  # checker (full) and strict shape inference run here
+
+@pytest.mark.parametrize("r", CASES, ids=lambda r: r.key)
+def test_op_exports_and_matches_the_reference(r):
+    c = case(r)
+    params = {f"y.{n}": _f32(v) for n, v in c.params.items() if v is not None}
+    m = to_onnx(c.graph, params)  # checker (full) and strict shape inference run here
     assert [n.name for n in m.graph.node if not n.name.startswith(("y/", "output/"))] == ["y"]
-    got = run_onnx(m, batch)
-    want = model.predict(params, batch)
-    for name in model.outputs:
-        c = compare(name, got[name], want[name])
-        assert c.ok, c
+    got = run_onnx(m, {k: _f32(v) for k, v in c.batch.items()})
+    want = c.reference(cast=np.float32)
+    for out, (_, port) in c.graph.outputs.items():
+        result = compare(out, got[out], np.reshape(want[port], got[out].shape))
+        assert result.ok, result
 
 
 def test_a_loss_is_not_exported_but_named(tmp_path):
