@@ -1,7 +1,7 @@
 """The pass pipeline, top to bottom: one list of named passes for the front and the back end.
 
     load → expand → validate → infer → train          (check, summary, lint, render stop here)
-         → autodiff → plan → codegen                   (compile, train, gradcheck, bench)
+         → autodiff → fuse → plan → codegen            (compile, train, gradcheck, bench)
 
 Every pass reads and extends one `Analysis`. A pass that raises a `DiagnosticError` adds its
 diagnostics; any other exception is a graphc bug and becomes a GC900 diagnostic naming the
@@ -30,6 +30,7 @@ class Analysis:
     file: str
     overrides: dict | None = None
     wrt_inputs: bool = False  # back end: also differentiate with respect to float inputs
+    fuse: bool = True  # back end: fuse pointwise chains (off: --no-fuse, or `compile: {fuse: false}`)
     doc: Any = None  # the loaded document with source marks, for spans the graph does not keep
     graph: Graph | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -76,8 +77,10 @@ def _validate(a: Analysis) -> None:
 
 def _infer(a: Analysis) -> None:
     from graphc.infer import infer
+    from graphc.spec import ties
 
     a.diagnostics.extend(infer(a.graph))
+    a.diagnostics.extend(ties.apply(a.graph))  # shared parameters (`tie:`) once their shapes are known
 
 
 def _train(a: Analysis) -> None:
@@ -90,6 +93,13 @@ def _autodiff(a: Analysis) -> None:
     from graphc.compiler.autodiff import build
 
     a.program = build(a.graph, wrt_inputs=a.wrt_inputs)  # forward plan + reverse walk
+
+
+def _fuse(a: Analysis) -> None:
+    from graphc.compiler.fuse import fuse
+
+    if a.fuse and (getattr(a.graph, "compile", None) or {}).get("fuse", True):
+        fuse(a.program)  # pointwise chains → one generated kernel each, forward and backward
 
 
 def _plan(a: Analysis) -> None:
@@ -115,6 +125,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("infer", _infer, _acyclic),
     Pass("train", _train, _acyclic),
     Pass("autodiff", _autodiff, lambda a: a.ok, back_end=True),
+    Pass("fuse", _fuse, lambda a: a.program is not None, back_end=True),
     Pass("plan", _plan, lambda a: a.program is not None, back_end=True),
     Pass("codegen", _codegen, lambda a: a.buffers is not None, back_end=True),
 )
@@ -171,9 +182,10 @@ def dump(a: Analysis, pass_name: str) -> str:
         return json.dumps(a.doc, indent=2, default=str) if a.doc is not None else ""
     if pass_name in ("expand", "validate", "infer", "train"):
         return _dump_graph(a.graph, types=pass_name in ("infer", "train"))
-    if pass_name == "autodiff":
-        return "\n".join(_dump_call(tag, c) for tag, calls in (("f", a.program.forward), ("b", a.program.backward))
-                         for c in calls)
+    if pass_name in ("autodiff", "fuse"):
+        calls = [_dump_call(tag, c) for tag, cs in (("f", a.program.forward), ("b", a.program.backward))
+                 for c in cs]
+        return "\n".join([g.header() for g in a.program.fused] + calls)
     if pass_name == "plan":
         from graphc.compiler.plan import describe
 

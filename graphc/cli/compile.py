@@ -23,6 +23,22 @@ from graphc.cli.common import (
 from graphc.pipeline import PASS_NAMES
 
 
+def _no_fuse(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        ctx.meta["graphc.fuse"] = False
+
+
+no_fuse_option = click.option(
+    "--no-fuse", is_flag=True, expose_value=False, callback=_no_fuse,
+    help="Keep every pointwise op a kernel call of its own (no fused generated kernels).")
+
+
+def fuse_wanted() -> bool:
+    """False when the running command was given --no-fuse."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or ctx.meta.get("graphc.fuse", True)
+
+
 def _compiled(spec: str, sets, **kw):
     from graphc.compiler import CompileError, compile_graph
     from graphc.diagnostics import summary_line
@@ -30,17 +46,17 @@ def _compiled(spec: str, sets, **kw):
 
     analysis = analyze_or_exit(spec, parse_overrides(sets))
     try:
-        return compile_graph(analysis.graph, **kw)
+        return compile_graph(analysis.graph, fuse=fuse_wanted(), **kw)
     except CompileError as exc:  # what only the back end checks (e.g. a loss that is not a scalar)
         report(Analysis(spec, graph=analysis.graph, diagnostics=exc.diagnostics))
         click.echo(f"{spec}: {summary_line(exc.diagnostics)}", err=True)
         sys.exit(1)
 
 
-def _dump_after(spec: str, sets, pass_name: str) -> None:
+def _dump_after(spec: str, sets, pass_name: str, fuse: bool) -> None:
     from graphc.pipeline import Analysis, dump, run
 
-    a = run(Analysis(spec, parse_overrides(sets)), until=pass_name)
+    a = run(Analysis(spec, parse_overrides(sets), fuse=fuse), until=pass_name)
     if a.reached != pass_name or a.errors:
         report(a)
         click.echo(f"{spec}: stopped before `{pass_name}` finished", err=True)
@@ -48,19 +64,39 @@ def _dump_after(spec: str, sets, pass_name: str) -> None:
     click.echo(dump(a, pass_name))
 
 
+def _check_plan_memory(model, sizes: dict, max_memory) -> None:
+    """Exit 1 when the plan's buffers alone exceed the memory a step may use."""
+    from graphc.compiler.plan import plan_bytes
+    from graphc.runtime.budget import Budget
+    from graphc.runtime.errors import ResourceError
+
+    shared, _ = plan_bytes(model.buffer_plan, sizes, model.dtype)
+    try:
+        Budget.detect(max_memory).check(shared, "the buffer plan at these sizes",
+                                        "lower the dims (--dim) or raise --max-memory")
+    except ResourceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 @click.command("compile")
 @click.argument("spec", type=click.Path())
-@click.option("--emit", type=click.Path(file_okay=False), help="Write the generated source here.")
+@click.option("--emit", type=click.Path(file_okay=False),
+              help="Write the generated driver and fused kernels here.")
 @click.option("--plan", "show_plan", is_flag=True,
               help="Print the buffer plan: each tensor's shape, live range and buffer (sizes from --dim).")
 @click.option("--dump-after", type=click.Choice(PASS_NAMES), metavar="PASS",
               help=f"Print what the pipeline holds after PASS ({', '.join(PASS_NAMES)}) and stop.")
+@click.option("--max-memory", metavar="SIZE",
+              help="With --plan: exit 1 when the plan's buffers exceed SIZE (2GB, 512MB); "
+                   "default: the memory available.")
 @dim_option
 @set_option
-def compile_command(spec, emit, show_plan, dump_after, dims, sets):
+@no_fuse_option
+def compile_command(spec, emit, show_plan, dump_after, max_memory, dims, sets):
     """Compile a spec: autodiff, code generation, kernels; optionally write the generated source."""
     if dump_after:
-        _dump_after(spec, sets, dump_after)
+        _dump_after(spec, sets, dump_after, fuse_wanted())
         return
     t0 = time.perf_counter()
     model = _compiled(spec, sets)
@@ -75,10 +111,14 @@ def compile_command(spec, emit, show_plan, dump_after, dims, sets):
             out.mkdir(parents=True, exist_ok=True)
             target = out / f"{model.name}.py"
             target.write_text(model.source)
+            written = [target]
+            for group in model.fused:  # each generated kernel module, headed by what it serves here
+                written.append(out / f"{model.name}.{group.name}.py")
+                written[-1].write_text(f"{group.header()}\n\n{group.source}")
         except OSError as exc:
             click.echo(f"error: cannot write to `{emit}`: {exc.strerror}", err=True)
             sys.exit(1)
-        click.echo(f"wrote {target}")
+        click.echo(f"wrote {', '.join(str(p) for p in written)}")
     if show_plan:
         from graphc.compiler.plan import describe
 
@@ -93,6 +133,7 @@ def compile_command(spec, emit, show_plan, dump_after, dims, sets):
         click.echo(f"buffer plan ({shown}, {model.dtype}):")
         for line in describe(model.buffer_plan, {k: sizes[k] for k in needed}, model.dtype):
             click.echo(f"  {line}")
+        _check_plan_memory(model, {k: sizes[k] for k in needed}, max_memory)
 
 
 @click.command()
@@ -102,6 +143,7 @@ def compile_command(spec, emit, show_plan, dump_after, dims, sets):
 @click.option("--seed", type=int, default=0, show_default=True)
 @set_option
 @format_option
+@no_fuse_option
 def gradcheck(spec, dims, training, seed, sets, fmt):
     """Float64 finite-difference check of the generated backward: per node and whole graph."""
     from rich.console import Console
@@ -138,6 +180,7 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
 @click.option("--no-cold", is_flag=True, help="Skip the cold-compile measurement (fresh Numba cache).")
 @set_option
 @format_option
+@no_fuse_option
 def bench(spec, dims, steps, no_cold, sets, fmt):
     """Cold compile time, cached start time, step time (forward+backward) and peak memory."""
     from graphc.compiler.benchmark import BenchmarkError, run_benchmark
@@ -146,7 +189,7 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
     batch = int((analysis.graph.train or {}).get("batch", 32))
     sizes = parse_dims(dims, {"B": batch, "T": 16})
     try:
-        results = run_benchmark(spec, sizes, steps, parse_overrides(sets), cold=not no_cold)
+        results = run_benchmark(spec, sizes, steps, parse_overrides(sets), cold=not no_cold, fuse=fuse_wanted())
     except BenchmarkError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from graphc.cli.common import analyze_or_exit, parse_overrides, set_option, user_errors
+from graphc.cli.compile import fuse_wanted, no_fuse_option
 
 
 def _model(spec: str, sets: tuple[str, ...]):
@@ -24,7 +25,7 @@ def _model(spec: str, sets: tuple[str, ...]):
     analysis = analyze_or_exit(spec, {k: v for k, v in overrides.items() if "." not in k})
     constants = set(analysis.graph.constants)
     train_overrides = {k: v for k, v in overrides.items() if k not in constants}
-    return compile_graph(analysis.graph), train_overrides
+    return compile_graph(analysis.graph, fuse=fuse_wanted()), train_overrides
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -49,6 +50,7 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).")
 @set_option
+@no_fuse_option
 def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets):
     """Train a spec on the data its `train:` section names; writes a run directory.
 

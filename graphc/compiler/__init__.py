@@ -42,10 +42,12 @@ class CompileError(Exception):
         self.diagnostics = diagnostics
 
 
-def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> CompiledModel:
+def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False, fuse: bool = True) -> CompiledModel:
     """Compile an analyzed (error-free) graph: the back-end passes, then the driver is loaded.
-    A failing pass raises CompileError with a GC900 diagnostic naming it."""
-    a = run(Analysis(graph.file, graph=graph, wrt_inputs=wrt_inputs), start="autodiff", until="codegen")
+    A failing pass raises CompileError with a GC900 diagnostic naming it. `fuse=False` keeps
+    every pointwise op a call of its own (the spec's `compile: {fuse: false}` does too)."""
+    a = run(Analysis(graph.file, graph=graph, wrt_inputs=wrt_inputs, fuse=fuse), start="autodiff",
+            until="codegen")
     if a.errors:
         raise CompileError(a.diagnostics)
     path = store(a.source, graph.name)
@@ -53,16 +55,17 @@ def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False) -> Compi
     exec(compile(a.source, str(path), "exec"), namespace)  # noqa: S102 - our own generated code
     model = CompiledModel(graph, a.program.tensors, a.source, str(path), namespace, a.buffers, dtype)
     model.kernels = sorted(a.program.kernels)  # the kernel functions the driver calls
+    model.fused = a.program.fused  # the generated pointwise kernels (graphc.compiler.fuse)
     return model
 
 
 def compile_spec(spec: str | Path, *, overrides: dict | None = None, dtype=np.float32,
-                 wrt_inputs: bool = False) -> CompiledModel:
+                 wrt_inputs: bool = False, fuse: bool = True) -> CompiledModel:
     """Analyze a spec file and compile it; raises CompileError when the spec has errors."""
     analysis = analyze(spec, overrides)
     if not analysis.ok:
         raise CompileError(analysis.diagnostics)
-    return compile_graph(analysis.graph, dtype=dtype, wrt_inputs=wrt_inputs)
+    return compile_graph(analysis.graph, dtype=dtype, wrt_inputs=wrt_inputs, fuse=fuse)
 
 
 __all__ = ["CompileError", "CompiledModel", "ForwardResult", "InputError", "ParamSpec", "TensorSpec",

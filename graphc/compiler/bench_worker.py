@@ -15,10 +15,11 @@ t_start = time.perf_counter()
 def main() -> None:
     spec, dims, steps = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    fuse = sys.argv[5] != "no-fuse" if len(sys.argv) > 5 else True
     from graphc.compiler import compile_spec
     from graphc.compiler.checks import synthetic_batch, time_steps
 
-    model = compile_spec(spec, overrides=overrides)
+    model = compile_spec(spec, overrides=overrides, fuse=fuse)
     t_compiled = time.perf_counter()
     params = model.init_params(0)
     batch = synthetic_batch(model, dims)

@@ -15,9 +15,9 @@ class BenchmarkError(RuntimeError):
     """A measured run failed; the message ends with the tail of its stderr."""
 
 
-def _worker(spec: str, dims: dict[str, int], steps: int, overrides: dict, env: dict) -> dict:
+def _worker(spec: str, dims: dict[str, int], steps: int, overrides: dict, env: dict, fuse: bool) -> dict:
     cmd = [sys.executable, "-m", "graphc.compiler.bench_worker", spec, json.dumps(dims), str(steps),
-           json.dumps(overrides)]
+           json.dumps(overrides), "fuse" if fuse else "no-fuse"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
         raise BenchmarkError(f"benchmark run failed:\n{r.stderr.strip()[-2000:]}")
@@ -25,7 +25,7 @@ def _worker(spec: str, dims: dict[str, int], steps: int, overrides: dict, env: d
 
 
 def run_benchmark(spec: str, dims: dict[str, int], steps: int, overrides: dict,
-                  cold: bool = True) -> dict:
+                  cold: bool = True, fuse: bool = True) -> dict:
     """Measure `spec` at `dims`: {"spec", "dims", "cold_start_s" (if `cold`), "cached_start_s",
     "step_median_ms", "step_best_ms", "peak_rss_mb", "buffer_plan_mb"}.
 
@@ -35,10 +35,10 @@ def run_benchmark(spec: str, dims: dict[str, int], steps: int, overrides: dict,
     with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache, "GRAPHC_CACHE_DIR": cache}
         if cold:
-            results["cold_start_s"] = _worker(spec, dims, 0, overrides, env)["first_step_s"]
-            warm = _worker(spec, dims, steps, overrides, env)
+            results["cold_start_s"] = _worker(spec, dims, 0, overrides, env, fuse)["first_step_s"]
+            warm = _worker(spec, dims, steps, overrides, env, fuse)
         else:
-            warm = _worker(spec, dims, steps, overrides, {**os.environ})
+            warm = _worker(spec, dims, steps, overrides, {**os.environ}, fuse)
     return results | {"cached_start_s": warm["first_step_s"], "step_median_ms": warm["step_median"] * 1e3,
                       "step_best_ms": warm["step_best"] * 1e3, "peak_rss_mb": warm["peak_rss_mb"],
                       "buffer_plan_mb": warm["buffer_plan_mb"]}

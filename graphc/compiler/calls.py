@@ -191,3 +191,4 @@ class Program:
     noise: dict[str, str] = field(default_factory=dict)  # node → its noise variable
     wrt_inputs: bool = False
     dim_vars: dict[str, str] = field(default_factory=dict)  # symbolic dim → its driver variable
+    fused: list = field(default_factory=list)  # graphc.compiler.fuse.FusedGroup, after `fuse`

@@ -30,9 +30,11 @@ Destination passing (what the buffer plan, ``graphc.compiler.plan``, relies on):
   specialisations and prunes the ``is None`` branch in each.
 
 Most kernels are ``numba.njit(cache=True)`` dispatchers (``KernelPair.jit``). The exceptions
-are plain Python over NumPy, because that is as fast and much simpler:
-``add``/``sub``/``mul``/``matmul`` (numpy broadcasting + BLAS), and ``rnn``/``lstm``/``gru``
-(thin wrappers over njit per-direction cores, since ``last`` changes the output's rank).
+are plain Python over NumPy, because that is as fast and much simpler: ``matmul`` (numpy
+broadcasting + BLAS), and ``rnn``/``lstm``/``gru`` (thin wrappers over njit per-direction
+cores, since ``last`` changes the output's rank). The ops with a pointwise rule (add, sub,
+mul, relu, gelu, tanh, sigmoid, …) run kernels generated from their rule
+(``graphc.kernels.pointwise``: a Python wrapper per broadcast pattern over generated njit loops).
 
 Importing this package raises glibc's malloc mmap/trim thresholds (see ``_alloc``; opt out
 with ``GRAPHC_NO_MALLOPT=1``): without it every MiB-sized temporary is page-faulted in afresh.
@@ -60,6 +62,6 @@ from graphc.kernels._blas import get_blas_threads, set_blas_threads
 # Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
 _alloc.tune_allocator()
 # Cached kernels inline helpers from sibling modules; drop the cache when any source changed.
-_cache.drop_stale_cache(elementwise.relu_fwd)
+_cache.drop_stale_cache(elementwise.softmax_fwd)
 
 __all__ = ["get_blas_threads", "set_blas_threads"]

@@ -1,15 +1,16 @@
-"""Elementwise kernels: activations, softmax family, dropout, and broadcasting arithmetic.
+"""Elementwise kernels that are not pointwise rules: the softmax family, dropout, and
+``unbroadcast`` (matmul's backward sums its broadcast axes with it).
 
 Convention (shared by every module in ``graphc.kernels``): ``<op>_fwd(**inputs, **params,
 **attrs)`` returns ``(outputs..., saved...)``; ``<op>_bwd(g_<output>..., **inputs, **params,
 **attrs, saved0.., <output>..)`` returns one gradient per input port, then one per param.
-Activations loop over the flat array so the result dtype always follows the input (a float
-literal in a vectorised numba expression could silently promote float32 to float64);
-exp/tanh/sigmoid/erf go through ``graphc.kernels.vmath`` (SIMD float32 forms, libm float64).
+Kernels loop over the flat array so the result dtype always follows the input (a float
+literal in a vectorised numba expression could silently promote float32 to float64); exp goes
+through ``graphc.kernels.vmath`` (SIMD float32 forms, libm float64).
 
-``add``/``sub``/``mul`` are plain NumPy functions, not njit kernels: numpy broadcasting and
-the reduction back to each operand's shape (``unbroadcast``) are already vectorised, and
-numba would need a separate specialisation for every pair of operand ranks.
+add, sub, mul, relu, gelu, tanh, sigmoid and the other ops with a pointwise rule have no
+hand-written kernels: theirs are generated from the rule (graphc.kernels.pointwise), the
+same code every fused group of them gets (graphc.compiler.fuse).
 """
 
 import math
@@ -17,103 +18,7 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.vmath import vexp, vgelu, vsigmoid, vtanh
-
-
-# --------------------------------------------------------------------------- activations
-@numba.njit(cache=True)
-def relu_fwd(x, out=None):
-    if out is None:
-        out = np.empty_like(x)
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
-    for i in range(xf.size):
-        v = xf[i]
-        of[i] = v if v > 0 else 0
-    return (out,)
-
-
-@numba.njit(cache=True)
-def relu_bwd(g_out, x, out, into_x=None):
-    if into_x is None:
-        into_x = np.empty_like(x)
-    gx = into_x
-    gf = g_out.reshape(-1)
-    xf = x.reshape(-1)
-    gxf = gx.reshape(-1)
-    for i in range(xf.size):
-        gxf[i] = gf[i] if xf[i] > 0 else 0
-    return (gx,)
-
-
-@numba.njit(cache=True)
-def gelu_fwd(x, out=None):
-    # Exact (erf) GELU, torch's default approximate="none": x * Phi(x). The saved tensor is
-    # the derivative Phi(x) + x phi(x), not Phi: the forward has exp(-x^2/2) in hand anyway
-    # (Phi's tail is built on it), so the backward is a single multiply.
-    if out is None:
-        out = np.empty_like(x)
-    dydx = np.empty_like(x)
-    vgelu(x.reshape(-1), out.reshape(-1), dydx.reshape(-1))
-    return out, dydx
-
-
-@numba.njit(cache=True)
-def gelu_bwd(g_out, x, saved0, out, into_x=None):
-    # saved0 = d gelu / dx from the forward
-    if into_x is None:
-        into_x = np.empty_like(x)
-    gx = into_x
-    gf = g_out.reshape(-1)
-    df = saved0.reshape(-1)
-    gxf = gx.reshape(-1)
-    for i in range(gxf.size):
-        gxf[i] = gf[i] * df[i]
-    return (gx,)
-
-
-@numba.njit(cache=True)
-def tanh_fwd(x, out=None):
-    if out is None:
-        out = np.empty_like(x)
-    vtanh(x.reshape(-1), out.reshape(-1))
-    return (out,)
-
-
-@numba.njit(cache=True)
-def tanh_bwd(g_out, x, out, into_x=None):
-    # d tanh = 1 - tanh^2: reuse the forward output instead of recomputing tanh.
-    if into_x is None:
-        into_x = np.empty_like(x)
-    gx = into_x
-    gf = g_out.reshape(-1)
-    of = out.reshape(-1)
-    gxf = gx.reshape(-1)
-    for i in range(of.size):
-        gxf[i] = gf[i] * (1 - of[i] * of[i])
-    return (gx,)
-
-
-@numba.njit(cache=True)
-def sigmoid_fwd(x, out=None):
-    if out is None:
-        out = np.empty_like(x)
-    vsigmoid(x.reshape(-1), out.reshape(-1))
-    return (out,)
-
-
-@numba.njit(cache=True)
-def sigmoid_bwd(g_out, x, out, into_x=None):
-    if into_x is None:
-        into_x = np.empty_like(x)
-    gx = into_x
-    gf = g_out.reshape(-1)
-    of = out.reshape(-1)
-    gxf = gx.reshape(-1)
-    for i in range(of.size):
-        s = of[i]
-        gxf[i] = gf[i] * s * (1 - s)
-    return (gx,)
+from graphc.kernels.vmath import vexp
 
 
 # --------------------------------------------------------------------------- softmax family
@@ -269,52 +174,3 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...], out: np.ndarray | None = 
         return out
     r = g.sum(axis=axes, keepdims=True) if axes else g
     return np.ascontiguousarray(r.reshape(shape), dtype=g.dtype)
-
-
-def _unbroadcast_of(ufunc, g, other, shape, out):
-    """``unbroadcast(ufunc(g, other), shape, out)``; straight into ``out`` when nothing is
-    summed (``g`` already has the target shape), so no temporary is made."""
-    if out is not None and g.shape == tuple(shape):
-        ufunc(g, other, out=out)
-        return out
-    return unbroadcast(ufunc(g, other), shape, out)
-
-
-def add_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
-    if out is None:
-        return (np.ascontiguousarray(a + b),)
-    np.add(a, b, out=out)
-    return (out,)
-
-
-def add_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
-    return unbroadcast(g_out, a.shape, into_a), unbroadcast(g_out, b.shape, into_b)
-
-
-def sub_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
-    if out is None:
-        return (np.ascontiguousarray(a - b),)
-    np.subtract(a, b, out=out)
-    return (out,)
-
-
-def sub_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
-    if into_b is not None and g_out.shape == tuple(b.shape):
-        gb = np.negative(g_out, out=into_b)
-    else:
-        gb = unbroadcast(-g_out, b.shape, into_b)
-    return unbroadcast(g_out, a.shape, into_a), gb
-
-
-def mul_fwd(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray]:
-    if out is None:
-        return (np.ascontiguousarray(a * b),)
-    np.multiply(a, b, out=out)
-    return (out,)
-
-
-def mul_bwd(g_out: np.ndarray, a: np.ndarray, b: np.ndarray, out=None, into_a=None, into_b=None):
-    return (
-        _unbroadcast_of(np.multiply, g_out, b, a.shape, into_a),
-        _unbroadcast_of(np.multiply, g_out, a, b.shape, into_b),
-    )

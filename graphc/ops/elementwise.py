@@ -1,10 +1,18 @@
-"""Elementwise arithmetic with broadcasting, activations, softmax, dropout, reductions."""
+"""Elementwise arithmetic with broadcasting, activations, softmax, dropout, reductions.
+
+The elementwise ops carry a `Pointwise` rule: the forward as a scalar expression over the
+ports and attributes, and one VJP per differentiable port over the ports, the output `y` and
+its cotangent `g`. The rules are the ops' only derivative definitions: their kernels
+(`Kernel("pointwise")`, graphc.kernels.pointwise) and every fused group they join
+(graphc.compiler.fuse) are generated from them. Functions a rule may call: graphc.ops.scalar.
+"""
 
 from __future__ import annotations
 
 import sympy
 
 from graphc.ops.registry import Attr, Kernel, axis, defop
+from graphc.ops.scalar import Pointwise
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape
 
 
@@ -25,41 +33,50 @@ def broadcast_shapes(c, a: tuple, b: tuple) -> tuple:
     return tuple(reversed(out))
 
 
-def _binary(name: str, doc: str):
+def _binary(name: str, doc: str, pointwise: Pointwise):
     def rule(c):
         a, b = c.input("a"), c.input("b")
         return a.with_shape(broadcast_shapes(c, a.shape, b.shape))
 
     rule.__doc__ = doc
     defop(name, family="arith", inputs=("a", "b"), flops=lambda c: c.outputs["out"].numel(),
-          kernel=Kernel("elementwise"), tags=("skip",) if name == "add" else ())(rule)
+          kernel=Kernel("pointwise"), tags=("skip",) if name == "add" else (), pointwise=pointwise)(rule)
 
 
-_binary("add", "Elementwise a + b with NumPy broadcasting (a residual connection is an add).")
-_binary("sub", "Elementwise a - b with NumPy broadcasting.")
-_binary("mul", "Elementwise a * b with NumPy broadcasting (gating).")
+# The VJPs of a broadcast port are summed back to its shape by the generated kernels.
+_binary("add", "Elementwise a + b with NumPy broadcasting (a residual connection is an add).",
+        Pointwise("a + b", a="g", b="g"))
+_binary("sub", "Elementwise a - b with NumPy broadcasting.", Pointwise("a - b", a="g", b="-g"))
+_binary("mul", "Elementwise a * b with NumPy broadcasting (gating).",
+        Pointwise("a * b", a="g * b", b="g * a"))
 
 
-# name: (doc, tensors the forward saves for the backward, tags)
+# name: (doc, pointwise rule, tags). A NaN input gives relu 0, as the former kernel did.
 _ACTIVATIONS = {
-    "relu": ("max(0, x).", 0, ()),
-    "gelu": ("x·Φ(x), the exact (erf) GELU as in PyTorch's default.", 1, ()),
-    "tanh": ("Hyperbolic tangent; tanh' = 1 - tanh².", 0, ("saturating",)),
-    "sigmoid": ("σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).", 0, ("saturating",)),
+    "relu": ("max(0, x).", Pointwise("x if x > 0 else 0", x="g if x > 0 else 0"), ()),
+    "gelu": ("x·Φ(x), the exact (erf) GELU as in PyTorch's default.",
+             Pointwise("x * cdf(x)", x="g * (cdf(x) + x * pdf(x))"), ()),
+    "tanh": ("Hyperbolic tangent; tanh' = 1 - tanh².", Pointwise("tanh(x)", x="g * (1 - y * y)"),
+             ("saturating",)),
+    "sigmoid": ("σ(x) = 1 / (1 + e^{-x}); σ' = σ(1 - σ).", Pointwise("sigmoid(x)", x="g * y * (1 - y)"),
+                ("saturating",)),
+    "rsqrt": ("1 / √x (a layer norm written from primitives divides by √(var + eps)).",
+              Pointwise("rsqrt(x)", x="-0.5 * g * y * y * y"), ()),
 }
 
 
-def _activation(name: str, doc: str, saved: int, tags: tuple[str, ...]):
+def _activation(name: str, doc: str, pointwise: Pointwise, tags: tuple[str, ...]):
     def rule(c):
         return c.input("x")
 
     rule.__doc__ = doc
-    defop(name, family="activation", flops=lambda c: c.inputs["x"].numel(), tags=tags,
-          kernel=Kernel("elementwise", saved=saved))(rule)
+    family = "arith" if name == "rsqrt" else "activation"
+    defop(name, family=family, flops=lambda c: c.inputs["x"].numel(), tags=tags,
+          kernel=Kernel("pointwise"), pointwise=pointwise)(rule)
 
 
-for _name, (_doc, _saved, _tags) in _ACTIVATIONS.items():
-    _activation(_name, _doc, _saved, _tags)
+for _name, (_doc, _rule, _tags) in _ACTIVATIONS.items():
+    _activation(_name, _doc, _rule, _tags)
 
 
 def _axis_attr():

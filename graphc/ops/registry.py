@@ -6,7 +6,9 @@ An op definition keeps together (in the style of JAX's `lax` primitives):
   about) · kernel binding · attribute lowering · further registrations (e.g. an exporter).
 The shape rule is the decorated function; its docstring is the op's documentation. The
 kernels (forward and VJP) live in `graphc.kernels.<module>` and are named here, imported only
-when first called for, so `check`, `lint` and `render` never import Numba.
+when first called for, so `check`, `lint` and `render` never import Numba. An elementwise op
+also carries its `Pointwise` rule (scalar forward and VJPs, graphc.ops.scalar): its kernels
+and every fused group it joins are generated from that rule.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import sympy
 
+from graphc.ops.scalar import Pointwise
 from graphc.shapes import Dim, TensorType, dims_equal, fmt_dim
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
@@ -194,6 +197,9 @@ class OpDef:
     lowering: Callable[[dict, int], dict] | None = None
     tags: frozenset[str] = frozenset()  # groups lint rules and render styles ask about
     rules: dict[str, Callable] = field(default_factory=dict)  # further registrations by kind
+    # scalar forward and VJPs of an elementwise op: its kernels are generated from them, and
+    # the `fuse` pass joins chains of such ops into one generated kernel (graphc.compiler.fuse)
+    pointwise: Pointwise | None = None
 
     def lower(self, attrs: dict, rank: int) -> dict:
         """The kernel's attribute arguments for a node with these (spec) attributes."""
@@ -211,7 +217,8 @@ OPS: dict[str, OpDef] = {}
 
 def defop(name: str, *, family: str, kernel: Kernel, inputs=("x",),
           attrs: dict[str, Attr] | None = None, params=None, flops=None, outputs=("out",),
-          loss: bool = False, stochastic: bool = False, lower=None, tags=()):
+          loss: bool = False, stochastic: bool = False, lower=None, tags=(),
+          pointwise: Pointwise | None = None):
     """Register an op; decorates its shape rule. Ports are names or `Port`s."""
 
     ports = tuple(p if isinstance(p, Port) else Port(p) for p in inputs)
@@ -220,6 +227,10 @@ def defop(name: str, *, family: str, kernel: Kernel, inputs=("x",),
                      nondiff=tuple(p.name for p in ports if not p.differentiable)
                      + ((kernel.noise,) if kernel.noise else ()),
                      variadic=any(p.variadic for p in ports))
+    if pointwise is not None:  # a rule that does not parse fails at import, naming the op
+        pointwise.check(name, tuple(p.name for p in ports), (*(attrs or {}), *kernel.attrs),
+                        tuple(p.name for p in ports if p.differentiable))
+        kernel = replace(kernel, saved=pointwise.saved())  # its generated kernel's saved tensors
 
     def register(shape_rule):
         if name in OPS:
@@ -229,7 +240,7 @@ def defop(name: str, *, family: str, kernel: Kernel, inputs=("x",),
             raise RuntimeError(f"op `{name}` has no docstring")
         OPS[name] = OpDef(name, family, doc, ports, dict(attrs or {}), shape_rule, params, flops,
                           outputs, loss, stochastic, kernel, lower or _default_lowering(kernel),
-                          frozenset(tags))
+                          frozenset(tags), pointwise=pointwise)
         return shape_rule
 
     return register

@@ -45,14 +45,16 @@ def test_backward_signature_matches_the_op_record(op):
 
 
 # Plain Python over NumPy where that is as fast (broadcasting, BLAS, views) or the output's rank
-# depends on an attribute (the recurrent wrappers over njit cores); every other kernel is njit.
-NUMPY_SIDE = {"add", "sub", "mul", "matmul", "rnn", "lstm", "gru"}
+# depends on an attribute (the recurrent wrappers over njit cores); the ops with a pointwise rule
+# call Python wrappers over njit loops generated from the rule; every other kernel is njit.
+NUMPY_SIDE = {"matmul", "rnn", "lstm", "gru"}
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_kernels_are_jitted_unless_numpy_does_it_as_well(op):
     k = OPS[op].kernel
-    jitted = not (op in NUMPY_SIDE or k.module == "views")
+    jitted = not (op in NUMPY_SIDE or k.module in ("views", "pointwise"))
+    assert (k.module == "pointwise") == (OPS[op].pointwise is not None), op
     for fn in (k.fwd, k.bwd):
         assert isinstance(fn, numba.core.registry.CPUDispatcher) == jitted, op
 

@@ -1,0 +1,180 @@
+"""Kernels generated from pointwise rules: scalar math for them, and the single-op kernels.
+
+Every elementwise op with a `Pointwise` rule (graphc/ops/elementwise.py) runs generated code:
+a fused group of several ops (graphc.compiler.fuse) or of one (the `<op>_fwd`/`<op>_bwd` that
+ops bound to `Kernel("pointwise")` call, looked up here by name). A generated module
+(graphc.compiler.kernelgen) has a float32 and a float64 copy of each loop, calling the
+scalar functions below by dtype: `<fn>32` are the SIMD-friendly pure-float32 forms of
+graphc.kernels.vmath (no libm call, so the loop vectorises), `<fn>64` are libm, where
+gradient checks need the accuracy. All are inlined at Numba IR level (a call per element
+would stop vectorisation). Why two copies rather than one loop over dtype-dispatching stubs
+(`numba.extending.overload`): an overload inlined at IR level that itself inlines the vmath
+cores, used twice in one loop, trips Numba's SSA checks (NumbaIRAssumptionWarning).
+
+The helpers are decorated with `_inline`, not `@numba.njit(...)` at the start of a line, so
+graphc.kernels._cache leaves this file out of the library's source digest: no library kernel
+calls them, and a generated module's cache key includes this file itself
+(graphc.compiler.cache), so editing it never leaves stale machine code and never throws away
+the library's Numba cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from functools import cache
+
+import numba
+import numpy as np
+
+from graphc.kernels.vmath import _INV_SQRT_2PI32, _cdf32, _exp32, _sigmoid32, _tanh32
+
+_inline = numba.njit(inline="always", error_model="numpy")
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_ONE32 = np.float32(1.0)
+
+# ----------------------------------------------------------------------------- float32
+exp32, tanh32, sigmoid32 = _exp32, _tanh32, _sigmoid32
+
+
+@_inline
+def log32(x):
+    return math.log(x)
+
+
+@_inline
+def sqrt32(x):
+    return math.sqrt(x)
+
+
+@_inline
+def rsqrt32(x):
+    return _ONE32 / math.sqrt(x)
+
+
+@_inline
+def cdf32(x):
+    """Φ(x), the standard normal CDF."""
+    return _cdf32(x)[0]
+
+
+@_inline
+def pdf32(x):
+    """φ(x) = Φ'(x): _cdf32's tail already holds exp(-x²/2) (LLVM merges the two copies when
+    a loop asks for both)."""
+    return _cdf32(x)[1] * _INV_SQRT_2PI32
+
+
+# ----------------------------------------------------------------------------- float64
+@_inline
+def exp64(x):
+    return math.exp(x)
+
+
+@_inline
+def log64(x):
+    return math.log(x)
+
+
+@_inline
+def tanh64(x):
+    return math.tanh(x)
+
+
+@_inline
+def sigmoid64(x):
+    if x >= 0:  # no overflow on either side
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@_inline
+def sqrt64(x):
+    return math.sqrt(x)
+
+
+@_inline
+def rsqrt64(x):
+    return 1.0 / math.sqrt(x)
+
+
+@_inline
+def cdf64(x):
+    return 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
+
+
+@_inline
+def pdf64(x):
+    return _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+# ----------------------------------------------------------------------------- both
+@_inline
+def fmax(a, b):
+    """max(a, b), NaN when `a` is NaN."""
+    return b if a < b else a
+
+
+@_inline
+def fmin(a, b):
+    """min(a, b), NaN when `a` is NaN."""
+    return b if a > b else a
+
+
+# ----------------------------------------------------------------------------- single-op kernels
+def __getattr__(name: str):
+    """`<op>_fwd` / `<op>_bwd` for an op with a pointwise rule: its fused group of one."""
+    op, _, kind = name.rpartition("_")
+    if kind in ("fwd", "bwd") and op:
+        from graphc.ops import OPS
+
+        if op in OPS and OPS[op].pointwise is not None:
+            return _single(op)[0 if kind == "fwd" else 1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _single(op: str):
+    """The library kernels of `op`, following the calling convention of graphc.kernels: the
+    forward takes the ports, the attributes and `out=`; the backward the cotangent `g_out`, the
+    ports, the attributes, `out` and `into_<port>=`, and returns one gradient per port. Any
+    broadcast of the ports works: the kernel for each broadcast pattern is generated on first
+    use (graphc.compiler.kernelgen) and cached on disk like a fused group's."""
+    from graphc.ops import OPS
+
+    rec = OPS[op]
+    ports = [p.name for p in rec.inputs]
+    attrs = list(rec.kernel.attrs)
+    diff = [p for p in ports if p not in rec.kernel.nondiff]
+
+    names = (*ports, *attrs)
+    saved = [f"saved{i}" for i in range(rec.kernel.saved)]
+
+    def fwd(*args, out=None, **kw):
+        from graphc.compiler.kernelgen import single_op
+
+        args = args + tuple(kw[n] for n in names[len(args):])
+        return single_op(op, args[: len(ports)], args[len(ports):], out=out)
+
+    def bwd(*args, out=None, **kw):
+        from graphc.compiler.kernelgen import single_op_vjp
+
+        into = [kw.pop(f"into_{p}", None) for p in ports]
+        args = args + tuple(kw[n] for n in ("g_out", *names, *saved)[len(args):])
+        return single_op_vjp(op, args[0], args[1: 1 + len(ports)], args[1 + len(ports): 1 + len(names)],
+                             saved=args[1 + len(names):], out=out, into=into)
+
+    P = inspect.Parameter
+    fwd.__signature__ = inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD) for n in names] + [P("out", P.KEYWORD_ONLY, default=None)])
+    bwd.__signature__ = inspect.Signature(
+        [P(n, P.POSITIONAL_OR_KEYWORD) for n in ("g_out", *names, *saved)]
+        + [P("out", P.KEYWORD_ONLY, default=None)]
+        + [P(f"into_{p}", P.KEYWORD_ONLY, default=None) for p in diff])
+    fwd.__name__, bwd.__name__ = f"{op}_fwd", f"{op}_bwd"
+    fwd.__qualname__, bwd.__qualname__ = fwd.__name__, bwd.__name__
+    fwd.__doc__ = f"`{op}` forward, generated from its pointwise rule `{rec.pointwise.out}`."
+    bwd.__doc__ = f"`{op}` VJP, generated from its pointwise rule ({dict(rec.pointwise.grads)})."
+    return fwd, bwd
