@@ -19,15 +19,21 @@ def validate(graph: Graph, after_errors: bool = False) -> list:
     real problem. The warnings come back once the errors are fixed."""
     diags = Diagnostics()
     g = graph.digraph()
-    cycles = list(nx.simple_cycles(g, length_bound=64))
+    position = {name: i for i, name in enumerate(graph.nodes)}  # declaration order
+    try:  # one linear pass on the usual acyclic graph; cycles are searched only when there are some
+        graph.order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+        cycles = []
+    except nx.NetworkXUnfeasible:
+        graph.order = []
+        cycles = list(nx.simple_cycles(g, length_bound=64)) or \
+            [[u for u, _ in nx.find_cycle(g)]]  # only cycles longer than 64 nodes
     reported = set()
     for cycle in cycles:
         key = frozenset(cycle)
         if key in reported:
             continue
         reported.add(key)
-        order = list(graph.nodes)
-        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        start = min(range(len(cycle)), key=lambda i: position[cycle[i]])
         cycle = cycle[start:] + cycle[:start]  # report from the node declared first
         first = graph.nodes[cycle[0]]
         path = " → ".join(cycle + [cycle[0]])
@@ -37,7 +43,6 @@ def validate(graph: Graph, after_errors: bool = False) -> list:
                          "(rnn/lstm/gru) instead")
     if cycles:
         return diags.items
-    graph.order = list(nx.lexicographical_topological_sort(g, key=list(graph.nodes).index))
     if graph.failed or after_errors:  # broken references make live nodes look dead: no noise
         return diags.items
     sinks = {node for node, _ in list(graph.outputs.values()) + list(graph.losses.values())}

@@ -34,6 +34,9 @@ def reshape(c):
     """View the data with a new shape of the same size; one axis may be -1 (inferred)."""
     x = c.input("x")
     target = list(c.attrs["shape"])
+    for d in target:
+        if d != -1 and (d.is_number and d < 1 or d.is_positive is False):
+            c.fail(f"axis sizes must be positive (one may be -1), found {fmt_dim(d)}", attr="shape")
     holes = [i for i, d in enumerate(target) if d == -1]
     if len(holes) > 1:
         c.fail("at most one axis of `shape` may be -1", attr="shape")

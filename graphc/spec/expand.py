@@ -309,9 +309,10 @@ class Expander:
         for i, n in enumerate(items):
             where = raw_in.where(i) if isinstance(raw_in, MList) else block.where("inputs")
             if not isinstance(n, str) or not NAME.match(n):
-                self._err("GC005", f"block `{bname}`: input name `{n}` must be an identifier, found "
-                          f"{kind(n) if not isinstance(n, str) else 'text'}", where,
-                          hint="`inputs:` lists the names the block's nodes use for what it is given")
+                self._err("GC005", f"block `{bname}`: input name `{n}` must be an identifier"
+                          if isinstance(n, str) else f"block `{bname}`: an input must be a name, found {kind(n)}",
+                          where, hint="`inputs:` lists the names its nodes use for what an instance gives it, "
+                                      "e.g. `inputs: [x, mask]`")
                 ok = False
             elif n in in_names:
                 self._err("GC202", f"block `{bname}` lists the input `{n}` twice", where)
