@@ -58,6 +58,7 @@ class Node:
     doc: str = ""
     dtype: str = "float32"  # graph inputs only
     shape_spec: tuple = ()  # graph inputs only: the declared (possibly symbolic) shape
+    tie: dict[str, str] = field(default_factory=dict)  # own param → `node.param` it shares (`tie:`)
 
     @property
     def is_input(self) -> bool:
@@ -97,6 +98,9 @@ class Graph:
     flops: dict[str, Dim] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # topological order once validated
     failed: set[str] = field(default_factory=set)  # nodes whose shape rule failed
+    # parameter sharing (`tie:`), once checked after inference: `node.param` → the `node.param`
+    # it uses instead of its own (which is then not in `params`, so it counts once)
+    ties: dict[str, str] = field(default_factory=dict)
 
     def digraph(self) -> nx.DiGraph:
         g = nx.DiGraph()

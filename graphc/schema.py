@@ -37,16 +37,24 @@ def _attr_schema(a: Attr) -> dict:
     return {**base, "description": desc}
 
 
+# a number written as an input (a constant): a scalar or a (nested) list of numbers
+_LITERAL = {"anyOf": [{"type": "number"}, {"type": "array", "items": {"$ref": "#/$defs/literal"}}]}
+
+
 def _in_schema() -> dict:
-    return {"anyOf": [_REF, {"type": "array", "items": _REF},
-                      {"type": "object", "additionalProperties": {"anyOf": [_REF, {"type": "array", "items": _REF}]}}],
-            "description": "inputs: a name, a list bound to the op's ports in order, or {port: name}"}
+    item = {"anyOf": [_REF, {"$ref": "#/$defs/literal"}, _EXPR]}  # an expression over constants: a number
+    return {"anyOf": [item, {"type": "array", "items": item},
+                      {"type": "object", "additionalProperties": {"anyOf": [item, {"type": "array", "items": item}]}}],
+            "description": "inputs: a name, a list bound to the op's ports in order, or {port: name}; "
+                           "a number (or a list of numbers) is a constant"}
 
 
 def _common() -> dict:
     return {"in": _in_schema(),
-            "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, _EXPR],
-                       "description": "chain this node N times"},
+            "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, _EXPR],
+                       "description": "chain this node N times (0: it stands for its first input)"},
+            "tie": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}],
+                    "description": "share parameters: {param: node.param} (or node.param for the same name)"},
             "doc": {"type": "string"},
             "lint": {"type": "object", "properties": {"ignore": {"type": "array", "items": {"type": "string"}}}}}
 
@@ -115,6 +123,6 @@ def spec_schema() -> dict:
             "losses": refs,
             "train": train_json_schema(),
         },
-        "$defs": {"node": _node_schema(), "block_node": _node_schema(in_block=True)},
+        "$defs": {"node": _node_schema(), "block_node": _node_schema(in_block=True), "literal": _LITERAL},
         "x-node-keys": list(NODE_KEYS),
     }

@@ -55,8 +55,9 @@ def check(specs, sets, fmt):
             g = a.graph
             out = ", ".join(f"{k} [{v}]" for k, v in _outputs(a).items())
             warn = f"; {summary_line(a.diagnostics)}" if a.diagnostics else ""
+            shared = f" ({len(g.ties)} shared)" if g.ties else ""
             click.echo(f"{spec}: ok — {len(g.nodes)} nodes, {g.param_count(trainable_only=True):,} "
-                       f"parameters; {out}{warn}")
+                       f"parameters{shared}; {out}{warn}")
         else:
             console(stderr=True).print(f"[bold red]{spec}[/]: {summary_line(a.diagnostics)}")
     if fmt == "json":
@@ -90,12 +91,13 @@ def summary(spec, sets, fmt, depth, with_memory):
         except MemoryUnknown as exc:
             fail(f"--memory: {exc}", 2 if s.free_dims else 1)
     if fmt == "json":
-        click.echo(json.dumps(to_json(s, depth), indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**to_json(s, depth), "shared": dict(a.graph.ties)}, indent=2,
+                              ensure_ascii=False))
         return
-    _print_summary(s, depth)
+    _print_summary(s, depth, a.graph.ties)
 
 
-def _print_summary(s, depth: int | None) -> None:
+def _print_summary(s, depth: int | None, shared: dict[str, str]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -111,8 +113,12 @@ def _print_summary(s, depth: int | None) -> None:
     for r in s.shown(depth):
         block = r.kind == "block"
         op = f"{r.op} ({r.repeat})" if r.repeat else r.op
+        params = [f"{r.params:,}"] if r.params else []
+        if not block:  # a shared parameter (`tie:`) is counted at its owner
+            params += [f"{mine.rsplit('.', 1)[1]} = {owner}" for mine, owner in shared.items()
+                       if mine.rsplit(".", 1)[0] == r.name]
         cells = ["  " * r.depth + r.name, op, fmt_shapes(r.inputs), fmt_shapes(r.outputs),
-                 f"{r.params:,}" if r.params else "", fmt_count(r.flops, humanize=True) if r.flops else ""]
+                 ", ".join(params), fmt_count(r.flops, humanize=True) if r.flops else ""]
         if split:
             cells.append(_trainable(r))
         table.add_row(*cells, style="bold" if block else None)
@@ -129,6 +135,8 @@ def _print_summary(s, depth: int | None) -> None:
         if buffers:
             parts.append(f"buffers {buffers:,} (not trained, e.g. running statistics)")
         lines.append("          " + " · ".join(parts))
+    for mine, owner in shared.items():
+        lines.append(f"shared    `{mine}` is `{owner}` (one parameter used twice, counted once)")
     flops = fmt_count(s.flops)
     concrete = sympy_number(s.flops)
     lines.append(f"FLOPs     {flops}" + (f" ({human(concrete)})" if concrete is not None and concrete >= 1000

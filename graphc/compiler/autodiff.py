@@ -7,7 +7,9 @@ backward kernel, so the walk only has to
   - visit the nodes that lie between something trainable and a loss, in reverse order,
   - hand each backward kernel the cotangents of the node's outputs,
   - accumulate the gradients it returns into the node's inputs (fan-out adds up),
-  - skip the inputs the op's ports mark as not differentiable (token ids, targets, masks).
+  - skip the inputs the op's ports mark as not differentiable (token ids, targets, masks),
+  - add up the gradients of a parameter several nodes share (`tie:`; `graph.ties` says which
+    node's parameter is which), like fan-out.
 Unbroadcasting is the backward kernels' business (`graphc.kernels.elementwise.unbroadcast`),
 done in that one place for add/sub/mul.
 """
@@ -137,7 +139,8 @@ def _operands(prog: Program, node: Node, attrs: dict[str, Operand], saved: bool)
             args[name] = Absent()
     params = prog.graph.params.get(node.name, {})
     for name in (*k.params, *k.buffers):
-        args[name] = Param(f"{node.name}.{name}") if name in params else Absent()
+        shared = prog.graph.ties.get(f"{node.name}.{name}")  # another node's parameter (`tie:`)
+        args[name] = Param(shared) if shared else Param(f"{node.name}.{name}") if name in params else Absent()
     return args | attrs
 
 
@@ -174,7 +177,8 @@ def _requires_grad(prog: Program) -> set[str]:
             if prog.wrt_inputs and node.dtype in ("float32", "float64"):
                 req.add(name)
             continue
-        has_param = any(p.trainable for p in graph.params.get(name, {}).values())
+        has_param = any(p.trainable for p in graph.params.get(name, {}).values()) or any(
+            t.rsplit(".", 1)[0] == name for t in graph.ties)
         if has_param or any(i.src in req for i in _differentiable_inputs(node)):
             req.add(name)
     return req
@@ -205,15 +209,16 @@ def _reverse_walk(prog: Program, attrs: dict[str, dict[str, Operand]], taken: se
             grad_var[(node, port)] = _mangle("g_" + prog.tensors[(node, port)], taken)
             prog.seeds[grad_var[(node, port)]] = loss
     temp, scratch = itertools.count(), itertools.count()
+    param_grads: set[str] = set()  # parameters with a gradient so far (a shared one gets several)
     for name in reversed(todo):
         prog.backward.append(_backward_call(prog, graph.nodes[name], attrs[name], req, grad_var,
-                                            taken, temp, scratch))
+                                            taken, temp, scratch, param_grads))
     for node in graph.inputs:
         if (node.name, "out") in grad_var:
             prog.input_grads[node.name] = grad_var[(node.name, "out")]
 
 
-def _backward_call(prog, node: Node, attrs, req, grad_var, taken, temp, scratch) -> Call:
+def _backward_call(prog, node: Node, attrs, req, grad_var, taken, temp, scratch, param_grads) -> Call:
     graph = prog.graph
     op = OPS[node.op]
     k = op.kernel
@@ -251,8 +256,14 @@ def _backward_call(prog, node: Node, attrs, req, grad_var, taken, temp, scratch)
                 var = results[-1].var if isinstance(results[-1], Out) else f"_scratch{next(scratch)}"
                 dests[f"into_{port}"] = Dest(var, graph.types[bound[0].tensor].shape)
     params = graph.params.get(node.name, {})
-    results += [ParamGrad(f"{node.name}.{p}") if p in params and params[p].trainable else Drop()
-                for p in k.params]
+    for p in k.params:
+        name = graph.ties.get(f"{node.name}.{p}")
+        if name is None and not (p in params and params[p].trainable):
+            results.append(Drop())
+            continue
+        name = name or f"{node.name}.{p}"
+        results.append(ParamGrad(name, f"_gp{next(temp)}" if name in param_grads else ""))
+        param_grads.add(name)
     prog.kernels[f"{k.name}_bwd"] = k.bwd
     t = graph.types.get((node.name, node.outputs[0]))
     comment = f"{node.name} · {node.op} backward ← {fmt_shape(t.shape) if t else '?'}{_where(node)}"

@@ -161,11 +161,13 @@ class Emit:
         return self.b.graph.types[(self.name, port)]
 
     def has_param(self, name: str) -> bool:
-        return name in self.b.graph.params.get(self.name, {})
+        return name in self.b.graph.params.get(self.name, {}) or f"{self.name}.{name}" in self.b.graph.ties
 
     def param(self, name: str) -> str:
-        """The initializer of parameter `name` of this node (`<node>.<name>`)."""
+        """The initializer of parameter `name` of this node (`<node>.<name>`, or the parameter
+        it shares with another node: `tie:`)."""
         full = f"{self.name}.{name}"
+        full = self.b.graph.ties.get(full, full)
         if full not in self.b.initializers:
             if full not in self.b.params:
                 raise KeyError(f"no value for parameter `{full}`")

@@ -39,6 +39,7 @@ from graphc.render.style import (
     OUTPUT_COLOUR,
     REPEAT_COLOUR,
     REPEAT_EDGE,
+    TIE_COLOUR,
     UNKNOWN_COLOURS,
     legend,
 )
@@ -72,6 +73,7 @@ class DiagramBuilder:
         for cluster in self.layout.clusters.values():
             self._cluster(dot, cluster)
         self._edges()
+        self._ties()
         if self.gradients is not None:
             draw_gradient_edges(dot, self.graph, self.layout, self.gradients, self.options.expand)
             self.families.add("gradient")
@@ -142,6 +144,10 @@ class DiagramBuilder:
                      style="rounded,filled", tooltip=tooltip(g, name))
             self.families.add("input")
             return
+        if node.op == "constant" and name not in self.marks.errors:  # a number: drawn as its value
+            dot.node(name, _h(_constant_text(node)), shape="plaintext", style="", fontsize="10",
+                     fontcolor="#263238", margin="0.02", tooltip=tooltip(g, name))
+            return
         op = OPS.get(node.op)
         family = op.family if op else None
         fill, border = FAMILY_COLOURS.get(family, UNKNOWN_COLOURS)
@@ -202,9 +208,23 @@ class DiagramBuilder:
 
     def _param_text(self, name: str) -> str:
         counts = [self.graph.param_count(n) for n in self.layout.stands_for.get(name, [name])]
-        if not any(counts):
-            return ""
-        return _variants([f"{c:,}" for c in counts]) + " params"
+        shared = [f"{_h(full.rsplit('.', 1)[1])} = {_h(owner)}" for full, owner in self.graph.ties.items()
+                  if full.rsplit(".", 1)[0] == name]  # counted at its owner
+        own = _variants([f"{c:,}" for c in counts]) + " params" if any(counts) else ""
+        return " · ".join(t for t in (own, *shared) if t)
+
+    def _ties(self) -> None:
+        """One dashed line from the node that owns a shared parameter to each other user."""
+        drawn = set()
+        for full, owner in self.graph.ties.items():
+            src = self.layout.visible.get(owner.rsplit(".", 1)[0])
+            dst = self.layout.visible.get(full.rsplit(".", 1)[0])
+            if src is None or dst is None or (src, dst) in drawn:
+                continue
+            drawn.add((src, dst))
+            self.dot.edge(src, dst, label=f" shares {owner.rsplit('.', 1)[1]} ", style="dashed",
+                          color=TIE_COLOUR, fontcolor=TIE_COLOUR, constraint="false", arrowhead="none",
+                          tooltip=f"{full} is {owner}: one parameter used twice")
 
     def _edge_label(self, src: str, port: str) -> str:
         if not self.options.shapes:
@@ -228,6 +248,9 @@ class DiagramBuilder:
                     self.dot.edge(inp.src, dst, color=ERROR_COLOUR, style="dashed")
                     continue
                 src = visible[inp.src]
+                if g.nodes[inp.src].op == "constant":  # the number speaks for itself: no shape
+                    labels.setdefault((src, inp.src_port, dst, inp.port), []).append("")
+                    continue
                 stack = None if self.options.expand else repetition_crossed(g, self.layout, inp.src, name)
                 if stack is not None:  # repetition k's output feeding k+1: drawn as the ×N loop
                     folded_back.setdefault(stack, (name, src, dst))
@@ -242,6 +265,18 @@ class DiagramBuilder:
             self.dot.edge(src, dst, style="dashed", color=REPEAT_EDGE, constraint="false",
                           arrowhead="empty", tooltip="output of one repetition feeds the next")
             self.families.add("repeat")
+
+
+def _constant_text(node) -> str:
+    if node.doc:  # a literal from `in:`, as written (`1 / sqrt(d)` says more than 0.353553)
+        return node.doc if len(node.doc) <= 24 else node.doc[:23] + "…"
+    value = node.attrs.get("value")
+    if isinstance(value, tuple):
+        text = "[" + ", ".join(f"{v:g}" for v in value[:4]) + (", …" if len(value) > 4 else "") + "]"
+    else:
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+    shape = node.attrs.get("shape") or ()
+    return text if not shape or isinstance(value, tuple) else f"{text} × {'×'.join(map(str, shape))}"
 
 
 def build_diagram(analysis: Analysis, options: RenderOptions | None = None,

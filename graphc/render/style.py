@@ -22,7 +22,10 @@ FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     "shape": ("#EDF0F2", "#78909C"),
     "regularization": ("#EFE5E1", "#795548"),
     "loss": ("#FCDADA", "#C62828"),
+    "position": ("#F8E1F4", "#AD1457"),
+    "source": ("#E0F2F1", "#00695C"),  # param (a learned tensor of its own)
 }
+TIE_COLOUR = "#00695C"  # the dashed line from a shared parameter's owner to its other user
 UNKNOWN_COLOURS = ("#FFFFFF", "#9E9E9E")  # an op graphc does not know (the spec has an error)
 INPUT_FILL, INPUT_TEXT = "#37474F", "#FFFFFF"  # inputs: dark, so the eye finds where data enters
 OUTPUT_COLOUR, LOSS_COLOUR, ERROR_COLOUR = "#2E7D32", "#C62828", "#D50000"

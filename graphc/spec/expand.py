@@ -20,7 +20,8 @@ import sympy
 from graphc.diagnostics import Diagnostics, did_you_mean
 from graphc.ir import INPUT, BlockFrame, Graph, Node
 from graphc.ops import OPS
-from graphc.spec import refs, values
+from graphc.spec import refs, ties, values
+from graphc.spec.literals import Literal
 from graphc.spec.loader import MDict, MList
 from graphc.spec.refs import ABS, Alias, Binding, Instance, NodeTarget, Scope
 from graphc.spec.train_check import check_settings
@@ -43,6 +44,7 @@ class Expander:
         self.diags = Diagnostics()
         self.nodes: dict[str, Node] = {}
         self.pending: list[tuple[Node, list[Binding]]] = []
+        self.pending_ties: list[ties.Pending] = []
         self.dims: dict[str, sympy.Symbol] = {}
         self.constants: dict[str, Any] = {}
         self.blocks: MDict = MDict()
@@ -67,6 +69,7 @@ class Expander:
         outputs, out_spans = refs.named_refs(self.diags, d, "outputs", root, self.nodes)
         losses, loss_spans = refs.named_refs(self.diags, d, "losses", root, self.nodes)
         refs.bind_pending(self.diags, self.pending, self.nodes, self.broken)
+        ties.resolve(self.diags, self.pending_ties, self.nodes)
         if not outputs and not losses and "outputs" not in d and "losses" not in d:
             self._err("GC303", "the spec declares no `outputs:` and no `losses:`", d.span,
                       hint="name at least one output or loss; nothing else would be computed")
@@ -162,9 +165,9 @@ class Expander:
         if "repeat" in decl:
             repeat = values.expr(self.diags, decl["repeat"], scope.values, decl.where("repeat"),
                                  f"`{name}` repeat")
-            if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
+            if not isinstance(repeat, int) or isinstance(repeat, bool) or not 0 <= repeat <= MAX_REPEAT:
                 if repeat is not None:
-                    self._err("GC104", f"`{name}`: repeat must be an integer from 1 to {MAX_REPEAT}, "
+                    self._err("GC104", f"`{name}`: repeat must be an integer from 0 to {MAX_REPEAT}, "
                               f"found {repeat}", decl.where("repeat"))
                 repeat = 1
         if has_block:
@@ -181,6 +184,10 @@ class Expander:
         attrs, spans = values.attrs(self.diags, op, name, decl, scope.values)
         ports = refs.bind_ports(self.diags, op, name, decl, scope)
         full = scope.prefix + name
+        tied = ties.parse(self.diags, decl, name) if "tie" in decl else []
+        if repeat == 0:  # zero copies of a chain: the identity on its first input
+            return self._passthrough(name, op.name, ports, decl)
+        ports = self._literals(ports, full, span, frames)
         broken = any(d.is_error for d in self.diags.items[errors_before:])
         lint = decl.get("lint") if isinstance(decl.get("lint"), dict) else {}
         for k in range(repeat):
@@ -192,9 +199,37 @@ class Expander:
                 bindings[0] = (ports[0][0], f"{full}.{k - 1}", ports[0][2], ABS)
             if self._add_node(node, span):
                 self.pending.append((node, bindings))
+                self.pending_ties += [(node, param, ref, where, scope) for param, ref, where in tied]
                 if broken:
                     self.broken.add(node_name)
         return NodeTarget(full if repeat == 1 else f"{full}.{repeat - 1}")
+
+    def _passthrough(self, name, what: str, ports: list[Binding], decl: MDict):
+        """`repeat: 0`: the name stands for the first input as given (nothing is added)."""
+        if not ports or isinstance(ports[0][1], Literal):
+            self._err("GC104", f"`{name}`: with `repeat: 0` the node stands for its first input, but "
+                      f"`{what}` is given none", decl.where("repeat"), hint="give it `in:` or remove the node")
+            return NodeTarget(name)
+        if "tie" in decl:
+            self._err("GC207", f"`{name}` repeats 0 times, so it has no parameter to tie", decl.where("tie"))
+        _, ref, where, scope = ports[0]
+        return Alias(scope, ref, where)
+
+    def _literals(self, ports: list[Binding], full: str, span, frames) -> list[Binding]:
+        """A number written in `in:` becomes a constant node `<node>.<port>` feeding that port."""
+        out, count = [], {}
+        for port, ref, where, scope in ports:
+            if not isinstance(ref, Literal):
+                out.append((port, ref, where, scope))
+                continue
+            count[port] = count.get(port, 0) + 1
+            const = f"{full}.{port}" + (str(count[port] - 1) if count[port] > 1 else "")
+            value = ref.values if ref.shape else ref.values[0]
+            node = Node(const, "constant", {"value": value, "shape": ref.shape}, [], ("out",), where,
+                        {}, None, frames, {}, ref.text)  # doc: the literal as written
+            if self._add_node(node, where):
+                out.append((port, const, where, ABS))
+        return out
 
     def _instance(self, name, decl: MDict, span, scope: Scope, frames, path, repeat):
         bname = decl["block"]
@@ -257,6 +292,12 @@ class Expander:
                 self._err("GC107", f"`{name}` does not give block `{bname}` its input `{n}`",
                           decl.where("in") if "in" in decl else span)
         given = {n: g for n, g in given.items() if g is not None}
+        if "tie" in decl:
+            self._err("GC207", f"`{name}`: `tie:` belongs on an op node, not on a block instance",
+                      decl.key_where("tie"), hint=f"put it on the node of block `{bname}` whose parameter "
+                      "is shared")
+        if repeat == 0:  # zero copies of a chain: its first output is its first input as given
+            return self._empty_instance(name, bname, in_names, out_map, given, decl, scope)
         bound = {**self.constants, **self.dims, **args}
         prev: Scope | None = None
         full = scope.prefix + name
@@ -278,6 +319,19 @@ class Expander:
             prev = child
         return Instance({o: Alias(prev, ref, s) for o, (ref, s) in out_map.items()},
                         next(iter(out_map)))
+
+    def _empty_instance(self, name, bname, in_names, out_map, given, decl: MDict, scope: Scope):
+        first_out = next(iter(out_map))
+        if not in_names or in_names[0] not in given:
+            if not in_names:  # (a missing input was reported above)
+                self._err("GC104", f"`{name}`: with `repeat: 0` an instance stands for its first "
+                          f"input, but block `{bname}` has no inputs", decl.where("repeat"))
+            return NodeTarget(scope.prefix + name)  # what reads it is skipped, not reported again
+        ref, where = given[in_names[0]]
+        others = [o for o in out_map if o != first_out]
+        note = (f"`{name}` repeats 0 times: only its first output `{first_out}` exists (it is the "
+                f"input `{in_names[0]}` as given)") if others else ""
+        return Instance({first_out: Alias(scope, ref, where)}, first_out, note)
 
     def _interface(self, bname: str, block: MDict):
         """A block's (args, input names, outputs, body), checked once per block; None when it

@@ -20,6 +20,7 @@ from typing import Any
 from graphc.diagnostics import Diagnostics, Span, did_you_mean
 from graphc.ir import Input, Node
 from graphc.ops import OpDef
+from graphc.spec.literals import Literal, LiteralError, literal
 from graphc.spec.loader import MDict, MList
 from graphc.spec.values import kind
 
@@ -41,6 +42,7 @@ class Alias:  # a name that stands for a reference written in another scope
 class Instance:  # a block instance: its named outputs
     outputs: dict[str, Alias]
     default: str
+    note: str = ""  # why an output may be missing (an instance repeated 0 times)
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Scope:
 ABS = object()  # marks a binding whose reference is already a full node name
 
 # (port, reference, its span, the scope it was written in — or ABS)
-Binding = tuple[str, str, Span | None, Any]
+Binding = tuple[str, Any, Span | None, Any]  # the reference is a str, or a Literal while expanding
 
 
 class ResolveError(Exception):
@@ -84,7 +86,7 @@ def resolve(scope: Scope, ref: str, depth: int = 0) -> tuple[str, str | None]:
         return resolve(target.scope, target.ref, depth + 1)
     out = rest or target.default
     if out not in target.outputs:
-        raise ResolveError(f"block instance `{head}` has no output `{out}`",
+        raise ResolveError(f"block instance `{head}` has no output `{out}`", target.note or
                            did_you_mean(out, target.outputs) or f"outputs: {', '.join(target.outputs)}")
     alias = target.outputs[out]
     return resolve(alias.scope, alias.ref, depth + 1)
@@ -106,11 +108,17 @@ def named(raw, span: Span | None = None) -> dict[str, tuple[Any, Span | None]]:
 
 # ---- phase 1: bind `in:` to ports ----------------------------------------------------------
 def bind_ports(diags: Diagnostics, op: OpDef, name, decl: MDict, scope: Scope) -> list[Binding]:
-    """Bind `in:` to the op's ports → [(port, ref, span, scope)]."""
+    """Bind `in:` to the op's ports → [(port, ref, span, scope)]; a number written as an input
+    becomes a `Literal` ref (graphc.spec.literals), which expansion turns into a constant node."""
     raw = decl.get("in")
     span = decl.where("in")
     ports = op.inputs
     out = []
+    if not ports:  # param, constant
+        if raw is not None:
+            diags.error("GC108", f"`{name}` ({op.name}) takes no inputs", span,
+                        hint="remove `in:`; its value comes from its attributes")
+        return out
     if raw is None:
         diags.error("GC108", f"node `{name}` has no `in:`", decl.key_where("op"),
                     hint=f"`{op.name}` takes {_port_list(op)}")
@@ -122,7 +130,7 @@ def bind_ports(diags: Diagnostics, op: OpDef, name, decl: MDict, scope: Scope) -
                 diags.error("GC108", f"`{op.name}` has no input port `{port}`", raw.key_where(port),
                             hint=did_you_mean(str(port), [q.name for q in ports]) or _port_list(op))
                 continue
-            refs = ref if isinstance(ref, list) else [ref]
+            refs = ref if isinstance(ref, list) and p.variadic else [ref]
             for i, r in enumerate(refs):
                 out.append((port, r, ref.where(i) if isinstance(ref, MList) else raw.where(port), scope))
     else:
@@ -141,10 +149,27 @@ def bind_ports(diags: Diagnostics, op: OpDef, name, decl: MDict, scope: Scope) -
         if not p.optional and p.name not in bound:
             diags.error("GC108", f"`{name}` ({op.name}) is missing its input `{p.name}`", span,
                         hint=f"`{op.name}` takes {_port_list(op)}")
-    for _, r, s, _ in out:
+    out = [_literal_or_ref(diags, op, name, b) for b in out]
+    return [b for b in out if isinstance(b[1], str | Literal)]
+
+
+def _literal_or_ref(diags: Diagnostics, op: OpDef, name, binding: Binding) -> Binding:
+    port, r, s, scope = binding
+    try:
+        lit = literal(r, scope.names, scope.values)
+    except LiteralError as exc:
+        diags.error("GC201", f"`{name}`: input `{port}`: {exc}", s)
+        return (port, None, s, scope)
+    if lit is None:
         if not isinstance(r, str):
-            diags.error("GC201", f"`{name}`: an input reference must be a name, found {kind(r)}", s)
-    return [b for b in out if isinstance(b[1], str)]
+            diags.error("GC201", f"`{name}`: an input reference must be a name (or a number), found {kind(r)}", s)
+        return binding
+    p = op.port(port)
+    if p is not None and p.dtype == "int":
+        diags.error("GC201", f"`{name}`: input `{port}` of `{op.name}` takes integer ids; the number "
+                    f"{lit.text} would be a float constant", s, hint="feed ids from an int64 input")
+        return (port, None, s, scope)
+    return (port, lit, s, scope)
 
 
 def _port_list(op: OpDef) -> str:

@@ -27,7 +27,7 @@ from graphc.spec.expr import MAX_MAGNITUDE, ExprError, check_number, evaluate
 from graphc.spec.loader import MDict, MList
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NODE_KEYS = ("op", "block", "in", "repeat", "doc", "lint")
+NODE_KEYS = ("op", "block", "in", "repeat", "doc", "lint", "tie")
 
 
 # ---- describing the document ---------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_duplicate_key_names_both_lines(write_spec):
     ("inputs: {x: [B, 2]}\nnodes: {a: {op: relu, block: b, in: x}}\noutputs: [a]\n", "GC005"),
     ("inputs: {x: {shape: [B, 2], dtype: float16}}\nnodes: {a: {op: relu, in: x}}\noutputs: [a]\n",
      "GC104"),
-    ("inputs: {x: [B, 2]}\nnodes: {a: {op: relu, in: x, repeat: 0}}\noutputs: [a]\n", "GC104"),
+    ("inputs: {x: [B, 2]}\nnodes: {a: {op: relu, in: x, repeat: -1}}\noutputs: [a]\n", "GC104"),
     ("inputs: {x: [B, 2]}\nnodes: {a: {op: relu, in: x}}\n", "GC303"),
     ("inputs: {x: [B, 2]}\nnodes: {a: {op: relu, in: x}}\noutputs: [a.out2]\n", "GC201"),
     ("constants: {n: 2 ** 999}\ninputs: {x: [B, 2]}\nnodes: {a: {op: relu, in: x}}\noutputs: [a]\n",
