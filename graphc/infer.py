@@ -11,8 +11,10 @@ from graphc.ir import Graph, Node
 from graphc.ops import OPS, ShapeError
 from graphc.ops.registry import Ctx
 from graphc.shapes import fmt_dim, is_integral, tensor
+from graphc.spec.loader import paused_gc
 
 
+@paused_gc()
 def infer(graph: Graph) -> list:
     diags = Diagnostics()
     for name in graph.order or list(graph.nodes):

@@ -10,8 +10,10 @@ import networkx as nx
 
 from graphc.diagnostics import Diagnostics
 from graphc.ir import Graph
+from graphc.spec.loader import paused_gc
 
 
+@paused_gc()
 def validate(graph: Graph, after_errors: bool = False) -> list:
     """Cycles (errors), then reachability warnings — unless the passes before reported an error
     (`after_errors`): an unresolved output, loss or reference, or a node dropped for an unknown

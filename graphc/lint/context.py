@@ -72,10 +72,30 @@ class LintContext:
 
     def ops(self, *names: str) -> Iterator[Node]:
         """Nodes of the given ops, in topological (or declaration) order."""
+        by_op = self._by_op
+        if len(names) == 1:
+            yield from by_op.get(names[0], ())
+            return
+        lists = [by_op[n] for n in dict.fromkeys(names) if n in by_op]
+        if len(lists) == 1:
+            yield from lists[0]
+            return
+        position = self._position
+        yield from sorted((node for nodes in lists for node in nodes), key=lambda n: position[n.name])
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.graph.order or self.graph.nodes)}
+
+    @cached_property
+    def _by_op(self) -> dict[str, list[Node]]:
+        """Nodes by op, each list in topological order: rules ask for a few ops each, and
+        scanning the whole graph per question made lint quadratic-ish on large graphs."""
+        out: dict[str, list[Node]] = {}
         for name in self.graph.order or list(self.graph.nodes):
             node = self.graph.nodes[name]
-            if node.op in names:
-                yield node
+            out.setdefault(node.op, []).append(node)
+        return out
 
     def consumers(self, name: str) -> list[tuple[Node, Input]]:
         return self._consumers.get(name, [])

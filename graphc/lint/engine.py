@@ -30,6 +30,7 @@ from graphc.lint.context import LintContext, decl_paths, suppressions
 from graphc.lint.rules_meta import known_pattern
 from graphc.lint.table import Rule, all_rules
 from graphc.pipeline import analyze
+from graphc.spec.loader import paused_gc
 
 FAIL_LEVELS = ("error", "warning", "note", "never")
 RANK = {"note": 0, "warning": 1, "error": 2}
@@ -181,6 +182,7 @@ def _collapse(diags: list[Diagnostic]) -> list[Diagnostic]:
 _COPY_INDEX = re.compile(r"\.\d+\b")
 
 
+@paused_gc()
 def lint_file(spec: str, *, overrides: dict | None = None, config: Config | None = None) -> LintResult:
     cfg = config or load_config(spec)
     rules = all_rules()

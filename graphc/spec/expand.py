@@ -22,7 +22,7 @@ from graphc.ir import INPUT, BlockFrame, Graph, Node
 from graphc.ops import OPS
 from graphc.spec import refs, ties, values
 from graphc.spec.literals import Literal
-from graphc.spec.loader import MDict, MList
+from graphc.spec.loader import MDict, MList, paused_gc
 from graphc.spec.refs import ABS, Alias, Binding, Instance, NodeTarget, Scope
 from graphc.spec.train_check import check_settings
 from graphc.spec.train_schema import TRAIN_KEYS, set_dotted
@@ -437,6 +437,7 @@ def _stem(file: str) -> str:
     return file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
+@paused_gc()
 def expand(doc: MDict, file: str, overrides: dict | None = None) -> tuple[Graph, list]:
     ex = Expander(doc, file, overrides)
     graph = ex.run()

@@ -19,6 +19,7 @@ import math
 import operator
 import sys
 from collections.abc import Mapping
+from functools import lru_cache
 
 import sympy
 
@@ -127,14 +128,25 @@ def evaluate(text: str, scope: Mapping[str, object]):
     """Evaluate `text` with names from `scope`; returns int, float, bool or a sympy expression."""
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression longer than {MAX_LENGTH} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExprError(f"cannot parse expression `{text}`: {exc.msg}") from None
+    tree = _parse(text.strip())
+    if isinstance(tree, str):
+        raise ExprError(f"cannot parse expression `{text}`: {tree}")
     try:
         return check_number(_eval(tree.body, scope, text), text)
     except RecursionError:
         raise ExprError(f"expression nested too deeply: `{text}`") from None
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str):
+    """The syntax tree of an expression, or the parser's complaint (a spec repeats the same few
+    expressions, `out: d_model`, thousands of times in a large graph)."""
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        return exc.msg
+    except (ValueError, MemoryError, RecursionError) as exc:  # e.g. a NUL character
+        return str(exc) or type(exc).__name__
 
 
 def _eval(node, scope, text):

@@ -71,6 +71,12 @@ ATTR_VALUES = {
     "shape": ["[]", "[-1]", "[-1, -1]", "[0]", "[B, -1]", "[-2, 4]", "[B, T]", "[1, 2, 3, 4, 5, 6]", "[B, 0]",
               "[B, 7]", "[7, -1]", "[B, 1.5]", "[B/2, -1]", "[B, 8, 8]", "[0, -1]", "[-B, -1]", "[B - B, 4]"],
 }
+# `lint:`, `repeat:` and `doc:` values any node may be given.
+NODE_EXTRAS = [("lint", v) for v in ("3", "{ignore: 3}", "{ignore: [[GL1]]}", "{ignore: [GL999, null, 3]}",
+                                     "{ignore: {a: 1}}", "{ignore: [GL306], reason: [x]}", "[GL1]",
+                                     "{ignre: [GL1]}", "{ignore: ''}", "{ignore: [ALL]}", "{ignore: [GC3]}")]
+NODE_EXTRAS += [("repeat", v) for v in ("0", "2", "-1", "1000", "1001", "2.0", "B", "'2 * 2'", "[2]", "true")]
+NODE_EXTRAS += [("doc", v) for v in ("[a]", "{a: 1}", "3", "null", "'a, b: c'")]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -232,6 +238,12 @@ class Mutator:
             return text, "nothing"
         decl = rng.choice(decls)
         op = OPS.get(decl["op"])
+        if rng.random() < 0.15:  # the keys every node takes
+            key, value = rng.choice(NODE_EXTRAS)
+            if key in decl:
+                a, b = _range(text, decl.where(key))
+                return text[:a] + value + text[b:], f"{key} → `{value}`"
+            return _add_key(text, decl, key, value), f"{key} = `{value}`"
         if op is None or rng.random() < 0.2:
             new = rng.choice(sorted(OPS))
             a, b = _range(text, decl.where("op"))
