@@ -63,7 +63,7 @@ class FusedGroup:
     def header(self) -> str:
         """Comment lines naming what the group's generated module computes in this spec."""
         lines = [f"# {self.name}: {', '.join(f'{n} ({o})' for n, o in zip(self.nodes, self.ops, strict=True))}"
-                 f"{self.where}",
+                 f" {self.where}",
                  f"#   loop {self.loop}; " + ", ".join(f"in{k} = {v} ({s})" for k, (v, s) in enumerate(
                      zip(self.inputs, self.input_shapes, strict=True))),
                  "#   " + ", ".join(f"out{k} = {v}" for k, v in enumerate(self.outputs))
@@ -104,25 +104,47 @@ def fuse(prog: Program) -> Program:
 # ----------------------------------------------------------------------------- grouping
 
 
-def _candidate(call: Call) -> bool:
+def _candidate(call: Call, var_type: dict, reductions: bool = True) -> bool:
     op = OPS.get(call.op)
-    if op is None or op.pointwise is None or call.noise is not None:
+    if op is None or call.noise is not None or len(op.output_names({})) != 1:
         return False
+    if op.pointwise is None:
+        return reductions and _row_reduction(call, var_type) is not None
     ports = [p.name for p in op.inputs]
     if not all(isinstance(call.args.get(p), Value) or _literal(call.args.get(p)) for p in ports):
         return False
-    return all(_literal(call.args.get(a)) for a in op.kernel.attrs) and len(op.output_names({})) == 1
+    return all(_literal(call.args.get(a)) for a in op.kernel.attrs)
+
+
+def _row_reduction(call: Call, var_type: dict) -> tuple[int, int] | None:
+    """(first, stop): the trailing axes a `sum`/`mean` with keepdims reduces, when it does."""
+    op = OPS.get(call.op)
+    x = call.args.get("x")
+    axes, keep = call.args.get("axis"), call.args.get("keepdims")
+    if (op is None or "reduce" not in op.rules or not isinstance(x, Value) or not isinstance(axes, Const)
+            or not isinstance(keep, Const) or keep.value is not True or not axes.value):
+        return None
+    t = var_type.get(x.var)
+    rank = len(t.shape) if t is not None else 0
+    axes = sorted(axes.value)
+    if rank < 2 or axes != list(range(rank - len(axes), rank)):
+        return None
+    return axes[0], rank
 
 
 def _literal(op) -> bool:
     return isinstance(op, Const) and isinstance(op.value, int | float) and not isinstance(op.value, bool)
 
 
-def _groups(prog: Program) -> list[list[int]]:
-    """Forward call indices of each group of two or more members, in forward order."""
+def _groups(prog: Program, reductions: bool = True, only: set[int] | None = None) -> list[list[int]]:
+    """Forward call indices of each group of two or more members, in forward order. A group with
+    a reduction is first grown leniently (a statistic read by a later pointwise call may join
+    with it) and then checked whole; one that fails is grouped again without reductions."""
     fwd = prog.forward
     var_type = {v: prog.graph.types.get(t) for t, v in prog.tensors.items()}
-    producer = {c.bound()[0]: t for t, c in enumerate(fwd) if _candidate(c)}
+    cand = {t for t, c in enumerate(fwd) if _candidate(c, var_type, reductions) and (only is None or t in only)}
+    producer = {fwd[t].bound()[0]: t for t in cand}
+    cand_nodes = {fwd[t].node for t in cand}
     readers: dict[str, set] = {}  # var → forward call indices and ("b", node) of backward readers
     for t, c in enumerate(fwd):
         for v in c.reads():
@@ -134,9 +156,12 @@ def _groups(prog: Program) -> list[list[int]]:
     group_of: dict[int, int] = {}
     groups: dict[int, list[int]] = {}
 
-    def valid(members: list[int]) -> bool:
+    def valid(members: list[int], strict: bool) -> bool:
         last = members[-1]
-        loop = var_type[fwd[last].bound()[0]]
+        reduces = [t for t in members if OPS[fwd[t].op].pointwise is None]
+        if strict and last in reduces:
+            return False
+        loop = var_type[fwd[last].args["x"].var if last in reduces else fwd[last].bound()[0]]
         nodes = {fwd[t].node for t in members}
         for t in members:
             var = fwd[t].bound()[0]
@@ -145,11 +170,16 @@ def _groups(prog: Program) -> list[list[int]]:
             if any(isinstance(r, int) and r < last for r in outside):
                 return False  # read before the fused call would run
             if (outside or var in escaping) and t != last and not _same_shape(var_type[var], loop):
-                return False  # needed outside, but not of the loop's shape
+                later = not strict and var not in escaping and all(
+                    (r in cand) if isinstance(r, int) else (r[1] in cand_nodes) for r in outside)
+                if not later:  # needed outside, but not of the loop's shape
+                    return False
+        if strict and reduces:
+            return _rows_ok(fwd, members, reduces, loop, var_type)
         return len(members) <= MAX_MEMBERS
 
     for t, c in enumerate(fwd):
-        if not _candidate(c):
+        if t not in cand:
             continue
         members = [t]
         for v in dict.fromkeys(op.var for op in c.args.values() if isinstance(op, Value)):
@@ -157,7 +187,7 @@ def _groups(prog: Program) -> list[list[int]]:
             if p is None or p not in group_of or group_of[p] in {group_of.get(m) for m in members}:
                 continue
             trial = sorted(set(members) | set(groups[group_of[p]]))
-            if valid(trial):
+            if valid(trial, strict=False):
                 members = trial
         for m in members:
             old = group_of.get(m)
@@ -165,7 +195,32 @@ def _groups(prog: Program) -> list[list[int]]:
                 groups.pop(old, None)
             group_of[m] = t
         groups[t] = members
-    return [m for m in sorted(groups.values()) if len(m) > 1]
+    out = []
+    for members in sorted(groups.values()):
+        if valid(members, strict=True):
+            out.append(members)
+        elif reductions and any(OPS[fwd[t].op].pointwise is None for t in members):
+            out += _groups(prog, reductions=False, only=set(members))
+    return [m for m in sorted(out) if len(m) > 1]
+
+
+def _rows_ok(fwd, members, reduces, loop, var_type) -> bool:
+    """A group with reductions: each reduces exactly the innermost collapsed axis of the loop
+    (the shapes of the members' values and inputs decide where axes merge), over a value of
+    the loop's shape, and the loop has outer axes."""
+    shapes = [tuple(var_type[fwd[t].bound()[0]].shape) for t in members]
+    for t in members:
+        for a in fwd[t].args.values():
+            if isinstance(a, Value) and var_type.get(a.var) is not None:
+                shapes.append(tuple(var_type[a.var].shape))
+    ranges, _ = kg.collapse(tuple(loop.shape), shapes)
+    if len(ranges) < 2:
+        return False
+    for t in reduces:
+        axes = _row_reduction(fwd[t], var_type)
+        if axes is None or axes != tuple(ranges[-1]) or not _same_shape(var_type[fwd[t].args["x"].var], loop):
+            return False
+    return len(members) <= MAX_MEMBERS
 
 
 def _same_shape(a, b) -> bool:
@@ -207,6 +262,16 @@ def _build(prog: Program, members: list[int], taken: set[str]):
     for c in fwd:
         op = OPS[c.op]
         args = []
+        if op.pointwise is None:  # a sum/mean along the innermost axis (graphc.compiler.kernelgen_rows)
+            a = c.args["x"]
+            if a.var in index:
+                arg = kg.V(index[a.var])
+            else:
+                if a.var not in inputs:
+                    inputs.append(a.var)
+                arg = kg.In(inputs.index(a.var))
+            kmembers.append(kg.Member(c.op, (arg,), reduce=op.rules["reduce"]))
+            continue
         for p in op.inputs:
             a = c.args[p.name]
             if isinstance(a, Const):
@@ -257,7 +322,9 @@ def _build(prog: Program, members: list[int], taken: set[str]):
 
     loop_t = var_type[member_var[-1]]
     shapes = [var_type[v].shape for v in inputs]
-    ranges, patterns = kg.collapse(tuple(loop_t.shape), [tuple(s) for s in shapes])
+    members_shapes = [tuple(var_type[v].shape) for v in member_var]  # they keep row axes apart
+    ranges, patterns = kg.collapse(tuple(loop_t.shape), [tuple(s) for s in shapes] + members_shapes)
+    patterns = patterns[: len(inputs)]
     n = kg.sizes(tuple(loop_t.shape), ranges)
     group = kg.Group(len(ranges), tuple(patterns), tuple(kmembers), tuple(outputs),
                      tuple(v in grad_of for v in inputs), tuple(j in cot_var for j in outputs))

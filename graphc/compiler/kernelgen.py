@@ -90,6 +90,7 @@ class Member:
     op: str
     args: tuple[Arg, ...]  # one per port of the op, in port order
     attrs: tuple[tuple[str, Arg], ...] = ()  # attribute → a Lit or a Param
+    reduce: str = ""  # "sum" | "mean": along the innermost loop axis (graphc.compiler.kernelgen_rows)
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,20 @@ class Group:
     params: int = 0
     jacobian: bool = False  # the forward saves ∂out/∂in for the backward (`wants_jacobian`)
 
+    @property
+    def rows(self) -> bool:
+        """Whether a member reduces along the innermost axis (a row group)."""
+        return any(m.reduce for m in self.members)
+
     def bwd_reads(self) -> tuple[list[int], list[int]]:
         """(inputs, outputs) whose values the backward reads: nothing else needs to stay live
         (with `jacobian`, it reads the saved entries and the cotangents only)."""
         if self.jacobian:
             return [], []
+        if self.rows:
+            from graphc.compiler import kernelgen_rows
+
+            return kernelgen_rows.backward_reads(self), []
         r = _recompute(self)
         return r.inputs, r.outputs
 
@@ -291,6 +301,8 @@ def wants_jacobian(g: Group) -> bool:
     recomputing would evaluate an expensive function (exp, tanh, the normal CDF, …) and the
     saved entries take no more tensors than the inputs the backward would otherwise keep
     (a GELU saves one, read instead of its input: same memory, no second CDF)."""
+    if g.rows:
+        return False
     r = _recompute(g)
     exprs = [*(e for _, e, _ in r.walk.lines), *r.walk.gin.values(),
              *(_forward_expr(g.members[j]) for j in r.computed)]
@@ -385,14 +397,22 @@ def _signature(g: Group) -> _Signature:
     if g.jacobian:
         reads = jacs
     else:
-        r = _recompute(g)
-        reads = [f"in{k}" for k in r.inputs] + [f"out{pos}" for pos in r.outputs]
+        reads_in, reads_out = g.bwd_reads()
+        reads = [f"in{k}" for k in reads_in] + [f"out{pos}" for pos in reads_out]
     bwd = gouts + reads + params + gins if gins and gouts else []
     return _Signature(ins + params + outs + jacs, bwd, outs + jacs, gins)
 
 
 def _cores(g: Group, bits: int) -> list[str]:
     """The forward and backward loops of `g` for one dtype."""
+    if g.rows:
+        from graphc.compiler import kernelgen_rows
+
+        sig = _signature(g)
+        lines = kernelgen_rows.forward(g, bits, _ExprPrinter(bits), sig.fwd)
+        if sig.bwd:
+            lines += ["", ""] + kernelgen_rows.backward(g, bits, _ExprPrinter(bits), sig.bwd)
+        return lines
     K = g.rank
     full = _index((True,) * K)
     loops = [f"{'    ' * (a + 1)}for i{a} in range(n{a}):" for a in range(K)]
@@ -435,15 +455,25 @@ def _cores(g: Group, bits: int) -> list[str]:
         body += [f"v{j} = {p.print(_forward_expr(g.members[j]))}  # {g.members[j].op}" for j in r.computed]
         body += [f"{target} = {p.print(e)}  # {note}" for target, e, note in r.walk.lines]
         gin = r.walk.gin
+    # A broadcast input's gradient is summed in float64: along the innermost axis through a row
+    # of contributions (`rowsum`: independent partial sums, no serial chain), else in place.
     accs = [k for k in sorted(gin) if not all(g.inputs[k])]
+    rows = [k for k in accs if not g.inputs[k][-1]]
+    after = []
     for k in sorted(gin):
-        target, op = (f"acc{k}", "+=") if k in accs else (f"gin{k}", "=")
-        body.append(f"{target}[{_index(g.inputs[k])}] {op} {p.print(gin[k])}")
+        if k in rows:
+            body.append(f"row{k}[i{K - 1}] = {p.print(gin[k])}")
+            after.append(f"acc{k}[{_index(g.inputs[k])}] += rowsum(row{k})")
+        else:
+            target, op = (f"acc{k}", "+=") if k in accs else (f"gin{k}", "=")
+            body.append(f"{target}[{_index(g.inputs[k])}] {op} {p.print(gin[k])}")
     first = sig.bwd[0]
     lines += ["", "", _JIT, f"def _bwd{bits}({', '.join(sig.bwd)}):", f"    {unpack} = {first}.shape"]
     lines += [f"    acc{k} = np.zeros(gin{k}.shape)  # a broadcast input: its gradient summed in float64"
               for k in accs]
+    lines += [f"    row{k} = np.empty(n{K - 1})  # its contributions along the innermost axis" for k in rows]
     lines += p.constants(params) + loops + [indent + line for line in body]
+    lines += ["    " * K + line for line in after]
     for k in accs:
         lines += [f"    flat{k}, sums{k} = gin{k}.reshape(-1), acc{k}.reshape(-1)",
                   f"    for i in range(sums{k}.size):", f"        flat{k}[i] = sums{k}[i]"]
@@ -479,11 +509,14 @@ def source(g: Group) -> str:
                      *call("_bwd", sig.bwd, sig.bwd[0]), f"    return {', '.join(sig.gins)},"]
     functions = set().union(*(calls(e) for e in _all_exprs(g)))
     imports = sorted({_ExprPrinter(b).function(f) for f in functions for b in (32, 64)} - {"abs"})
+    if (any(not pattern[-1] for k, pattern in enumerate(g.inputs) if g.grads[k]) and sig.bwd) or g.rows:
+        imports = sorted({*imports, "rowsum"})
     head = [
         '"""A fused pointwise group, generated by graphc from the ops\' pointwise rules.',
         "",
         "Do not edit: graphc.compiler.kernelgen writes it; its file name is the hash of this source",
-        "and the toolchain. Members: " + ", ".join(f"v{j} {m.op}" for j, m in enumerate(g.members)) + ".",
+        "and the toolchain. Members: " + ", ".join(f"v{j} {m.op}" for j, m in enumerate(g.members)) + "."
+        + (" Row by row, in phases (graphc.compiler.kernelgen_rows)." if g.rows else ""),
         f"A loop over {K} ax{'is' if K == 1 else 'es'}; each input is indexed with 0 where it broadcasts: "
         + ", ".join(f"in{k}[{_index(g.inputs[k])}]" for k in range(len(g.inputs))) + ".",
         "Each loop comes as a float32 and a float64 copy (graphc.kernels.pointwise says why).",
@@ -502,7 +535,8 @@ def _all_exprs(g: Group) -> list[Expr]:
     out = []
     for m in g.members:
         rule = OPS[m.op].pointwise
-        out += [rule.forward, *(rule.vjp(p) for p, _ in rule.grads)]
+        if rule is not None:  # (a reduction has none)
+            out += [rule.forward, *(rule.vjp(p) for p, _ in rule.grads)]
     return out
 
 
@@ -593,3 +627,35 @@ def single_op_vjp(op: str, g_out, values, attrs, saved=(), out=None, into=()) ->
     if reads_out and out is None:
         out = single_op(op, values, attrs)[0]
     return mod.bwd(n, g_out, *[values[k] for k in reads_in], *([out] if reads_out else []), *attrs, *grads)
+
+
+def exercise(g: Group, size: int = 8, dtype=np.float32) -> tuple[float, float]:
+    """Call group `g`'s forward and backward once on small arrays of `dtype` (compiling them on a
+    cold cache); the seconds each call took. For benchmarks and cache tests."""
+    import time
+
+    mod = load(g)
+    n = (size,) * g.rank
+    rng = np.random.default_rng(0)
+    arrays = {f"in{k}": rng.standard_normal(tuple(s if f else 1 for s, f in zip(n, p, strict=True))).astype(dtype)
+              for k, p in enumerate(g.inputs)}
+    sig = _signature(g)
+    for name in [*sig.outs, *sig.fwd]:
+        if name.startswith(("out", "jac")):
+            arrays[name] = np.empty(n, dtype)
+    params = [0.5] * g.params
+    t = time.perf_counter()
+    mod.fwd(n, *[arrays[a] if not a.startswith("a") or not a[1:].isdigit() else params[int(a[1:])]
+                 for a in sig.fwd])
+    t_fwd = time.perf_counter() - t
+    if not sig.bwd:
+        return t_fwd, 0.0
+    for name in sig.bwd:
+        if name.startswith("gout"):
+            arrays[name] = np.ones(n, dtype)
+        elif name.startswith("gin"):
+            arrays[name] = np.empty_like(arrays[f"in{name[3:]}"])
+    t = time.perf_counter()
+    mod.bwd(n, *[arrays[a] if not a.startswith("a") or not a[1:].isdigit() else params[int(a[1:])]
+                 for a in sig.bwd])
+    return t_fwd, time.perf_counter() - t

@@ -123,6 +123,29 @@ def fmin(a, b):
     return b if a > b else a
 
 
+@_inline
+def rowsum(row):
+    """The float64 sum of `row` with eight independent partial sums: a single running sum is a
+    chain of dependent adds (4 cycles each), which LLVM may not reorder into SIMD lanes."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n = row.size
+    j = 0
+    while j + 8 <= n:
+        s0 += row[j]
+        s1 += row[j + 1]
+        s2 += row[j + 2]
+        s3 += row[j + 3]
+        s4 += row[j + 4]
+        s5 += row[j + 5]
+        s6 += row[j + 6]
+        s7 += row[j + 7]
+        j += 8
+    while j < n:
+        s0 += row[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
 # ----------------------------------------------------------------------------- single-op kernels
 def __getattr__(name: str):
     """`<op>_fwd` / `<op>_bwd` for an op with a pointwise rule: its fused group of one."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy
 
-from graphc.ops.registry import Attr, Kernel, axis, defop
+from graphc.ops.registry import OPS, Attr, Kernel, axis, defop
 from graphc.ops.scalar import Pointwise
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape
 
@@ -158,3 +158,7 @@ def _reduce(name: str, doc: str):
 
 _reduce("sum", "Sum over the given axes.")
 _reduce("mean", "Mean over the given axes.")
+# Over the trailing axes with keepdims, a sum or mean may join a fused pointwise group (a layer
+# norm from primitives: graphc.compiler.kernelgen_rows); its VJP broadcasts the cotangent back.
+OPS["sum"].rules["reduce"] = "sum"
+OPS["mean"].rules["reduce"] = "mean"

@@ -196,7 +196,7 @@ class OpDef:
     # of the first input (negative axes count from the end)
     lowering: Callable[[dict, int], dict] | None = None
     tags: frozenset[str] = frozenset()  # groups lint rules and render styles ask about
-    rules: dict[str, Callable] = field(default_factory=dict)  # further registrations by kind
+    rules: dict[str, Any] = field(default_factory=dict)  # further registrations by kind
     # scalar forward and VJPs of an elementwise op: its kernels are generated from them, and
     # the `fuse` pass joins chains of such ops into one generated kernel (graphc.compiler.fuse)
     pointwise: Pointwise | None = None
