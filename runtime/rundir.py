@@ -7,10 +7,13 @@
   checked first, so a bad checkpoint changes nothing) and ``begin`` (write ``config.json``;
   a fresh run starts ``metrics.jsonl``, a resumed one rewrites it atomically only once its
   first new row exists, so a failed resume never truncates it);
-- ``record`` (append a metrics row) and ``save`` (an atomic checkpoint, see :mod:`.checkpoint`);
+- ``record`` (append a metrics row to ``metrics.jsonl`` and ``metrics.csv``, and to the
+  TensorBoard event files when tensorboardX is installed: :mod:`.runlog`) and ``save`` (an
+  atomic checkpoint, see :mod:`.checkpoint`);
 - ``fail`` (a NaN/Inf or a diverged loss: name the step and the first bad node, keep the last
   good checkpoint, write the summary, raise NonFiniteError) and ``finish`` (``summary.json``,
-  always strict JSON: NaN/inf become null, and ``loss.png``).
+  always strict JSON: NaN/inf become null, with the run's steady-state throughput, and
+  ``loss.png``).
 
 :func:`claim` picks and locks the directory before anything is written: an advisory
 ``fcntl.flock`` on ``<run>/.lock`` (holding the pid) keeps two runs out of one directory, and
@@ -42,18 +45,27 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .config import EarlyStopping
 from .distributed import World
 from .errors import CheckpointError, DataError, NonFiniteError, RunDirError
 from .phases import PhaseRun, load_optimizer_state, optimizer_state
 from .plot import plot_losses
+from .runlog import (
+    CSV_FILE,
+    TENSORBOARD_DIR,
+    TensorBoardLog,
+    csv_columns,
+    csv_lines,
+    tensorboard_unavailable,
+)
 from .setup import Setup, spec_hash
 
 CHECKPOINT_DIR = "checkpoint"
-BEST_DIR = "best"  # the parameters at the best evaluation, with early stopping
+BEST_DIR = "best"  # the parameters at the best evaluation (by RunFiles.best_rule's metric)
 LOCK_FILE = ".lock"
 # what a run writes; `existing="overwrite"` removes exactly these (nothing else of the user's)
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "loss.png")
-RUN_DIRS = (CHECKPOINT_DIR, BEST_DIR)
+RUN_FILES = ("config.json", "metrics.jsonl", CSV_FILE, "summary.json", "loss.png")
+RUN_DIRS = (CHECKPOINT_DIR, BEST_DIR, TENSORBOARD_DIR)
 
 
 class RunFiles:
@@ -80,6 +92,15 @@ class RunFiles:
     first_loss: float | None
     rewrite_metrics: bool
     world: World
+    tensorboard: TensorBoardLog | None = None  # set by begin() when tensorboardX is installed
+    tensorboard_missing: str | None = None  # why there is none
+    csv_cols: list[str] | None = None  # metrics.csv's columns (None: rewrite it at the next row)
+
+    def best_rule(self) -> EarlyStopping:
+        """How ``best/`` is chosen: by the early-stopping metric when there is one, else by
+        val_loss (lower is better), as Keras's ModelCheckpoint does."""
+        es = self.cfg.early_stopping
+        return es if es is not None else EarlyStopping("val_loss", patience=0, mode="min")
 
     # --- start and resume ---------------------------------------------------------------
 
@@ -111,8 +132,10 @@ class RunFiles:
             raise CheckpointError(f"{ckpt.path / STATE_FILE}: field `data`: {err}") from None
         self.params = params
         self.step = self.resumed_from = self.last_saved = state["step"]
-        if state.get("early_stopping") is not None:
-            self.best = state["early_stopping"]
+        saved = state.get("early_stopping")
+        metric = self.best_rule().metric
+        if saved is not None and saved.get("metric", metric) == metric:  # else a new best
+            self.best = {**saved, "metric": metric}
         self.first_loss = state.get("first_loss")
         self.history = [
             r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("step", 0) <= self.step
@@ -143,9 +166,34 @@ class RunFiles:
         write_atomic(self.out / "config.json", dumps(config, indent=2))
         if self.resumed_from is None:
             write_atomic(self.out / "metrics.jsonl", "")
+            write_atomic(self.out / CSV_FILE, "")
+            self.csv_cols = []
             self.rewrite_metrics = False
         else:  # keep every row until this run has one of its own
+            self.csv_cols = None
             self.rewrite_metrics = True
+        self.open_tensorboard()
+
+    def open_tensorboard(self) -> None:
+        """Event files in ``tensorboard/`` when tensorboardX can be loaded; else nothing (the
+        header says how to enable them)."""
+        self.tensorboard_missing = tensorboard_unavailable()
+        if self.tensorboard_missing is not None:
+            return
+        resumed = self.resumed_from is not None
+        try:
+            self.tensorboard = TensorBoardLog(
+                self.out / TENSORBOARD_DIR,
+                start_step=self.step,
+                purge_step=self.step + 1 if resumed else None,
+            )
+        except OSError as err:
+            self.tensorboard_missing = f"cannot write {self.out / TENSORBOARD_DIR}: {err}"
+
+    def close_logs(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def record(self, row: dict) -> None:
         if not row:
@@ -153,12 +201,20 @@ class RunFiles:
         self.history.append(row)
         if not self.world.root:
             return
+        if self.tensorboard is not None:
+            self.tensorboard.add(json_safe(row))
         if self.rewrite_metrics:  # a resumed run: the rows up to its checkpoint, then its own
             write_atomic(self.out / "metrics.jsonl", "".join(dumps(r) + "\n" for r in self.history))
             self.rewrite_metrics = False
-            return
-        with open(self.out / "metrics.jsonl", "a") as fh:
-            fh.write(dumps(row) + "\n")
+        else:
+            with open(self.out / "metrics.jsonl", "a") as fh:
+                fh.write(dumps(row) + "\n")
+        if self.csv_cols is None or any(k not in self.csv_cols for k in row):
+            self.csv_cols = csv_columns(self.history)  # a new column: the file again, at once
+            write_atomic(self.out / CSV_FILE, csv_lines(self.history, self.csv_cols, header=True))
+        else:
+            with open(self.out / CSV_FILE, "a") as fh:
+                fh.write(csv_lines([row], self.csv_cols, header=False))
 
     # --- checkpoints and endings ----------------------------------------------------------
 
@@ -246,6 +302,7 @@ class RunFiles:
                 sum(np.prod(self.model.params[n].shape) for n in self.trainable)
             ),
             "time_sec": round(time.perf_counter() - self.t0, 3),
+            "throughput": self.throughput(),
             "metrics": {
                 "loss": last.get("loss"),
                 **{k: v for k, v in val.items() if k.startswith("val_")},
@@ -261,10 +318,29 @@ class RunFiles:
         summary = json_safe(summary)
         if not self.world.root:
             return summary
+        self.close_logs()
         write_atomic(self.out / "summary.json", dumps(summary, indent=2))
         with contextlib.suppress(ValueError, OverflowError):  # a curve too wild to scale
-            plot_losses(self.history, self.out / "loss.png", title=self.model.name)
+            plot_losses(
+                self.history,
+                self.out / "loss.png",
+                title=self.model.name,
+                metric=self.best_rule().metric,
+                best_step=self.best.get("best_step"),
+            )
         return summary
+
+    def throughput(self) -> dict | None:
+        """This invocation's steady-state speed (the first steps, where kernels load or
+        compile, left out): samples/s, steps/s, the first step's seconds."""
+        meter = getattr(self.bar, "meter", None)
+        if meter is None:
+            return None
+        out = meter.overall()
+        for key, digits in (("samples_per_sec", 1), ("steps_per_sec", 3), ("first_step_sec", 3)):
+            if isinstance(out.get(key), float):
+                out[key] = round(out[key], digits)
+        return out
 
 
 # --- strict JSON ------------------------------------------------------------------------------

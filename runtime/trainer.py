@@ -42,9 +42,12 @@ that depend on the horizon (cosine, linear) the rate moves at step M to where th
 is at step M (a notice says so); constant and step schedules are unaffected, so there too the
 result equals the straight N-step run.
 
-Run directory: ``config.json`` (resolved train config), ``metrics.jsonl`` (one JSON object per
-logged step), ``summary.json`` (status and final metrics, incl. ``val_*``), ``loss.png`` and
-``checkpoint/`` (the latest; see :mod:`.checkpoint`), all written by :mod:`.rundir`.
+Run directory: ``config.json`` (resolved train config), ``metrics.jsonl`` and ``metrics.csv``
+(one row per logged step), ``summary.json`` (status, final metrics incl. ``val_*``, steady-state
+throughput), ``loss.png``, ``checkpoint/`` (the latest; see :mod:`.checkpoint`), ``best/`` (the
+best evaluation by the early-stopping metric, else val_loss) and ``tensorboard/`` (with
+tensorboardX), all written by :mod:`.rundir`; the header printed before the first step is
+:func:`.runlog.describe_run`.
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
 from .optim import clip_by_global_norm, global_norm
 from .phases import PhaseRun, build_phases, trainable_params
-from .progress import make_progress
+from .progress import CACHED, COMPILING, make_progress
 from .rundir import BEST_DIR, CHECKPOINT_DIR, LOCK_FILE, RunFiles, claim
+from .runlog import describe_run
 from .setup import Setup, model_fingerprint, step_seed
 
 DIVERGED_RATIO = 1e6  # |loss| above this many times the first step's (and above 1e6): diverged
@@ -130,7 +134,8 @@ def train(
         ranks.check_batch(setup.cfg.batch)
         run = Run(model, requested, setup, overrides)
         run.params = setup.initial_params(model, run.params, resume)  # train.init_from
-        setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
+        with bar.slow(COMPILING + CACHED):  # the probe forward is the kernels' first call
+            setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
     except MemoryError:
         raise ResourceError(
             "ran out of memory while preparing the run (data, parameters); nothing was "
@@ -152,6 +157,7 @@ def train(
             _resume_notice(run, saved_total)
         ranks.check_identical(run.params, "at the start")
         run.begin(overwrite=existing == "overwrite")
+        bar.header(*describe_run(run))
         return run.loop(max_steps, bar, handle_sigint)
     except BaseException:
         if ranks.root and not resume and out != requested and _only_lock(out):
@@ -228,7 +234,9 @@ class Run(RunFiles):
         self.step = 0
         self.resumed_from: int | None = None
         self.last_saved: int | None = None
-        self.best = {"best": None, "best_step": None, "bad_evals": 0}  # early stopping
+        # the best evaluation (best/) and early stopping's count of evaluations since
+        self.best = {"metric": self.best_rule().metric, "best": None, "best_step": None,
+                     "bad_evals": 0}  # fmt: skip
         self.history: list[dict] = []
         self.t0 = time.perf_counter()
         self.bar = make_progress("none")
@@ -267,12 +275,15 @@ class Run(RunFiles):
         status = "completed"
         bar.start(self.total, self.step)
         try:
-            window = (time.perf_counter(), 0)
+            window = (time.perf_counter(), 0)  # the speed of the steps since the last row
+            first = self.step
             while self.step < stop_at:
                 logging = (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
                 tracker, norm, lr, samples = self.train_step(logging)
                 self.step += 1
                 window = (window[0], window[1] + samples)
+                if self.step == first + 1 and not logging:  # kernels load or compile in it
+                    window = (time.perf_counter(), 0)
                 row: dict[str, Any] = {}
                 if logging:
                     now = time.perf_counter()
@@ -303,7 +314,7 @@ class Run(RunFiles):
                     bar.message(
                         f"early stopping at step {self.step}: {es.metric} has not "
                         f"improved for {es.patience} evaluations (best "
-                        f"{self.best['best']} at step {self.best['best_step']})"
+                        f"{_fmt_metric(self.best['best'])} at step {self.best['best_step']})"
                     )
                     status = "early_stopped"
                     break
@@ -338,6 +349,7 @@ class Run(RunFiles):
             raise KeyboardInterrupt from None
         finally:
             bar.close()
+            self.close_logs()
         return self.finish(status)
 
     def out_of_memory(self) -> None:
@@ -446,8 +458,10 @@ class Run(RunFiles):
         return tracker, norm, lrs[0], samples
 
     def validate(self, row: dict, *, judge: bool = True) -> bool:
-        """Add val_* metrics to ``row`` (in place). With ``judge``, early stopping weighs them
-        (keeping the best parameters in ``best/``); True when it says stop."""
+        """Add val_* metrics to ``row`` (in place). With ``judge`` (every regular evaluation;
+        not the extra one of a run stopped between them), keep the parameters in ``best/``
+        when the best metric improved (:meth:`best_rule`) and let early stopping weigh them;
+        True when it says stop."""
         val_set = self.setup.data.val
         if val_set is None:
             return False
@@ -465,20 +479,28 @@ class Run(RunFiles):
         self.bar.message(
             f"step {self.step}: " + "  ".join(f"val_{k} {v:.4f}" for k, v in val.items())
         )
-        es = self.cfg.early_stopping
-        if es is None or not judge:
+        es, rule = self.cfg.early_stopping, self.best_rule()
+        if not judge or not isinstance(row.get(rule.metric), int | float):
             return False
-        value = row[es.metric]
-        if math.isfinite(value) and es.improved(value, self.best["best"]):
-            self.best = {"best": value, "best_step": self.step, "bad_evals": 0}
+        value = row[rule.metric]
+        if math.isfinite(value) and rule.improved(value, self.best["best"]):
+            self.best = {"metric": rule.metric, "best": value, "best_step": self.step,
+                         "bad_evals": 0}  # fmt: skip
             state = {
                 "step": self.step,
                 "model": self.model.name,
                 "model_hash": self.fingerprint,
-                es.metric: value,
+                rule.metric: value,
             }
             if self.world.root:
                 save_checkpoint(self.out / BEST_DIR, self.params, {}, state)
             return False
         self.best["bad_evals"] += 1
-        return self.best["bad_evals"] >= es.patience
+        return es is not None and self.best["bad_evals"] >= es.patience
+
+
+def _fmt_metric(value) -> str:
+    """A metric as the validation lines show it (0.0519), small values in 3 digits."""
+    if not isinstance(value, int | float) or value == 0 or abs(value) >= 1e-3:
+        return f"{value:.4f}" if isinstance(value, int | float) else str(value)
+    return f"{value:.3g}"
