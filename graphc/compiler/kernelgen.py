@@ -575,17 +575,30 @@ def load(g: Group):
 
 # ----------------------------------------------------------------------------- single-op kernels
 
-_SINGLE: dict[tuple, tuple] = {}
+
+@dataclass(frozen=True)
+class _SinglePlan:
+    """A library kernel's group of one for one broadcast pattern, with what each call needs."""
+
+    mod: object
+    n: tuple  # collapsed loop sizes
+    loop: tuple  # the output's shape
+    jacobians: int  # saved entries
+    reads_in: tuple  # inputs the backward reads (recompute mode)
+    reads_out: bool  # the backward reads the output back
+    grads: tuple  # ports that get a gradient
 
 
-def _single_plan(op: str, shapes: tuple, n_attrs: int):
+_SINGLE: dict[tuple, _SinglePlan] = {}
+
+
+def _single_plan(op: str, shapes: tuple, n_attrs: int) -> _SinglePlan:
     key = (op, shapes, n_attrs)
     plan = _SINGLE.get(key)
     if plan is None:
         rec = OPS[op]
         loop = np.broadcast_shapes(*shapes)
         ranges, patterns = collapse(loop, list(shapes))
-        n = tuple(int(x) for x in sizes(loop, ranges))
         grads = tuple(p.name not in rec.kernel.nondiff for p in rec.inputs)
         g = Group(len(ranges), tuple(patterns),
                   (Member(op, tuple(In(k) for k in range(len(shapes))),
@@ -594,39 +607,48 @@ def _single_plan(op: str, shapes: tuple, n_attrs: int):
         if len(saved_jacobians(g)) != rec.kernel.saved:
             raise RuntimeError(f"`{op}`: its kernel saves {len(saved_jacobians(g))} Jacobian entries, "
                                f"its record says {rec.kernel.saved}")
-        plan = _SINGLE[key] = (load(g), n, loop, g)
+        reads_in, reads_out = g.bwd_reads()
+        plan = _SINGLE[key] = _SinglePlan(load(g), tuple(int(x) for x in sizes(loop, ranges)), loop,
+                                          rec.kernel.saved, tuple(reads_in), bool(reads_out), grads)
     return plan
 
 
-def _arrays(values, dtype=None):
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
-    dtype = dtype or (arrays[0].dtype if arrays else np.float64)
-    return [v if isinstance(v, np.ndarray) else np.asarray(v, dtype) for v in values], dtype
+def _arrays(values, dtype) -> list:
+    """Numbers (a literal passed as a port) as 0-d arrays of the kernel's dtype."""
+    return [v if isinstance(v, np.ndarray) else np.asarray(v, dtype) for v in values]
 
 
 def single_op(op: str, values, attrs, out=None) -> tuple:
     """`op`'s forward on arrays of any broadcast-compatible shapes (its library kernel):
     (out, saved Jacobian entries...)."""
-    values, dtype = _arrays(values)
-    mod, n, loop, g = _single_plan(op, tuple(v.shape for v in values), len(attrs))
+    try:
+        plan = _single_plan(op, tuple(v.shape for v in values), len(attrs))
+    except AttributeError:  # a number in place of an array
+        dtype = next((v.dtype for v in values if isinstance(v, np.ndarray)), np.dtype(np.float64))
+        values = _arrays(values, dtype)
+        plan = _single_plan(op, tuple(v.shape for v in values), len(attrs))
     if out is None:
-        out = np.empty(loop, dtype)
-    jacs = [np.empty(loop, dtype) for _ in saved_jacobians(g)]
-    return mod.fwd(n, *values, *attrs, out, *jacs)
+        out = np.empty(plan.loop, values[0].dtype if isinstance(values[0], np.ndarray) else values[1].dtype)
+    if plan.jacobians:
+        return plan.mod.fwd(plan.n, *values, *attrs, out, *[np.empty_like(out) for _ in range(plan.jacobians)])
+    return plan.mod.fwd(plan.n, *values, *attrs, out)
 
 
 def single_op_vjp(op: str, g_out, values, attrs, saved=(), out=None, into=()) -> tuple:
     """`op`'s VJP: one gradient per port, each summed back to its port's shape."""
-    values, dtype = _arrays(values, g_out.dtype)
-    mod, n, loop, g = _single_plan(op, tuple(v.shape for v in values), len(attrs))
-    grads = [d if d is not None else np.empty(v.shape, dtype) for d, v in zip(into, values, strict=True)]
-    grads = [d for d, want in zip(grads, g.grads, strict=True) if want]
-    if g.jacobian:
-        return mod.bwd(n, g_out, *saved, *attrs, *grads)
-    reads_in, reads_out = g.bwd_reads()
-    if reads_out and out is None:
+    try:
+        plan = _single_plan(op, tuple(v.shape for v in values), len(attrs))
+    except AttributeError:  # a number in place of an array
+        values = _arrays(values, g_out.dtype)
+        plan = _single_plan(op, tuple(v.shape for v in values), len(attrs))
+    grads = [d if d is not None else np.empty(np.shape(v), g_out.dtype)
+             for d, v, want in zip(into, values, plan.grads, strict=True) if want]
+    if plan.jacobians:
+        return plan.mod.bwd(plan.n, g_out, *saved, *attrs, *grads)
+    if plan.reads_out and out is None:
         out = single_op(op, values, attrs)[0]
-    return mod.bwd(n, g_out, *[values[k] for k in reads_in], *([out] if reads_out else []), *attrs, *grads)
+    reads = [values[k] for k in plan.reads_in] + ([out] if plan.reads_out else [])
+    return plan.mod.bwd(plan.n, g_out, *reads, *attrs, *grads)
 
 
 def exercise(g: Group, size: int = 8, dtype=np.float32) -> tuple[float, float]:
