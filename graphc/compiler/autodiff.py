@@ -10,8 +10,10 @@ backward kernel, so the walk only has to
   - skip the inputs the op's ports mark as not differentiable (token ids, targets, masks),
   - add up the gradients of a parameter several nodes share (`tie:`; `graph.ties` says which
     node's parameter is which), like fan-out.
-Unbroadcasting is the backward kernels' business (`graphc.kernels.elementwise.unbroadcast`),
-done in that one place for add/sub/mul.
+Unbroadcasting is the backward kernels' business: the kernels generated from the pointwise
+rules sum a broadcast input's gradient inside their loop (graphc.compiler.kernelgen), matmul's
+uses `graphc.kernels.elementwise.unbroadcast`. Chains of pointwise calls are fused after this
+pass (graphc.compiler.fuse).
 """
 
 from __future__ import annotations
