@@ -341,9 +341,9 @@ def _build(prog: Program, members: list[int], taken: set[str]):
     args |= {f"out{pos}": Dest(member_var[j], tuple(loop_t.shape)) for pos, j in enumerate(outputs)}
     args |= {f"jac{pos}_{k}": Dest(v, tuple(loop_t.shape)) for (pos, k), v in zip(saved, jac_vars, strict=True)}
     results = [Out(member_var[j]) for j in outputs] + [Out(v) for v in jac_vars]
-    ops = " · ".join(c.op for c in fwd)
     where = _where(graph.nodes[last.node])
-    comment = (f"{', '.join(c.node for c in fwd)} · fused {ops} → "
+    span = f"{fwd[0].node}, {last.node}" if len(fwd) == 2 else f"{fwd[0].node} … {last.node}"
+    comment = (f"{span} · {len(fwd)} ops fused → "
                f"{', '.join(fmt_shape(loop_t.shape) for _ in outputs)}{where}")
     fwd_call = Call(last.node, "fused", f"{name}_fwd", args, results, comment)
     fused = FusedGroup(name, group, [c.node for c in fwd], [c.op for c in fwd], inputs,
@@ -368,7 +368,7 @@ def _build(prog: Program, members: list[int], taken: set[str]):
             bargs[f"gin{k}"] = Dest(grad_of[v], tuple(var_type[v].shape))
             bresults.append(Out(grad_of[v]))
     first = prog.backward[min(bwd_at)]
-    comment = f"{', '.join(c.node for c in fwd)} · fused backward ← {fmt_shape(loop_t.shape)}{where}"
+    comment = f"{span} · {len(fwd)} ops fused, backward ← {fmt_shape(loop_t.shape)}{where}"
     return fwd_call, Call(first.node, "fused", f"{name}_bwd", bargs, bresults, comment), bwd_at, fused
 
 
