@@ -33,7 +33,8 @@ def _expr(e: Emit, x, env: dict[str, str]) -> str:
     if kind == "Name":
         if x.id in env:
             return env[x.id]
-        return e.const(float(e.attrs[x.id]))  # a numeric attribute
+        # a numeric attribute, as the kernel gets it (clamp's rule reads its lowered lo/hi)
+        return e.const(float(e.lowered[x.id] if x.id in e.lowered else e.attrs[x.id]))
     if kind == "Bin":
         return e.op(_BIN[x.op], _expr(e, x.a, env), _expr(e, x.b, env))
     if kind == "Neg":
