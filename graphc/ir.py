@@ -90,6 +90,7 @@ class Graph:
     constants: dict[str, Any] = field(default_factory=dict)
     dims: dict[str, Any] = field(default_factory=dict)  # symbolic dims, name → sympy symbol
     train: dict = field(default_factory=dict)
+    compile: dict = field(default_factory=dict)  # back-end options from the spec (`fuse`)
     doc: str = ""
     output_spans: dict[str, Span] = field(default_factory=dict)
     # filled by inference:

@@ -98,7 +98,7 @@ def _autodiff(a: Analysis) -> None:
 def _fuse(a: Analysis) -> None:
     from graphc.compiler.fuse import fuse
 
-    if a.fuse and (getattr(a.graph, "compile", None) or {}).get("fuse", True):
+    if a.fuse and a.graph.compile.get("fuse", True):
         fuse(a.program)  # pointwise chains → one generated kernel each, forward and backward
 
 

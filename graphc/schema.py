@@ -122,6 +122,9 @@ def spec_schema() -> dict:
             "outputs": refs,
             "losses": refs,
             "train": train_json_schema(),
+            "compile": {"type": "object", "additionalProperties": False,
+                        "properties": {"fuse": {"type": "boolean", "description":
+                                                "fuse chains of pointwise ops into generated kernels"}}},
         },
         "$defs": {"node": _node_schema(), "block_node": _node_schema(in_block=True), "literal": _LITERAL},
         "x-node-keys": list(NODE_KEYS),

@@ -31,7 +31,8 @@ from graphc.spec.values import NAME, NODE_KEYS, kind, normalize
 __all__ = ["BLOCK_KEYS", "MAX_NODES", "MAX_REPEAT", "NODE_KEYS", "TOP_KEYS", "Expander", "expand"]
 
 TOP_KEYS = ("graphc", "name", "doc", "dims", "constants", "inputs", "blocks", "nodes", "outputs",
-            "losses", "train")
+            "losses", "train", "compile")
+COMPILE_KEYS = {"fuse": "fuse chains of pointwise ops into generated kernels (default true)"}
 BLOCK_KEYS = ("doc", "args", "inputs", "nodes", "outputs")
 MAX_REPEAT = 1000
 MAX_NODES = 100_000
@@ -66,6 +67,7 @@ class Expander:
         nodes = values.section(self.diags, d, "nodes")
         self._body(nodes, root, (), path="nodes")
         self._train()
+        compile_options = self._compile_options()
         outputs, out_spans = refs.named_refs(self.diags, d, "outputs", root, self.nodes)
         losses, loss_spans = refs.named_refs(self.diags, d, "losses", root, self.nodes)
         refs.bind_pending(self.diags, self.pending, self.nodes, self.broken)
@@ -78,9 +80,28 @@ class Expander:
             outputs=outputs, losses=losses, dims=self.dims,
             constants={k: v for k, v in self.constants.items() if not isinstance(v, values.Word)},
             train=self.train, doc=str(d.get("doc") or ""), output_spans={**out_spans, **loss_spans},
-            failed=set(self.broken),
+            failed=set(self.broken), compile=compile_options,
         )
         return graph
+
+    def _compile_options(self) -> dict:
+        """`compile: {fuse: false}`: how the back end treats this spec."""
+        raw = self.doc.get("compile")
+        if raw is None:
+            return {}
+        if not isinstance(raw, MDict):
+            self._err("GC005", "`compile` must be a mapping such as {fuse: false}", self.doc.where("compile"))
+            return {}
+        out = {}
+        for key, value in raw.items():
+            if key not in COMPILE_KEYS:
+                self._err("GC005", f"unknown key `{key}` in `compile`", raw.key_where(key),
+                          hint=did_you_mean(str(key), COMPILE_KEYS) or f"allowed: {', '.join(COMPILE_KEYS)}")
+            elif not isinstance(value, bool):
+                self._err("GC005", f"compile.{key} must be true or false, found {value!r}", raw.where(key))
+            else:
+                out[key] = value
+        return out
 
     # -- helpers
     def _err(self, code, message, span, **kw):
