@@ -797,7 +797,7 @@ row("layernorm", "size1-rows", {"x": [1, 1, 3]}, **_LN)
 _RMS = dict(ref=lambda t, a: t.x / np.sqrt((t.x ** 2).mean(-1, keepdims=True) + a.eps) * t.weight,
             torch=lambda t, a: _torch()[1].rms_norm(t.x, t.x.shape[-1:], t.weight, a.eps))
 row("rmsnorm", "3d", {"x": f(2, 3, 5, scale=3.0)}, **_RMS)
-row("rmsnorm", "2d-eps", {"x": [4, 6]}, {"eps": 1e-2}, **_RMS)
+row("rmsnorm", "eps", {"x": [2, 4, 6]}, {"eps": 1e-2}, **_RMS)
 row("rmsnorm", "size1-rows", {"x": [1, 1, 3]}, **_RMS)
 row("rmsnorm", "d1", {"x": f(2, 3, 1, scale=0.1)}, {"eps": 0.1}, **_RMS,
     note="one feature: x / √(x² + eps), the eps dominates")

@@ -62,7 +62,8 @@ def backward(op, args: dict, outputs: dict, saved: tuple, cotangents: dict, fill
     kw = dict(args)
     kw |= {f"g_{p}": g for p, g in cotangents.items()}
     kw |= {f"saved{i}": s for i, s in enumerate(saved)}
-    kw |= {p: v for p, v in outputs.items() if takes(k.bwd, p)}
+    # the driver hands a loss's output back as the scalar the spec types it as (shape ())
+    kw |= {p: v.reshape(()) if op.loss else v for p, v in outputs.items() if takes(k.bwd, p)}
     into = {}
     for port in k.inputs:
         if takes(k.bwd, f"into_{port}"):

@@ -33,7 +33,7 @@ def test_backward_matches_central_differences(r):
 
     def objective(name, value):
         moved, _, _ = run.forward(put(run.args(), name, value))
-        return sum(float(np.sum(np.where(cot[p] != 0, moved[p] * cot[p], 0.0))) for p in cot)
+        return sum(float(np.sum(np.where(cot[p] != 0, moved[p], 0.0) * cot[p])) for p in cot)
 
     frozen = r.frozen(c.tensors(), c.attrs) if r.frozen else {}
     checked = run.differentiable(args)
