@@ -1,3 +1,4 @@
+import functools
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,16 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@functools.cache
+def schema_validator():
+    """One validator of `graphc schema` for the whole run: building one checks the (large)
+    schema, which `jsonschema.validate` would redo on every call."""
+    import jsonschema
+
+    from graphc.schema import spec_schema
+
+    schema = spec_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)

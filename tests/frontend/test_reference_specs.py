@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from graphc.pipeline import analyze
-from graphc.schema import spec_schema
 from graphc.shapes import fmt_shape
-from tests.conftest import REFERENCE_SPECS, ROOT, SPECS
+from tests.conftest import REFERENCE_SPECS, ROOT, SPECS, schema_validator
 
 EXPECTED = {
     # spec: (output shapes, trainable parameters) — counts derived by hand in the comments
@@ -45,15 +44,14 @@ def test_every_reference_spec_has_expectations():
 
 @pytest.mark.parametrize("spec", REFERENCE_SPECS, ids=lambda p: p.stem)
 def test_schema_validates_reference_spec(spec):
-    jsonschema.Draft202012Validator.check_schema(spec_schema())
-    jsonschema.validate(yaml.safe_load(spec.read_text()), spec_schema())
+    schema_validator().validate(yaml.safe_load(spec.read_text()))
 
 
 def test_schema_rejects_unknown_attribute():
     doc = yaml.safe_load((SPECS / "mlp.yaml").read_text())
     doc["nodes"]["logits"]["outs"] = 3
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(doc, spec_schema())
+        schema_validator().validate(doc)
 
 
 def _graphc(*args, cwd=ROOT):

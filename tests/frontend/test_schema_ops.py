@@ -3,20 +3,19 @@ names), block arguments may still name an op inside a block, and every shipped s
 
 from __future__ import annotations
 
-import jsonschema
 import pytest
 import yaml
 
 from graphc.ops import OPS
 from graphc.schema import spec_schema
-from tests.conftest import ROOT
+from tests.conftest import ROOT, schema_validator
 
 SPECS = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "examples").glob("*.yaml")])
 SCHEMA = spec_schema()
 
 
 def valid(doc) -> bool:
-    return jsonschema.Draft202012Validator(SCHEMA).is_valid(doc)
+    return schema_validator().is_valid(doc)
 
 
 def spec(nodes: dict, blocks: dict | None = None) -> dict:
@@ -26,7 +25,7 @@ def spec(nodes: dict, blocks: dict | None = None) -> dict:
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_spec_passes(path):
-    jsonschema.validate(yaml.safe_load(path.read_text()), SCHEMA)
+    schema_validator().validate(yaml.safe_load(path.read_text()))
 
 
 def test_unknown_op_is_rejected_at_the_top_level():
