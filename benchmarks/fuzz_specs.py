@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import resource
 import sys
 import tempfile
 import time
@@ -31,7 +32,11 @@ def main() -> int:
     ap.add_argument("--cli", type=int, default=300, help="of them, also through the CLI commands")
     ap.add_argument("--ops", action="store_true", help="every op with odd attribute values")
     ap.add_argument("--show", type=int, default=3, help="mutants shown per cause")
+    ap.add_argument("--max-memory", type=float, default=4.0, metavar="GiB",
+                    help="address-space limit, so that a memory bomb is a MemoryError (a problem "
+                         "reported like any other) and not the OOM killer on a shared machine")
     args = ap.parse_args()
+    resource.setrlimit(resource.RLIMIT_AS, (int(args.max_memory * 2**30),) * 2)
     path = Path(tempfile.mkdtemp()) / "spec.yaml"
     problems = []
     t0 = time.perf_counter()

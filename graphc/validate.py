@@ -13,6 +13,39 @@ from graphc.ir import Graph
 from graphc.spec.loader import paused_gc
 
 
+def _cycles(g: nx.DiGraph, position: dict[str, int]) -> list[list[str]]:
+    """One shortest cycle per strongly connected component, through its first-declared node.
+
+    Not every simple cycle: a wrong `in:` inside a stack of residual blocks closes
+    exponentially many of them, and listing them took minutes and gigabytes."""
+    out = []
+    for comp in nx.strongly_connected_components(g):
+        start = min(comp, key=position.__getitem__)
+        if len(comp) == 1 and not g.has_edge(start, start):
+            continue
+        parent = {start: None}
+        frontier, found = [start], None
+        while frontier and found is None:  # breadth first: the shortest way back to `start`
+            nxt = []
+            for u in frontier:
+                for v in g.successors(u):
+                    if v == start:
+                        found = u
+                        break
+                    if v in comp and v not in parent:
+                        parent[v] = u
+                        nxt.append(v)
+                if found is not None:
+                    break
+            frontier = nxt
+        cycle = []
+        while found is not None:
+            cycle.append(found)
+            found = parent[found]
+        out.append(cycle[::-1])
+    return sorted(out, key=lambda c: position[c[0]])
+
+
 @paused_gc()
 def validate(graph: Graph, after_errors: bool = False) -> list:
     """Cycles (errors), then reachability warnings — unless the passes before reported an error
@@ -27,8 +60,7 @@ def validate(graph: Graph, after_errors: bool = False) -> list:
         cycles = []
     except nx.NetworkXUnfeasible:
         graph.order = []
-        cycles = list(nx.simple_cycles(g, length_bound=64)) or \
-            [[u for u, _ in nx.find_cycle(g)]]  # only cycles longer than 64 nodes
+        cycles = _cycles(g, position)
     reported = set()
     for cycle in cycles:
         key = frozenset(cycle)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from graphc.ops.init import ZEROS, uniform_fan_in, xavier_uniform
 from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
 from graphc.shapes import fmt_dim
@@ -70,6 +72,11 @@ def attention(c):
 
 
 def _divisor_near(n: int, k: int) -> int:
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(d - k), -d)) if divisors else 1
+    """The divisor of n closest to k (for a hint): divisors come in pairs (d, n/d), so trying d
+    up to √n finds them all — bounded, so a width of 2**40 does not take hours."""
+    divisors = {1, n}
+    for d in range(1, min(math.isqrt(n), 1 << 16) + 1):
+        if n % d == 0:
+            divisors |= {d, n // d}
+    return min(divisors, key=lambda d: (abs(d - k), -d)) if n > 0 else 1
 

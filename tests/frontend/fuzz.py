@@ -10,7 +10,8 @@ deleted, duplicated or re-indented, and `--set` values for constants, dims and t
 `check_mutant` runs the front end (`analyze`), then lint's engine, and reports what would be a
 graphc bug: a GC900 internal error, an exception escaping, an internal error in a lint rule, or
 an error diagnostic about the file with no file:line span. `run_cli` does the same through the
-`check`/`summary`/`lint` commands. Each mutant is derived from `(seed, index)` alone, so a
+`check`/`summary`/`lint` commands. A mutant that takes more than `SLOW` seconds is a problem
+too (a time or memory bomb: the check must stay bounded). Each mutant is derived from `(seed, index)` alone, so a
 failure found by a long run (`benchmarks/fuzz_specs.py`) replays on its own.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from pathlib import Path
 from graphc.spec.loader import MDict, MList, load_text
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+SOURCES = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").rglob("*.yaml"))
 
 # Values a mistaken edit may put anywhere (flow YAML fragments, one line each).
 VALUES = [
@@ -393,6 +395,9 @@ def parse_sets(sets: list[str]) -> dict:
     return parse_overrides(tuple(sets))
 
 
+SLOW = 10.0  # seconds: a mutant takes ~10 ms; one that takes this long is a time (or memory) bomb
+
+
 def check_mutant(m: Mutant, path: Path, *, lint: bool = True) -> list[Problem]:
     """Run the front end and lint's engine on a mutant written at `path`; what graphc got wrong."""
     from graphc.lint.engine import Config, lint_file
@@ -402,6 +407,7 @@ def check_mutant(m: Mutant, path: Path, *, lint: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     overrides = parse_sets(m.sets)
     nlines = m.text.count("\n") + 1
+    start = time.perf_counter()
     try:
         a = analyze(path, dict(overrides))
     except Exception as exc:  # noqa: BLE001 - the point is to catch them all
@@ -421,6 +427,8 @@ def check_mutant(m: Mutant, path: Path, *, lint: bool = True) -> list[Problem]:
         for d in r.diagnostics:
             if "internal error" in d.message:
                 problems.append(Problem(m.describe(), "lint", f"{d.code}: {d.message}"))
+    if time.perf_counter() - start > SLOW:
+        problems.append(Problem(m.describe(), "slow", f"check and lint took {time.perf_counter() - start:.0f} s"))
     return problems
 
 

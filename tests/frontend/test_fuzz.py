@@ -11,9 +11,9 @@ import random
 from tests.frontend.fuzz import SOURCES, check_mutant, check_text, mutants, op_cases, run_cli
 
 SEED = 2026
-N_SPECS = 600  # front end + lint engine, ~15 ms each
-N_CLI = 40  # mutants run through check, summary and lint with their --set values
-N_OPS = 600  # of the ~3,600 one-op specs with odd attribute values
+N_SPECS = 1200  # front end + lint engine, ~10 ms each
+N_CLI = 60  # mutants run through check, summary and lint with their --set values
+N_OPS = 1000  # of the ~3,600 one-op specs with odd attribute values
 
 
 def _report(problems) -> str:

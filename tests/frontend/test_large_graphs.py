@@ -4,6 +4,8 @@ Timing is not asserted here (timed tests are flaky on a shared machine); the num
 and 20k nodes, come from `python benchmarks/large_graphs.py`.
 """
 
+import textwrap
+
 from benchmarks.large_graphs import chain_spec
 from graphc.lint.engine import Config, lint_file
 from graphc.pipeline import analyze
@@ -38,3 +40,27 @@ def test_a_cycle_longer_than_the_search_bound_is_still_reported(tmp_path):
     d = [d for d in analyze(path).diagnostics if d.is_error]
     assert [x.code for x in d] == ["GC203"] and d[0].message.startswith("the graph has a cycle: a0 → a1")
     assert d[0].span.line == 3
+
+
+def test_a_cycle_through_a_residual_stack_is_one_diagnostic(tmp_path):
+    """A wrong `in:` that closes a loop over 40 residual layers closes 2**40 simple cycles;
+    the check reports the shortest one (it used to enumerate them, for minutes and gigabytes)."""
+    text = """
+    inputs: {x: [B, 8]}
+    blocks:
+      layer:
+        inputs: [h]
+        nodes:
+          fc: {op: linear, in: h, out: 8}
+          res: {op: add, in: [h, fc]}
+        outputs: [res]
+    nodes:
+      first: {op: add, in: [x, stack]}
+      stack: {block: layer, in: first, repeat: 40}
+    outputs: [stack]
+    """
+    path = tmp_path / "loop.yaml"
+    path.write_text(textwrap.dedent(text))
+    errors = [d for d in analyze(path).diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["GC203"]
+    assert errors[0].message.startswith("the graph has a cycle: first → stack.0.res → stack.1.res")
