@@ -10,8 +10,18 @@ from graphc.diagnostics import Diagnostics
 from graphc.ir import Graph, Node
 from graphc.ops import OPS, ShapeError
 from graphc.ops.registry import Ctx
-from graphc.shapes import fmt_dim, is_integral, tensor
+from graphc.shapes import MAX_TERMS, expanded_terms, fmt_dim, is_integral, tensor
 from graphc.spec.loader import paused_gc
+
+# A tensor size is a product of its axes; multiplied out, symbolic sums multiply their terms
+# (FLOPs, comparisons and `summary` expand them), so a size is refused past MAX_TERMS terms.
+_TOO_BIG = f"a symbolic expression too large to work with (more than {MAX_TERMS} terms multiplied out)"
+_TOO_BIG_HINT = "bind some dimensions to numbers (`--set H=32`, or numbers in the input shapes)"
+
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:28]}…{text[-28:]}"
 
 
 @paused_gc()
@@ -19,10 +29,16 @@ def infer(graph: Graph) -> list:
     diags = Diagnostics()
     for name in graph.order or list(graph.nodes):
         node = graph.nodes[name]
-        if node.is_input:
-            graph.types[(name, "out")] = tensor(node.shape_spec, node.dtype)
-            continue
         if name in graph.failed:  # expansion already reported what is wrong with it
+            continue
+        if node.is_input:
+            t = tensor(node.shape_spec, node.dtype)
+            if expanded_terms(t.numel()) > MAX_TERMS:
+                graph.failed.add(name)
+                diags.error("GC104", f"input `{name}`: its size {_clip(fmt_dim(t.numel()))} is {_TOO_BIG}",
+                            node.span, nodes=(name,), hint=_TOO_BIG_HINT)
+                continue
+            graph.types[(name, "out")] = t
             continue
         ctx = _context(graph, node, diags)
         if ctx is None:
@@ -37,6 +53,8 @@ def infer(graph: Graph) -> list:
                 for i, d in enumerate(t.shape):
                     if is_integral(d) is False:
                         raise ShapeError(f"output axis {i} has size {fmt_dim(d)}, not a whole number")
+                if expanded_terms(t.numel()) > MAX_TERMS:
+                    raise ShapeError(f"the output's size is {_TOO_BIG}", hint=_TOO_BIG_HINT)
             params = op.params(ctx) if op.params else {}
             flops = op.flops(ctx) if op.flops else 0
         except ShapeError as exc:

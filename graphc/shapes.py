@@ -37,8 +37,58 @@ def is_concrete(d: Dim) -> bool:
     return d.is_Integer
 
 
+# Expanding a product of sums multiplies their term counts: a rank-16 input of `D_i + 1` sizes
+# flattened is a product whose expansion has 2**16 terms (minutes in sympy). Sizes whose
+# expansion could exceed MAX_TERMS are compared by evaluation instead of by expansion.
+MAX_TERMS = 1000
+# evaluation points for such sizes: distinct large primes per symbol, three rounds; a nonzero
+# polynomial of degree d vanishes at a random point with probability ≤ d / 10**6
+_PRIMES = (1_000_003, 1_000_033, 1_000_037, 1_000_039, 1_000_081, 1_000_099, 1_000_117, 1_000_121,
+           1_000_133, 1_000_151, 1_000_159, 1_000_171, 1_000_183, 1_000_187, 1_000_193, 1_000_199)
+
+
+def expanded_terms(e, cap: int = MAX_TERMS) -> int:
+    """An upper bound on the number of terms of `sympy.expand(e)` (at most cap + 1), cheaply."""
+    if e.is_Atom:
+        return 1
+    if e.is_Add:
+        return min(cap + 1, sum(expanded_terms(a, cap) for a in e.args))
+    if e.is_Mul:
+        n = 1
+        for a in e.args:
+            n = min(cap + 1, n * expanded_terms(a, cap))
+        return n
+    if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+        base = expanded_terms(e.base, cap)
+        return 1 if base == 1 else min(cap + 1, base ** min(int(e.exp), 64))
+    return min(cap + 1, sum(expanded_terms(a, cap) for a in e.args) or 1)  # floor, Min, Max, …
+
+
+def _points(e) -> list[dict]:
+    symbols = sorted(e.free_symbols, key=str)
+    return [{s: sympy.Integer(_PRIMES[(i * 7 + r * 5) % len(_PRIMES)] + 1000 * i) for i, s in enumerate(symbols)}
+            for r in range(3)]
+
+
 def dims_equal(a: Dim, b: Dim) -> bool:
-    return sympy.expand(a - b) == 0
+    a, b = sympy.sympify(a), sympy.sympify(b)
+    if a == b:
+        return True
+    d = a - b
+    if d.is_number or expanded_terms(d) <= MAX_TERMS:
+        return sympy.expand(d) == 0
+    return all(d.xreplace(p) == 0 for p in _points(d))
+
+
+def _integral_form(d) -> bool:
+    """Built from integers and integer symbols by +, ·, powers, floor and ceiling: a whole number."""
+    if d.is_Integer or d.is_Symbol and d.is_integer:
+        return True
+    if d.is_Add or d.is_Mul or isinstance(d, sympy.Min | sympy.Max):
+        return all(_integral_form(a) for a in d.args)
+    if d.is_Pow:
+        return d.exp.is_Integer and d.exp >= 0 and _integral_form(d.base)
+    return isinstance(d, sympy.floor | sympy.ceiling)
 
 
 def is_integral(d: Dim) -> bool | None:
@@ -47,6 +97,10 @@ def is_integral(d: Dim) -> bool | None:
         return True
     if d.is_number:
         return False
+    if _integral_form(d):
+        return True
+    if expanded_terms(d) > MAX_TERMS:
+        return None  # too large to expand: not known to be fractional
     poly_ok = sympy.expand(d).as_coefficients_dict()
     if all(sympy.Integer(c) == c for c in poly_ok.values()):
         return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from graphc.ops.registry import Attr, Kernel, Port, RuntimeShape, axis, defop
-from graphc.shapes import dims_equal, fmt_dim, fmt_shape
+from graphc.shapes import MAX_TERMS, dims_equal, expanded_terms, fmt_dim, fmt_shape
 
 
 def _axis(c, x, attr: str, value=None) -> int:
@@ -42,7 +42,9 @@ def reshape(c):
         c.fail("at most one axis of `shape` may be -1", attr="shape")
     known = sympy.Mul(*[d for d in target if d != -1])
     if holes:
-        rest = sympy.simplify(x.numel() / known)
+        rest = x.numel() / known
+        if expanded_terms(rest) <= MAX_TERMS:  # (simplify of a huge symbolic size takes minutes)
+            rest = sympy.simplify(rest)
         rest = c.whole(rest, f"the -1 axis ({fmt_shape(x.shape)} / {fmt_dim(known)})", attr="shape")
         target[holes[0]] = rest
     elif not dims_equal(known, x.numel()):

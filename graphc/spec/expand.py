@@ -122,6 +122,8 @@ class Expander:
             self._add_node(Node(name, INPUT, {}, [], ("out",), span, dtype=dtype,
                                 shape_spec=shape, doc=str(decl.get("doc") or "")), span)
             root.names[name] = NodeTarget(name)
+            if len(shape) != len(decl.get("shape") or ()):  # a dimension was rejected (reported):
+                self.broken.add(name)  # its shape is unknown, and what reads it is not inferred
         root.values = {**self.constants, **self.dims}
 
     def _block_names(self, blocks: MDict) -> MDict:

@@ -7,7 +7,8 @@ dimensions (sympy symbols), so the same evaluator serves attributes and shapes.
 Evaluation is bounded in time and memory: the text is at most `MAX_LENGTH` characters, an
 exponent at most `MAX_POWER`, and every intermediate result is checked as it is made — a
 number must be finite and within ±`MAX_MAGNITUDE` (what a 64-bit integer holds), a symbolic
-one must be a polynomial of degree at most `MAX_DEGREE` with such coefficients. So a power
+one must be a polynomial of degree at most `MAX_DEGREE` with such coefficients and at most
+`shapes.MAX_TERMS` terms multiplied out. So a power
 tower `((9**64)**64)**64` stops at its first step instead of growing a number of a
 million digits, and `(B + T) ** 64 ** 64` never reaches sympy's expander.
 """
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 import sympy
+
+from graphc.shapes import MAX_TERMS, expanded_terms
 
 MAX_LENGTH = 400
 MAX_POWER = 64
@@ -91,6 +94,9 @@ def check_number(v, text: str = ""):
         if not v.is_number and _degree(v) > MAX_DEGREE:
             raise ExprError(f"`{_short(v)}` is a polynomial of too high a degree{where} "
                             f"(more than {MAX_DEGREE})")
+        if not v.is_number and expanded_terms(v) > MAX_TERMS:
+            raise ExprError(f"`{_short(v)}` is too large{where}: more than {MAX_TERMS} terms "
+                            f"multiplied out")
         return v
     raise ExprError(f"the result{where} is not a real number")
 

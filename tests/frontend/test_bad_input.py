@@ -123,6 +123,17 @@ CASES = [
      "  y: {op: linear, in: x, out: w}\noutputs: [y]\n", None, "GC105", 1, "exponent 387420489 too large"),
     ("symbolic degree", "inputs: {x: [B, T]}\nnodes:\n  y: {op: reshape, in: x, shape: ['(B + T) ** 64']}\n"
      "outputs: [y]\n", None, "GC105", 3, "too high a degree"),
+    ("symbolic too many terms", "inputs: {x: [A, B, C, D]}\nnodes:\n"
+     "  y: {op: reshape, in: x, shape: ['(A + B + C + D + 1) ** 6']}\noutputs: [y]\n", None, "GC105", 3,
+     "more than 1000 terms multiplied out"),
+    ("input size too large", "dims: [A, B, C, D, E, F, G, H, I, J, K]\ninputs:\n"
+     "  x: [A+1, B+1, C+1, D+1, E+1, F+1, G+1, H+1, I+1, J+1, K+1]\nnodes:\n  y: {op: relu, in: x}\n"
+     "outputs: [y]\n", None, "GC104", 3, "too large to work with"),
+    ("output size too large", "dims: [A, B, C, D, E, F, G, H, I, J, K]\ninputs:\n  x: [A+1, B+1, C+1, D+1, E+1]\n  y: [F+1, G+1, H+1, I+1, J+1, K+1]\n"
+     "nodes:\n  a: {op: flatten, in: x, start: 0}\n  b: {op: flatten, in: y, start: 0}\n"
+     "  d: {op: reshape, in: a, shape: [-1, 1, 1, 1, 1, 1, 1]}\n"
+     "  e: {op: reshape, in: b, shape: [1, -1]}\n  f: {op: mul, in: [d, e]}\n"
+     "outputs: [f]\n", None, "GC204", 10, "too large to work with"),
     ("symbolic exponent", "inputs: {x: [B, T]}\nnodes:\n  y: {op: reshape, in: x, shape: ['2 ** B']}\n"
      "outputs: [y]\n", None, "GC105", 3, "must be a number, not a dimension"),
     ("inf constant", "constants: {w: .inf}\ninputs: {x: [B, 4]}\nnodes:\n  y: {op: relu, in: x}\n"
@@ -275,3 +286,22 @@ def test_cli_set_values_exit_1_with_a_diagnostic(command, sets):
     out = r.output + (r.stderr or "")
     assert "error[GC1" in out and "specs/mlp.yaml:" in out, out
     assert "Traceback" not in out and "GC900" not in out
+
+
+def test_huge_symbolic_sizes_are_compared_without_expanding():
+    """A product of 16 sums has 2**16 terms multiplied out; comparing two such sizes must not
+    multiply them out (that took minutes), and the answers stay right."""
+    from graphc.shapes import dims_equal, is_integral
+
+    syms = [symbol(f"D{i}") for i in range(16)]
+    p = 1
+    for s in syms:
+        p = p * (s + 1)
+    q = 1
+    for s in reversed(syms):
+        q = q * (1 + s)
+    assert dims_equal(p, q)
+    assert not dims_equal(p, p + 1)
+    assert not dims_equal(p, p * syms[0])
+    assert is_integral(p) is True
+    assert is_integral(p / 2) is None  # not decidable cheaply: not reported as fractional
