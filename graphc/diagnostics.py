@@ -61,9 +61,32 @@ class DiagnosticError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """A hint naming the closest valid choice, if one is close enough."""
-    match = difflib.get_close_matches(str(word), [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
+    """A hint naming the closest valid choice, if one is close enough.
+
+    difflib compares the word with every choice; with the node names of a large graph as the
+    choices and one undefined reference per node, that is quadratic (3,000 bad references took
+    30 s). Past `_MANY` choices held in a dict or set, only the names one edit away are looked
+    up instead (a dropped, added, swapped or changed character: most typos)."""
+    word = str(word)
+    if isinstance(choices, dict | set | frozenset) and len(choices) > _MANY:
+        match = word if word in choices else \
+            next((c for c in _one_edit(word) if c in choices and isinstance(c, str)), None)
+        return f"did you mean `{match}`?" if match else None
+    match = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else None
+
+
+_MANY = 500
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZ."
+
+
+def _one_edit(word: str):
+    """Every string one edit away from `word`, the likeliest edits first."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    yield from (a + b[1:] for a, b in splits if b)
+    yield from (a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1)
+    yield from (a + c + b for a, b in splits for c in _LETTERS)
+    yield from (a + c + b[1:] for a, b in splits if b for c in _LETTERS)
 
 
 def sort_key(d: Diagnostic) -> tuple:

@@ -17,7 +17,7 @@ from typing import Any
 
 import sympy
 
-from graphc.diagnostics import Diagnostics, did_you_mean
+from graphc.diagnostics import DiagnosticError, Diagnostics, did_you_mean
 from graphc.ir import INPUT, BlockFrame, Graph, Node
 from graphc.ops import OPS
 from graphc.spec import refs, ties, values
@@ -36,6 +36,7 @@ COMPILE_KEYS = {"fuse": "fuse chains of pointwise ops into generated kernels (de
 BLOCK_KEYS = ("doc", "args", "inputs", "nodes", "outputs")
 MAX_REPEAT = 1000
 MAX_NODES = 100_000
+MAX_BLOCK_DEPTH = 32  # blocks within blocks (expansion recurses once per level)
 
 
 class Expander:
@@ -151,9 +152,8 @@ class Expander:
                       related=(("first defined", first),) if first else (),
                       hint="every input and node needs its own name")
             return False
-        if len(self.nodes) >= MAX_NODES:
-            self._err("GC004", f"the graph expands to more than {MAX_NODES} nodes", span)
-            return False
+        if len(self.nodes) >= MAX_NODES:  # stop: nested `repeat`s multiply (1000³ would never end)
+            raise _TooLarge(node, span)
         self.nodes[node.name] = node
         return True
 
@@ -264,6 +264,10 @@ class Expander:
             return NodeTarget(scope.prefix + name)
         if any(f.block == bname for f in frames):
             self._err("GC106", f"block `{bname}` uses itself (recursion)", decl.where("block"))
+            return NodeTarget(scope.prefix + name)
+        if len(frames) >= MAX_BLOCK_DEPTH:
+            self._err("GC106", f"blocks nest more than {MAX_BLOCK_DEPTH} deep at `{name}` (block `{bname}`)",
+                      decl.where("block"), hint="a block may use other blocks, but not through this many levels")
             return NodeTarget(scope.prefix + name)
         interface = self._interface(bname, block)
         if interface is None:
@@ -448,6 +452,12 @@ class Expander:
             self.train = train
 
 
+class _TooLarge(Exception):
+    def __init__(self, node: Node, span):
+        super().__init__(node.name)
+        self.node, self.span = node, span
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -463,7 +473,16 @@ def _stem(file: str) -> str:
 @paused_gc()
 def expand(doc: MDict, file: str, overrides: dict | None = None) -> tuple[Graph, list]:
     ex = Expander(doc, file, overrides)
-    graph = ex.run()
+    try:
+        graph = ex.run()
+    except _TooLarge as exc:  # no graph: the passes after expansion would take as long again
+        notes = tuple((f"inside `{f.path}`, {f.repeat} copies of block `{f.block}`" if f.repeat > 1 else
+                       f"inside `{f.path}`, an instance of block `{f.block}`", f.span)
+                      for f in exc.node.scope if f.span)
+        ex.diags.error("GC004", f"refusing to expand: the graph has more than {MAX_NODES:,} nodes "
+                       f"(reached at `{exc.node.name}`)", exc.span, related=notes,
+                       hint="check the `repeat:` counts: nested repeats multiply")
+        raise DiagnosticError(ex.diags.items) from None
     # int2 attributes: turn scalars into pairs now that values are known
     for node in graph.nodes.values():
         op = OPS.get(node.op)

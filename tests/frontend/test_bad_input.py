@@ -305,3 +305,37 @@ def test_huge_symbolic_sizes_are_compared_without_expanding():
     assert not dims_equal(p, p * syms[0])
     assert is_integral(p) is True
     assert is_integral(p / 2) is None  # not decidable cheaply: not reported as fractional
+
+
+def test_blocks_nested_too_deep_are_one_diagnostic(write_spec):
+    n = 400  # each level is a few Python frames: this used to be a RecursionError (GC900)
+    lines = ["inputs: {x: [B, 4]}", "blocks:"]
+    for i in range(n):
+        body = f"{{block: b{i + 1}, in: h}}" if i < n - 1 else "{op: relu, in: h}"
+        lines += [f"  b{i}:", "    inputs: [h]", "    nodes:", f"      s: {body}", "    outputs: [s]"]
+    lines += ["nodes:", "  s: {block: b0, in: x}", "outputs: [s]"]
+    errors = [d for d in diagnose(write_spec, "\n".join(lines) + "\n").diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["GC106"] and "nest more than 32 deep" in errors[0].message
+
+
+def test_nested_repeats_stop_at_the_node_limit(write_spec):
+    """1000 × 1000 × 1000 copies: refused when the graph passes 100,000 nodes, with the instances
+    that multiplied (this used to run out of memory)."""
+    from tests.conftest import SPECS
+
+    text = (SPECS / "bad" / "repeat_bomb.yaml").read_text()
+    errors = [d for d in diagnose(write_spec, text).diagnostics if d.is_error]
+    assert [d.code for d in errors] == ["GC004"]
+    assert [s.line for _, s in errors[0].related] == [20, 17, 12]
+
+
+def test_many_undefined_references_in_a_large_graph_get_hints_in_linear_time(write_spec):
+    """One misspelt reference per node of a 5,000-node graph: each gets its hint (the hint search
+    used to compare every name with every name)."""
+    n = 5000
+    lines = ["inputs: {x: [B, 4]}", "nodes:"]
+    lines += [f"  node{i}: {{op: relu, in: {f'nod{i - 1}' if i else 'x'}}}" for i in range(n)]
+    a = diagnose(write_spec, "\n".join(lines + [f"outputs: [node{n - 1}]"]) + "\n")
+    errors = [d for d in a.diagnostics if d.is_error]
+    assert len(errors) == n - 1
+    assert errors[-1].hint == f"did you mean `node{n - 2}`?"
