@@ -7,6 +7,19 @@ from graphc.lint.table import Finding, rule
 from graphc.ops import OPS
 
 
+def _walk_up(ctx: LintContext, start: str, into: set[str], stop: set[str]) -> None:
+    """Add `start` and what feeds it to `into`, not entering `stop` or what is already there."""
+    frontier = [start]
+    while frontier:
+        name = frontier.pop()
+        if name in into or name in stop:
+            continue
+        into.add(name)
+        node = ctx.graph.nodes.get(name)
+        if node is not None:
+            frontier += [i.src for i in node.inputs if i.src not in into]
+
+
 def _logit_sources(ctx: LintContext, ops: set[str]):
     """(loss node, port, producing node) for each logits port fed (through reshapes) by `ops`."""
     for loss in ctx.ops(*LOGIT_PORTS):
@@ -320,12 +333,14 @@ def never_trained(ctx: LintContext):
     g = ctx.graph
     if not g.losses:
         return
-    trained = set()
-    for node, _ in g.losses.values():
-        trained |= ctx.ancestors(node) | {node}
+    trained: set[str] = set()
+    for node, _ in g.losses.values():  # one walk up from every loss
+        _walk_up(ctx, node, trained, stop=set())
+    position = {n: i for i, n in enumerate(g.order)}
     for out_name, (node, _) in g.outputs.items():
-        branch = (ctx.ancestors(node) | {node}) - trained
-        untrained = [n for n in g.order if n in branch and has_params(g, n)]
+        branch: set[str] = set()  # what feeds the output and no loss (a trained node's inputs
+        _walk_up(ctx, node, branch, stop=trained)  # are trained too: the walk stops there)
+        untrained = sorted((n for n in branch if has_params(g, n)), key=position.__getitem__)
         if not untrained:
             continue
         count = sum(g.param_count(n) for n in untrained)

@@ -57,13 +57,19 @@ def causal_leak(ctx: LintContext):
     attns = list(ctx.ops("attention"))
     if not attns or any(a.port_inputs("kv") for a in attns):
         return  # no attention, or an encoder-decoder: its encoder is meant to see everything
+    open_attns = [a for a in attns if not a.attrs["causal"]]
+    downstream: set[str] = set()
+    for attn in open_attns:  # one walk for all of them, not one `ancestors` per loss
+        _mark_downstream(ctx, attn.name, downstream)
     for loss in ctx.ops("cross_entropy"):
+        if loss.name not in downstream:
+            continue
         logits = ctx.type(*loss.port_inputs("logits")[0].tensor) if loss.port_inputs("logits") else None
         if logits is None or logits.rank < 3 or not ctx.predicts_next_token(loss):
             continue
         upstream = ctx.ancestors(loss.name)
-        for attn in attns:
-            if attn.attrs["causal"] or attn.name not in upstream:
+        for attn in open_attns:
+            if attn.name not in upstream:
                 continue
             target = ctx.source(loss, "target")
             yield Finding(
@@ -71,6 +77,18 @@ def causal_leak(ctx: LintContext):
                 f"(`{target.name}`): position t can read its own target at t+1",
                 attn.where(attr="causal"), (attn.name, loss.name),
                 hint=f"set `causal: true` on `{attn.name}`")
+
+
+def _mark_downstream(ctx: LintContext, start: str, marked: set[str]) -> None:
+    """Add `start` and everything downstream of it to `marked`, stopping at what is already
+    there (so marking from several attentions visits each node once)."""
+    frontier = [start]
+    while frontier:
+        name = frontier.pop()
+        if name in marked:
+            continue
+        marked.add(name)
+        frontier += [c.name for c, _ in ctx.consumers(name) if c.name not in marked]
 
 
 def _position_input(node) -> bool:
@@ -121,8 +139,18 @@ _POSITION = re.compile(r"(^|_)pos(ition)?s?(_|$)|position", re.IGNORECASE)
         """)
 def no_position(ctx: LintContext):
     g = ctx.graph
-    flagged: set[str] = set()
-    for attn in ctx.ops("attention"):
+    attns = list(ctx.ops("attention"))
+    if not attns:
+        return
+    # whether a position op or a position-ids input is at or before each node: one pass in
+    # topological order (asking `ancestors` per attention was quadratic in a deep stack)
+    positioned: dict[str, bool] = {}
+    for name in g.order:
+        node = g.nodes[name]
+        positioned[name] = node.op in POSITION_OPS or _position_input(node) or \
+            any(positioned.get(i.src, False) for i in node.inputs)
+    after_flagged: set[str] = set()  # reported attentions and everything downstream of them
+    for attn in attns:
         for port in ("q", "kv"):
             bound = attn.port_inputs(port)
             if not bound:
@@ -131,12 +159,11 @@ def no_position(ctx: LintContext):
             if t is None or t.rank != 3 or (t.shape[1].is_Integer and int(t.shape[1]) <= 1):
                 continue
             src = bound[0].src
-            before = ctx.ancestors(src) | {src}
-            if any(g.nodes[n].op in POSITION_OPS or _position_input(g.nodes[n]) for n in before):
+            if positioned.get(src, False):
                 continue
-            if before & flagged:
+            if src in after_flagged:
                 break  # an earlier attention on the same sequence is already reported
-            flagged.add(attn.name)
+            _mark_downstream(ctx, attn.name, after_flagged)
             yield Finding(
                 f"`{attn.name}` attends over `{bound[0].ref or src}` {t}, but no positional "
                 f"encoding, recurrent or convolutional layer comes before it: the model sees "

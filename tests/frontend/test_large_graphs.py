@@ -6,7 +6,7 @@ and 20k nodes, come from `python benchmarks/large_graphs.py`.
 
 import textwrap
 
-from benchmarks.large_graphs import chain_spec
+from benchmarks.large_graphs import chain_spec, transformer_spec
 from graphc.lint.engine import Config, lint_file
 from graphc.pipeline import analyze
 from graphc.shapes import fmt_shape
@@ -29,6 +29,19 @@ def test_a_20000_node_chain_checks_and_lints(tmp_path):
     assert r.linted and not any(d.is_error for d in r.diagnostics), [d.message for d in r.diagnostics]
     # the hand-written residual units are one finding (GL306), not one per unit
     assert [d.code for d in r.diagnostics].count("GL306") == 1
+
+
+def test_a_20000_node_transformer_checks_and_lints(tmp_path):
+    """Deep attention stacks are what lint's sequence and loss rules walk: each rule once over
+    the graph, not once per attention layer (no-position took a minute at this size)."""
+    path = tmp_path / "transformer.yaml"
+    path.write_text(transformer_spec(N))
+    a = analyze(path)
+    assert a.ok, [d.message for d in a.diagnostics[:5]]
+    layers = sum(n.op == "attention" for n in a.graph.nodes.values())
+    assert layers == N // 6 // 100 * 100 and len(a.graph.losses) == layers // 100
+    r = lint_file(str(path), config=Config())
+    assert r.linted and not r.diagnostics, [d.message for d in r.diagnostics]
 
 
 def test_a_cycle_longer_than_the_search_bound_is_still_reported(tmp_path):
