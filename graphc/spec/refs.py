@@ -53,6 +53,7 @@ class Scope:
 
 
 ABS = object()  # marks a binding whose reference is already a full node name
+_FLOAT32_MAX = 3.4028234663852886e38
 
 # (port, reference, its span, the scope it was written in — or ABS)
 Binding = tuple[str, Any, Span | None, Any]  # the reference is a str, or a Literal while expanding
@@ -164,6 +165,11 @@ def _literal_or_ref(diags: Diagnostics, op: OpDef, name, binding: Binding) -> Bi
         if not isinstance(r, str):
             diags.error("GC201", f"`{name}`: an input reference must be a name (or a number), found {kind(r)}", s)
         return binding
+    bad = next((v for v in lit.values if not abs(v) <= _FLOAT32_MAX), None)  # inf, nan, 1e39
+    if bad is not None:
+        diags.error("GC201", f"`{name}`: input `{port}`: {bad:g} is not a finite float32 number", s,
+                    hint="a number in `in:` becomes a float32 constant (at most ±3.4e38)")
+        return (port, None, s, scope)
     p = op.port(port)
     if p is not None and p.dtype == "int":
         diags.error("GC201", f"`{name}`: input `{port}` of `{op.name}` takes integer ids; the number "

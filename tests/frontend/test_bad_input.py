@@ -90,6 +90,10 @@ CASES = [
      None, "GC201", 3, "found a mapping"),
     ("op in boolean", "inputs: {x: [B, 4]}\nnodes:\n  y: {op: relu, in: true}\noutputs: [y]\n",
      None, "GC201", 3, "boolean"),
+    ("literal inf", "inputs: {x: [B, 4]}\nnodes:\n  y: {op: add, in: [x, 1e309]}\noutputs: [y]\n",
+     None, "GC201", 3, "inf is not a finite float32 number"),
+    ("literal nan in a list", "inputs: {x: [B, 2]}\nnodes:\n  y: {op: mul, in: [x, [1, .nan]]}\noutputs: [y]\n",
+     None, "GC201", 3, "nan is not a finite float32 number"),
     # keys that are flow collections, values with tags the safe loader refuses
     ("flow mapping key", "inputs: {x: [B, 4]}\nnodes:\n  {op: relu}: x\noutputs: [x]\n", None,
      "GC002", 3, "found a mapping"),
