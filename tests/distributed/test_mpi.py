@@ -22,8 +22,8 @@ pytest.importorskip("mpi4py", reason="MPI tests need the [mpi] extra: pip instal
 
 def _mpiexec() -> str:
     found = shutil.which("mpiexec") or str(Path(sysconfig.get_path("scripts")) / "mpiexec")
-    if not Path(found).exists():
-        pytest.skip("mpi4py is installed but no mpiexec launcher is on PATH")
+    # the [mpi] extra brings MPICH's launcher with mpi4py: one without the other is a broken install
+    assert Path(found).exists(), "mpi4py is installed but no mpiexec: pip install -e '.[mpi]'"
     return found
 
 

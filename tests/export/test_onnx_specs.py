@@ -16,14 +16,11 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-# Specs ONNX cannot express, with the reason (keep in step with the README's list): none.
-NOT_EXPORTABLE: dict[str, str] = {}
+# Every reference spec and example exports (the README says so); a spec that cannot must fail here.
 
 
 @pytest.mark.parametrize("spec", REFERENCE_SPECS + EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_export_runs_in_onnxruntime_with_graphcs_outputs(spec, tmp_path):
-    if spec.stem in NOT_EXPORTABLE:
-        pytest.skip(NOT_EXPORTABLE[spec.stem])
     model = compile_spec(spec)
     params = model.init_params(0)
     path = tmp_path / "model.onnx"
