@@ -14,10 +14,10 @@ from torch.nn import functional as F
 
 # Each model takes the spec's `constants` (so a retuned spec keeps its oracle).
 class MLP(nn.Module):
-    def __init__(self, hidden, depth):
+    def __init__(self, hidden, depth, in_features=2, classes=2):
         super().__init__()
-        self.fcs = nn.ModuleList(nn.Linear(2 if i == 0 else hidden, hidden) for i in range(depth))
-        self.out = nn.Linear(hidden, 2)
+        self.fcs = nn.ModuleList(nn.Linear(in_features if i == 0 else hidden, hidden) for i in range(depth))
+        self.out = nn.Linear(hidden, classes)
 
     def forward(self, b):
         h = b["x"]
@@ -31,10 +31,11 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    def __init__(self, classes, c1, c2, hidden):
+    def __init__(self, classes, c1, c2, hidden, size=8):
         super().__init__()
         self.conv1, self.conv2 = nn.Conv2d(1, c1, 3, padding=1), nn.Conv2d(c1, c2, 3, padding=1)
-        self.fc1, self.out = nn.Linear(c2 * 2 * 2, hidden), nn.Linear(hidden, classes)
+        side = size // 4  # two 2×2 max pools
+        self.fc1, self.out = nn.Linear(c2 * side * side, hidden), nn.Linear(hidden, classes)
 
     def forward(self, b):
         h = F.max_pool2d(F.relu(self.conv1(b["x"])), 2)
@@ -47,9 +48,9 @@ class CNN(nn.Module):
 
 
 class LSTM(nn.Module):
-    def __init__(self, hidden, classes):
+    def __init__(self, hidden, classes, input_size=1):
         super().__init__()
-        self.rnn, self.out = nn.LSTM(1, hidden, batch_first=True), nn.Linear(hidden, classes)
+        self.rnn, self.out = nn.LSTM(input_size, hidden, batch_first=True), nn.Linear(hidden, classes)
 
     def forward(self, b):
         _, (h_n, _) = self.rnn(b["x"])
@@ -108,9 +109,10 @@ def by_name(model):
     return {f"{node}.{k}": getattr(mod, k) for node, mod in model.mapping().items() for k in ("weight", "bias")}
 
 
-
-
-TORCH_MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTM, "transformer": Transformer}
+TORCH_MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTM, "transformer": Transformer,
+                # benchmarks/specs/workloads: the same architectures at realistic sizes
+                "mlp784": MLP, "cnn28": CNN, "lstm_h128": LSTM, "transformer_d128": Transformer,
+                "gpt_mini": Transformer}
 
 
 def torch_model(name, model):

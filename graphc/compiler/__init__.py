@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +12,11 @@ import numpy as np
 from graphc.compiler.cache import store
 from graphc.compiler.model import CompiledModel, ForwardResult, InputError, ParamSpec, TensorSpec
 from graphc.diagnostics import Diagnostic
+from graphc.kernels import threads
 from graphc.pipeline import Analysis, analyze, run
 
-
-def _configure_blas_threads() -> None:
-    """One BLAS thread per process unless GRAPHC_BLAS_THREADS says otherwise.
-
-    numpy and Numba (through scipy) each load their own OpenBLAS, each with a pool of spinning
-    threads; on a 2-core machine the two pools steal the cores from each other. Measured on the
-    transformer step (B=64, T=16): median 516 ms with 2 threads each vs 16 ms with 1 (best
-    40 ms vs 16 ms). Larger models may set GRAPHC_BLAS_THREADS=2 (or more) and compare with
-    `graphc bench`.
-    """
-    from graphc.kernels import set_blas_threads
-
-    value = os.environ.get("GRAPHC_BLAS_THREADS", "1")
-    set_blas_threads(max(1, int(value)) if value.isdigit() else 1)
-
-
-_configure_blas_threads()
+# One thread pool (Numba's), BLAS on one thread inside it: see graphc.kernels.threads.
+threads.configure()
 
 
 class CompileError(Exception):

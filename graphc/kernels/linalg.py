@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from graphc.kernels.elementwise import unbroadcast
+from graphc.kernels.parallel import block_bounds, gemm_nn, gemm_nt, gemm_tn, row_blocks
 
 
 # --------------------------------------------------------------------------- linear
@@ -26,13 +27,21 @@ def linear_fwd(x, weight, bias, has_bias, out=None):
     if out is None:
         out = np.empty(x.shape[:-1] + (n_out,), dtype=x.dtype)
     out2 = out.reshape(-1, n_out)
-    np.dot(x2, weight.T, out2)  # numba's two-argument np.dot is this call on a fresh array
+    gemm_nt(x2, weight, out2)
     if has_bias and bias.size > 0:
-        bf = bias.reshape(-1)
-        for r in range(out2.shape[0]):
-            for o in range(n_out):
-                out2[r, o] += bf[o]
+        _add_rows(out2, bias.reshape(-1))
     return (out,)
+
+
+@numba.njit(cache=True, parallel=True)
+def _add_rows(y, v):
+    """y[r, :] += v for every row r."""
+    n_blocks = row_blocks(y.shape[0], 256)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, y.shape[0])
+        for r in range(r0, r1):
+            for o in range(y.shape[1]):
+                y[r, o] += v[o]
 
 
 @numba.njit(cache=True)
@@ -44,8 +53,8 @@ def linear_bwd(g_out, x, weight, bias, has_bias, out, into_x=None):
     if into_x is None:
         into_x = np.empty_like(x)
     gx = into_x
-    np.dot(g2, weight, gx.reshape(-1, n_in))
-    gw = np.dot(g2.T, x2)
+    gemm_nn(g2, weight, gx.reshape(-1, n_in))
+    gw = gemm_tn(g2, x2, np.empty((n_out, n_in), dtype=x.dtype))
     gb = np.zeros_like(bias)
     if has_bias and bias.size > 0:
         gbf = gb.reshape(-1)
