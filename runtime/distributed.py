@@ -72,6 +72,18 @@ class World:
     def parallel(self) -> bool:
         return self.size > 1
 
+    def ranks_on_this_host(self) -> int:
+        """How many ranks of the job share this machine (their kernels share its cores)."""
+        if not self.parallel:
+            return 1
+        from mpi4py import MPI
+
+        host = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return host.Get_size()
+        finally:
+            host.Free()
+
     # -- the batch -------------------------------------------------------------------------
 
     def check_batch(self, batch: int) -> None:

@@ -113,17 +113,17 @@ def _describe_optimizer(cfg) -> str:
     return text
 
 
-def blas_threads() -> list[int]:
-    """Thread counts of the loaded OpenBLAS libraries, when graphc's kernels are loaded (the
-    runtime itself never loads Numba to find out)."""
+def kernel_threads() -> int | None:
+    """Threads of graphc's kernel pool, when the kernels are loaded (the runtime itself never
+    loads Numba to find out)."""
     if "graphc.kernels" not in sys.modules:
-        return []
+        return None
     try:
-        from graphc.kernels import get_blas_threads
+        from graphc.kernels.threads import get_threads
 
-        return get_blas_threads()
+        return get_threads()
     except Exception:  # noqa: BLE001 - a header line is not worth failing a run over
-        return []
+        return None
 
 
 def describe_device(world, batch: int) -> str:
@@ -132,10 +132,9 @@ def describe_device(world, batch: int) -> str:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     text = f"CPU, {_plural(cores, 'core')}"
-    threads = sorted(set(blas_threads()))
+    threads = kernel_threads()
     if threads:
-        text += ", " + "/".join(str(t) for t in threads) + " BLAS thread"
-        text += ("" if threads == [1] else "s") + " (GRAPHC_BLAS_THREADS)"
+        text += f", {_plural(threads, 'kernel thread')} (--threads, GRAPHC_THREADS)"
     if world.parallel:
         text += f"; {world.size} MPI ranks, {batch // world.size} samples each"
     return text

@@ -61,9 +61,12 @@ def _print_metrics(metrics: dict) -> None:
                    "default: the memory available.")
 @click.option("--overwrite", is_flag=True,
               help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads for the kernels (default: GRAPHC_THREADS, else this machine's usable "
+                   "cores, shared among the MPI ranks on it).")
 @set_option
 @no_fuse_option
-def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets):
+def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, threads, sets):
     """Train a spec on the data its `train:` section names; writes a run directory.
 
     Under an MPI launcher (`mpiexec -n N graphc train …`) every rank trains its shard of each
@@ -72,6 +75,11 @@ def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, s
 
     with user_errors():
         ranks = world()
+    from graphc.kernels.threads import configure, set_threads
+
+    configure(local_ranks=ranks.ranks_on_this_host())
+    if threads:
+        set_threads(threads)
     if not ranks.parallel:
         return _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets)
     try:

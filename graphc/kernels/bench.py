@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from graphc.kernels import set_blas_threads
+from graphc.kernels.threads import set_threads
 from graphc.ops import OPS
 
 F32 = np.float32
@@ -138,10 +138,10 @@ def _torch(op: str, kw: dict):
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--torch", action="store_true", help="also time PyTorch eager")
-    ap.add_argument("--threads", type=int, default=None, help="BLAS/torch threads")
+    ap.add_argument("--threads", type=int, default=None, help="kernel/torch threads")
     args = ap.parse_args(argv)
     if args.threads:
-        set_blas_threads(args.threads)
+        set_threads(args.threads)
     if args.torch:
         import torch
 

@@ -28,7 +28,7 @@ def _mpiexec() -> str:
 
 
 GRAPHC = [sys.executable, "-m", "graphc"]
-ENV = {**os.environ, "GRAPHC_BLAS_THREADS": "1", "OMP_NUM_THREADS": "1"}
+ENV = dict(os.environ)  # graphc shares the host's cores among the ranks itself
 
 
 def _train(tmp: Path, spec: str, ranks: int, *extra: str, timeout: float = 300):

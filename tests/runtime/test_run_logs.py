@@ -55,10 +55,10 @@ def test_the_header_comes_before_the_first_step(tmp_path, capsys):
     assert "tensorboard  " in header
 
 
-def test_the_header_names_mpi_ranks_and_blas_threads(monkeypatch):
-    monkeypatch.setattr(runlog, "blas_threads", lambda: [1, 1])
+def test_the_header_names_mpi_ranks_and_kernel_threads(monkeypatch):
+    monkeypatch.setattr(runlog, "kernel_threads", lambda: 1)
     text = runlog.describe_device(World(rank=0, size=2), batch=64)
-    assert "1 BLAS thread (GRAPHC_BLAS_THREADS); 2 MPI ranks, 32 samples each" in text
+    assert "1 kernel thread (--threads, GRAPHC_THREADS); 2 MPI ranks, 32 samples each" in text
     assert "MPI" not in runlog.describe_device(World(), batch=64)
 
 

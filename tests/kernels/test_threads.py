@@ -1,0 +1,86 @@
+"""graphc's one thread pool: the row-blocked GEMMs equal NumPy's at every split, a whole
+training step gives the same numbers at 1 and 2 threads, and GRAPHC_THREADS is obeyed."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.compiler.checks import synthetic_batch
+from graphc.kernels import threads
+from graphc.kernels.parallel import gemm_nn, gemm_nt, gemm_tn, row_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def two_threads():
+    if threads.set_threads(2) < 2:
+        pytest.fail("NUMBA_NUM_THREADS < 2: the parallel paths cannot be tested")
+    yield
+    threads.configure()
+
+
+@pytest.mark.parametrize("rows", [1, 31, 64, 257, 1000])
+@pytest.mark.parametrize("n", [1, 2])
+def test_row_blocked_gemms_equal_numpy(rows, n, two_threads):
+    threads.set_threads(n)
+    rng = np.random.default_rng(rows)
+    a, w = rng.standard_normal((rows, 24)), rng.standard_normal((40, 24))
+    g, b = rng.standard_normal((rows, 40)), rng.standard_normal((40, 24))
+    np.testing.assert_allclose(gemm_nt(a, w, np.empty((rows, 40))), a @ w.T, rtol=1e-12)
+    np.testing.assert_allclose(gemm_nn(g, b, np.empty((rows, 24))), g @ b, rtol=1e-12)
+    np.testing.assert_allclose(gemm_tn(g, a, np.empty((40, 24))), g.T @ a, rtol=1e-12, atol=1e-12)
+
+
+def test_large_products_are_split_over_the_threads(two_threads):
+    assert row_blocks(1000) == 2
+    assert row_blocks(1000, 600) == 1  # under the minimum block size: one call
+    threads.set_threads(1)
+    assert row_blocks(1000) == 1
+
+
+def test_a_training_step_is_the_same_at_one_and_two_threads(two_threads):
+    """The transformer at a size where every parallel kernel splits its work."""
+    model = graphc.compile(ROOT / "benchmarks" / "specs" / "workloads" / "transformer_d128.yaml")
+    params = model.init_params(0)
+    batch = synthetic_batch(model, {"B": 8, "T": 64})
+    runs = []
+    for n in (1, 2):
+        threads.set_threads(n)
+        result = model.forward(params, batch, training=True)
+        runs.append((float(result.losses["loss"]), model.backward(result)))
+    (loss1, grads1), (loss2, grads2) = runs
+    assert loss1 == pytest.approx(loss2, rel=1e-6)
+    assert grads1.keys() == grads2.keys()
+    for k in grads1:
+        np.testing.assert_allclose(grads2[k], grads1[k], rtol=2e-4, atol=1e-6, err_msg=k)
+
+
+def _threads_in_subprocess(env: dict) -> str:
+    code = "import graphc.compiler; from graphc.kernels.threads import get_threads; print(get_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "GRAPHC_THREADS"} | env
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_graphc_threads_sets_the_pool_and_defaults_to_the_usable_cores():
+    assert _threads_in_subprocess({"GRAPHC_THREADS": "1"}) == "1"
+    assert _threads_in_subprocess({}) == str(
+        min(threads.usable_cores(), int(os.environ.get("NUMBA_NUM_THREADS", threads.usable_cores())))
+    )
+    assert _threads_in_subprocess({"GRAPHC_THREADS": "lots"}) == _threads_in_subprocess({})
+
+
+def test_ranks_on_one_host_share_its_cores(monkeypatch):
+    monkeypatch.delenv("GRAPHC_THREADS", raising=False)
+    cores = threads.usable_cores()
+    assert threads.default_threads(local_ranks=cores) == 1
+    assert threads.default_threads(local_ranks=cores * 4) == 1
+    monkeypatch.setenv("GRAPHC_THREADS", "3")
+    assert threads.default_threads(local_ranks=2) == 3  # an explicit count wins
