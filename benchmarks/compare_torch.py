@@ -13,7 +13,8 @@ quote, with the load average printed beside them.
 Specs are the reference specs (specs/NAME.yaml) or the workloads at realistic sizes
 (benchmarks/specs/workloads/NAME.yaml). Peers:
 
-    graphc        graphc's default threads (graphc.kernels.threads: the usable cores)
+    graphc        graphc's default: the usable cores, 1 or all chosen by the ThreadGovernor
+                  from measured steps, as `graphc train` does (graphc.kernels.threads)
     graphc·1      graphc on one thread
     torch         PyTorch eager, its default threads (one per core)
     torch·1       PyTorch eager, one thread
@@ -44,7 +45,7 @@ import torch  # noqa: E402
 import graphc  # noqa: E402
 from benchmarks.torch_models import by_name, sliced, torch_model  # noqa: E402
 from graphc.compiler.checks import synthetic_batch  # noqa: E402
-from graphc.kernels.threads import default_threads, set_threads  # noqa: E402
+from graphc.kernels.threads import ThreadGovernor, default_threads, set_threads  # noqa: E402
 
 WORKLOADS = ["transformer_d128", "gpt_mini", "cnn28", "lstm_h128", "mlp784"]
 REFERENCE = ["transformer", "cnn", "lstm", "mlp"]
@@ -97,6 +98,12 @@ def peers(name: str, with_compile: bool) -> tuple[dict, dict]:
 
         return step
 
+    governor = ThreadGovernor(threads)  # what `graphc train` does by default
+
+    def graphc_default():
+        with governor.step():
+            model.backward(model.forward(params, batch, training=True))
+
     def torch_step(module, n):
         def step():
             torch.set_num_threads(n)
@@ -106,7 +113,7 @@ def peers(name: str, with_compile: bool) -> tuple[dict, dict]:
 
         return step
 
-    steps = {"graphc": graphc_step(threads), "graphc·1": graphc_step(1),
+    steps = {"graphc": graphc_default, "graphc·1": graphc_step(1),
              "torch": torch_step(tm, threads), "torch·1": torch_step(tm, 1)}  # fmt: skip
     if with_compile:
         steps["compile"] = torch_step(torch.compile(tm), threads)

@@ -256,6 +256,15 @@ class Run(RunFiles):
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
+    def _thread_governor(self):
+        """1 or all kernel threads, whichever makes steps faster now (graphc.kernels.threads);
+        fixed when the user chose a count, and under MPI (a rank's step time includes
+        waiting for the others)."""
+        from graphc.kernels.threads import ThreadGovernor, chosen_by_user, get_threads
+
+        fixed = chosen_by_user() or self.world.parallel
+        return ThreadGovernor(1 if fixed else get_threads())
+
     def _catch_sigint(self):
         """The first Ctrl-C asks for a stop after the current step; the second raises."""
         if threading.current_thread() is not threading.main_thread():
@@ -277,9 +286,11 @@ class Run(RunFiles):
         try:
             window = (time.perf_counter(), 0)  # the speed of the steps since the last row
             first = self.step
+            governor = self._thread_governor()
             while self.step < stop_at:
                 logging = (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total
-                tracker, norm, lr, samples = self.train_step(logging)
+                with governor.step():
+                    tracker, norm, lr, samples = self.train_step(logging)
                 self.step += 1
                 window = (window[0], window[1] + samples)
                 if self.step == first + 1 and not logging:  # kernels load or compile in it

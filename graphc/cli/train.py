@@ -79,7 +79,7 @@ def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, t
 
     configure(local_ranks=ranks.ranks_on_this_host())
     if threads:
-        set_threads(threads)
+        set_threads(threads, by_user=True)
     if not ranks.parallel:
         return _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets)
     try:

@@ -377,6 +377,9 @@ class _ExprPrinter:
 
 
 _JIT = '@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})'
+# A loop whose iterations write disjoint elements runs its outer axis on graphc's thread pool
+# (graphc.kernels.threads); a backward that sums a broadcast input's gradient stays serial.
+_JIT_PARALLEL = '@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, parallel=True)'
 
 
 @dataclass
@@ -434,8 +437,9 @@ def _cores(g: Group, bits: int) -> list[str]:
         entries = {(pos, k): e for pos, k, e in jacobians(g)}
         for pos, k in saved:
             body.append(f"jac{pos}_{k}[{full}] = {p.print(entries[pos, k])}  # ∂out{pos}/∂in{k}")
-    lines = [_JIT, f"def _fwd{bits}({', '.join(sig.fwd)}):", f"    {unpack} = out0.shape"]
-    lines += p.constants(params) + loops + [indent + line for line in body]
+    outer = ["    for i0 in numba.prange(n0):", *loops[1:]]
+    lines = [_JIT_PARALLEL, f"def _fwd{bits}({', '.join(sig.fwd)}):", f"    {unpack} = out0.shape"]
+    lines += p.constants(params) + outer + [indent + line for line in body]
     if not sig.bwd:
         return lines
 
@@ -468,11 +472,12 @@ def _cores(g: Group, bits: int) -> list[str]:
             target, op = (f"acc{k}", "+=") if k in accs else (f"gin{k}", "=")
             body.append(f"{target}[{_index(g.inputs[k])}] {op} {p.print(gin[k])}")
     first = sig.bwd[0]
-    lines += ["", "", _JIT, f"def _bwd{bits}({', '.join(sig.bwd)}):", f"    {unpack} = {first}.shape"]
+    jit, bwd_loops = (_JIT, loops) if accs else (_JIT_PARALLEL, outer)
+    lines += ["", "", jit, f"def _bwd{bits}({', '.join(sig.bwd)}):", f"    {unpack} = {first}.shape"]
     lines += [f"    acc{k} = np.zeros(gin{k}.shape)  # a broadcast input: its gradient summed in float64"
               for k in accs]
     lines += [f"    row{k} = np.empty(n{K - 1})  # its contributions along the innermost axis" for k in rows]
-    lines += p.constants(params) + loops + [indent + line for line in body]
+    lines += p.constants(params) + bwd_loops + [indent + line for line in body]
     lines += ["    " * K + line for line in after]
     for k in accs:
         lines += [f"    flat{k}, sums{k} = gin{k}.reshape(-1), acc{k}.reshape(-1)",

@@ -13,6 +13,7 @@ import graphc
 from graphc.compiler.checks import synthetic_batch
 from graphc.kernels import threads
 from graphc.kernels.parallel import gemm_nn, gemm_nt, gemm_tn, row_blocks
+from graphc.kernels.threads import ThreadGovernor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +85,44 @@ def test_ranks_on_one_host_share_its_cores(monkeypatch):
     assert threads.default_threads(local_ranks=cores * 4) == 1
     monkeypatch.setenv("GRAPHC_THREADS", "3")
     assert threads.default_threads(local_ranks=2) == 3  # an explicit count wins
+
+
+# ----------------------------------------------------------------------------- the governor
+def _simulate(cost, steps: int) -> tuple[ThreadGovernor, list[float], list[int]]:
+    """Drive a governor over `steps` steps whose time is cost(step, threads)."""
+    governor = ThreadGovernor(2)
+    times, counts = [], []
+    for i in range(steps):
+        governor._before()
+        counts.append(governor.current)
+        seconds = cost(i, governor.current)
+        governor._after(seconds)
+        times.append(seconds)
+    return governor, times, counts
+
+
+def test_the_governor_keeps_all_threads_on_a_quiet_machine(two_threads):
+    governor, times, counts = _simulate(lambda i, n: 1.0 if n == 2 else 1.8, 1000)
+    assert governor.choice == 2
+    assert counts[-100:] == [2] * 100
+    assert sum(times) <= 1.05 * 1000  # the probes at one thread cost < 5%
+
+
+def test_the_governor_drops_to_one_thread_beside_busy_neighbours(two_threads):
+    """Two threads 40x slower (measured: a 0.3 ms region took 16 ms with four neighbours)."""
+    governor, times, counts = _simulate(lambda i, n: 40.0 if n == 2 else 1.0, 1000)
+    assert governor.choice == 1
+    assert sum(times[2:]) <= 1.3 * 998  # (the first two steps compile: not counted)
+
+
+def test_the_governor_follows_a_neighbour_that_comes_and_goes(two_threads):
+    busy = range(300, 600)
+
+    def cost(i, n):
+        return (40.0 if n == 2 else 1.0) if i in busy else (1.0 if n == 2 else 1.8)
+
+    governor, times, counts = _simulate(cost, 1200)
+    assert counts[310:600].count(2) <= 2  # a probe step or two while the neighbour runs
+    assert sum(times[300:600]) <= 1.3 * 300
+    # back to all threads once it left (within max_interval steps), but for a probe now and then
+    assert governor.choice == 2 and counts[1000:].count(2) >= 194
