@@ -106,12 +106,20 @@ class Adam(Optimizer):
     def update(self, name, w, g, lr, wd):
         b1, b2 = (float(b) for b in self.options["betas"])
         eps = float(self.options["eps"])
+        m = self.slot("m", name, w)
+        v = self.slot("v", name, w)
+        if w.dtype == np.float32 and w.flags.c_contiguous and w.flags.writeable:
+            # one fused pass on the kernels' thread pool; the same float32 arithmetic as below
+            from graphc.kernels.optim import adam_update
+
+            adam_update(w.reshape(-1), np.ascontiguousarray(g, np.float32).reshape(-1), m.reshape(-1),
+                        v.reshape(-1), lr, b1, b2, eps, wd, self.decoupled, 1 - b1**self.t,
+                        1 - b2**self.t)  # fmt: skip
+            return
         if wd and self.decoupled:
             w *= np.float32(1.0 - lr * wd)
         elif wd:
             g = g + np.float32(wd) * w
-        m = self.slot("m", name, w)
-        v = self.slot("v", name, w)
         m *= np.float32(b1)
         m += np.float32(1 - b1) * g
         v *= np.float32(b2)

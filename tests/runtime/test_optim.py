@@ -129,3 +129,29 @@ def test_bad_optimizer_config(section, match):
 def test_momentum_shorthand():
     opt = make_optimizer({"name": "momentum", "lr": 0.1}, DECAY)
     assert opt.name == "sgd" and opt.options["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("name, wd", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.01)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_fused_adam_kernel_gives_numpys_bits(name, wd, threads):
+    """Contiguous float32 params take the one-pass kernel (graphc.kernels.optim); a strided
+    param takes the NumPy form. Both must compute the same float32 numbers, at any thread
+    count (the kernel splits 100,000 elements over the threads)."""
+    from graphc.kernels.threads import configure, set_threads
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(100_000).astype(np.float32)
+    grads = [rng.standard_normal(base.size).astype(np.float32) for _ in range(4)]
+    fused = {"w": base.copy()}
+    strided = {"w": np.repeat(base, 2)[::2]}  # the same values, not contiguous
+    assert not strided["w"].flags.c_contiguous
+    set_threads(threads)
+    try:
+        for params in (fused, strided):
+            opt = make_optimizer({"name": name, "lr": 0.01, "weight_decay": wd}, {"w": True})
+            for g in grads:
+                opt.step(params, {"w": g})
+    finally:
+        configure()
+    assert not np.array_equal(fused["w"], base)
+    assert np.array_equal(fused["w"], strided["w"])
