@@ -57,11 +57,25 @@ def linear_bwd(g_out, x, weight, bias, has_bias, out, into_x=None):
     gw = gemm_tn(g2, x2, np.empty((n_out, n_in), dtype=x.dtype))
     gb = np.zeros_like(bias)
     if has_bias and bias.size > 0:
-        gbf = gb.reshape(-1)
-        for r in range(g2.shape[0]):
-            for o in range(n_out):
-                gbf[o] += g2[r, o]
+        _col_sums(g2, gb.reshape(-1))
     return gx, gw, gb
+
+
+@numba.njit(cache=True, parallel=True)
+def _col_sums(g, out):
+    """out[o] = sum of g[:, o], in float64: a block of rows per thread, then the partials."""
+    n_blocks = row_blocks(g.shape[0], 256)
+    partial = np.zeros((n_blocks, g.shape[1]))
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, g.shape[0])
+        for r in range(r0, r1):
+            for o in range(g.shape[1]):
+                partial[i, o] += g[r, o]
+    for o in range(g.shape[1]):
+        tot = 0.0
+        for i in range(n_blocks):
+            tot += partial[i, o]
+        out[o] = tot
 
 
 # --------------------------------------------------------------------------- matmul
