@@ -45,3 +45,17 @@ def _adam_element(w, gi, m, v, i, c):
     m_hat = m[i] / k1
     v_hat = v[i] / k2
     w[i] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def sum_of_squares(x):
+    """sum(x**2) of a flat float32 array, accumulated in float64 (a block per thread)."""
+    n_blocks = row_blocks(x.size, 16384)
+    partial = np.zeros(n_blocks)
+    for blk in numba.prange(n_blocks):
+        i0, i1 = block_bounds(blk, n_blocks, x.size)
+        tot = 0.0
+        for i in range(i0, i1):
+            tot += np.float64(x[i]) * np.float64(x[i])
+        partial[blk] = tot
+    return partial.sum()

@@ -155,3 +155,11 @@ def test_the_fused_adam_kernel_gives_numpys_bits(name, wd, threads):
         configure()
     assert not np.array_equal(fused["w"], base)
     assert np.array_equal(fused["w"], strided["w"])
+
+
+def test_global_norm_is_accumulated_in_float64():
+    rng = np.random.default_rng(4)
+    grads = {"a": rng.standard_normal(100_000).astype(np.float32) * 1e3,
+             "b": rng.standard_normal((300, 7)).astype(np.float32)[:, ::2]}  # not contiguous
+    expected = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads.values()))
+    assert global_norm(grads) == pytest.approx(expected, rel=1e-12)
