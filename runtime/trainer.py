@@ -134,7 +134,8 @@ def train(
         ranks.check_batch(setup.cfg.batch)
         run = Run(model, requested, setup, overrides)
         run.params = setup.initial_params(model, run.params, resume)  # train.init_from
-        with bar.slow(COMPILING + CACHED):  # the probe forward is the kernels' first call
+        ready = _warm(model, bar, ranks.parallel)  # a cold start compiles here, saying so
+        with contextlib.nullcontext() if ready else bar.slow(COMPILING + CACHED):
             setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
     except MemoryError:
         raise ResourceError(
@@ -168,6 +169,20 @@ def train(
     finally:
         if ranks.root:
             lock.release()
+
+
+def _warm(model, bar, parallel: bool) -> bool:
+    """Compile (or load) the step's kernels before the probe forward: on a cold start in
+    parallel helper processes, with a notice and an estimate. True when nothing is left to
+    compile at the first calls; then a slow first step is not announced as compiling either."""
+    warm = getattr(model, "warm", None)
+    if warm is None:
+        return False
+    # MPI ranks already keep every core busy: each compiles in its own process
+    report = warm(say=bar.message, processes=0 if parallel else None)
+    if not report.uncovered:  # a slow first step is a busy machine, not a compile
+        bar.slow_start = None
+    return not report.uncovered
 
 
 def _only_lock(out: Path) -> bool:

@@ -41,6 +41,7 @@ def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False, fuse: bo
     model = CompiledModel(graph, a.program.tensors, a.source, str(path), namespace, a.buffers, dtype)
     model.kernels = sorted(a.program.kernels)  # the kernel functions the driver calls
     model.fused = a.program.fused  # the generated pointwise kernels (graphc.compiler.fuse)
+    model.program = a.program  # the typed kernel calls: graphc.compiler.warm predicts from them
     return model
 
 

@@ -211,6 +211,13 @@ class CompiledModel:
         result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
         return result
 
+    def warm(self, say=None, processes: int | None = None):
+        """Load or compile the kernels a training step calls before the first one runs, on a
+        cold start in parallel processes; `say(text)` announces a compile (graphc.compiler.warm)."""
+        from graphc.compiler.warm import warm
+
+        return warm(self, say, processes)
+
     # -- inference
     def inference_model(self, outputs: list[str] | tuple[str, ...] | None = None) -> CompiledModel:
         """This model pruned to `outputs` (default: all outputs) with no losses: its forward
