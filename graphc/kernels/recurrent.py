@@ -1,13 +1,16 @@
 """Recurrent kernels: rnn (tanh or relu), lstm, gru — batch-first, one layer, optional
 reverse direction, zero initial state, torch gate orders (LSTM i,f,g,o; GRU r,z,n).
 
-Each direction is an njit core working in time-major layout: the input projection for all
-steps is one GEMM (``xt @ w_ih.T``), then each step does one [B,H] x [H,G*H] GEMM. The
-backward (BPTT) collects the pre-activation gate gradients of every step into a [T*B, G*H]
-matrix so the weight gradients are again single GEMMs after the time loop. Gate
-nonlinearities go through ``vmath`` over whole [B, G*H] blocks (LSTM's tanh gate as
-2*sigmoid(2x) - 1, so one sigmoid call covers all four gates), and the hidden bias is folded
-into the input projection once (except GRU's b_hn, which r multiplies).
+Each direction is a parallel njit core over blocks of batch rows: rows never interact, so
+each thread runs the whole time loop for its own rows (one parallel region per direction).
+A step is two small products, x_t W_ih^T (started from the bias rows) and h W_hh^T, on
+`_mm`, a register-tiled GEMM that reads the [B, T, I] input's time slices in place. The
+backward (BPTT) adds each step's terms of the weight gradients (gate gradients^T times x_t
+and h_{t-1}) while that step's gate gradients are in cache, and writes the input gradient
+straight into gx [B, T, I]; with two threads each block sums its own share, added after.
+Gate nonlinearities go through ``vmath`` over whole [rows, G*H] blocks (LSTM's tanh gate as
+2*sigmoid(2x) - 1 with its weights doubled, so one sigmoid call covers all four gates), and
+the hidden bias is folded into the bias rows (except GRU's b_hn, which r multiplies).
 
 ``rnn_fwd``/``lstm_fwd``/``gru_fwd`` and their ``_bwd`` are thin plain-Python wrappers over
 these cores: they pick the directions, and the ``last`` attr changes the output's rank
@@ -116,7 +119,7 @@ def _mm(a, b, c, init):
     ldi = init.strides[0] // es if has_init else 0
     pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
     n_vec = n - n % lanes  # columns the tiles cover; the rest below
-    for k0 in range(0, k_len, _KC):
+    for k0 in range(0, max(k_len, 1), _KC):  # one pass even for k_len 0: c = init or 0
         kc = min(_KC, k_len - k0)
         if k0 == 0:
             pi, li = (init.ctypes.data, ldi) if has_init else (0, 0)
@@ -168,108 +171,11 @@ def _mm(a, b, c, init):
     return c
 
 
-@numba.njit(cache=True)
-def _input_proj(xt, w_ih, b_ih, b_hh, n_fold):
-    """xt @ w_ih.T + b_ih, plus the first ``n_fold`` entries of b_hh: the hidden bias is
-    folded in once here instead of once per step (GRU's b_hn cannot be: r multiplies it)."""
-    y = np.dot(xt, w_ih.T)
-    n = y.shape[1]
-    bias = np.zeros(n, dtype=np.float64)
-    if b_ih.size > 0:
-        for j in range(n):
-            bias[j] += b_ih[j]
-    if b_hh.size > 0:
-        for j in range(n_fold):
-            bias[j] += b_hh[j]
-    for r in range(y.shape[0]):
-        for j in range(n):
-            y[r, j] += bias[j]
-    return y
-
-
-@numba.njit(cache=True)
-def _col_sums(g2, like):
-    gb = np.zeros_like(like)
-    if like.size > 0:
-        for r in range(g2.shape[0]):
-            gb += g2[r]
-    return gb
-
-
-@numba.njit(cache=True)
-def _shift_prev(seq, reverse):
-    """State fed *into* each time step: the neighbour in processing order, zero first."""
-    prev = np.zeros_like(seq)
-    t_len = seq.shape[0]
-    if reverse:
-        prev[: t_len - 1] = seq[1:]
-    else:
-        prev[1:] = seq[: t_len - 1]
-    return prev
-
-
-# --------------------------------------------------------------------------- rnn
-@numba.njit(cache=True)
-def _rnn_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh, hs):
-    """Fills hs[T, B, H] (the hidden state at each time)."""
-    t_len, _, hd = hs.shape
-    xw = _input_proj(xt, w_ih, b_ih, b_hh, hd).reshape(t_len, b_n, hd)
-    pre = np.empty((b_n, hd), dtype=xt.dtype)
-    h = np.zeros((b_n, hd), dtype=xt.dtype)
-    for k in range(t_len):
-        t = t_len - 1 - k if reverse else k
-        np.dot(h, w_hh.T, pre)
-        pre += xw[t]
-        if use_tanh:
-            vtanh(pre.reshape(-1), hs[t].reshape(-1))
-        else:
-            hs[t] = np.maximum(pre, 0.0)
-        h = hs[t]
-
-
-@numba.njit(cache=True)
-def _rnn_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh):
-    t_len, b_n, hd = hs.shape
-    dg = np.empty((t_len, b_n, hd), dtype=xt.dtype)
-    dh = np.zeros((b_n, hd), dtype=xt.dtype)
-    for k in range(t_len):
-        t = k if reverse else t_len - 1 - k
-        for b in range(b_n):
-            for j in range(hd):
-                d = gh[t, b, j] + dh[b, j]
-                y = hs[t, b, j]
-                dg[t, b, j] = d * (1.0 - y * y) if use_tanh else (d if y > 0 else 0.0)
-        dh = np.dot(dg[t], w_hh)
-    dg2 = dg.reshape(t_len * b_n, hd)
-    hp2 = _shift_prev(hs, reverse).reshape(t_len * b_n, hd)
-    gxt = np.dot(dg2, w_ih)
-    return gxt, np.dot(dg2.T, xt), np.dot(dg2.T, hp2), _col_sums(dg2, b_ih), _col_sums(dg2, b_hh)
-
-
-# --------------------------------------------------------------------------- lstm
+# --------------------------------------------------------------------------- shared
 # Batch rows never interact in a recurrence, so each thread runs the whole time loop for its
 # own block of rows: one parallel region per direction instead of one per step (a region
 # costs a few microseconds to start; a step of the h128 workload takes about 30).
 _MIN_ROWS = 4  # batch rows per thread's block (one tile of `_mm`)
-
-
-@numba.njit(cache=True)
-def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
-    """w_ih.T [I, 4H], w_hh.T [H, 4H] (so each step's product reads contiguous rows) and
-    b_ih + b_hh [4H], with the g gate's columns doubled: then tanh(g) = 2 sigmoid(2g) - 1 and
-    one sigmoid covers all four gates (doubling is exact)."""
-    hd = w_hh.shape[1]
-    wt_ih = np.ascontiguousarray(w_ih.T)
-    wt_hh = np.ascontiguousarray(w_hh.T)
-    bias = np.zeros(4 * hd, dtype=w_hh.dtype)
-    if b_ih.size > 0:
-        bias += b_ih
-    if b_hh.size > 0:
-        bias += b_hh
-    wt_ih[:, 2 * hd : 3 * hd] *= 2.0
-    wt_hh[:, 2 * hd : 3 * hd] *= 2.0
-    bias[2 * hd : 3 * hd] *= 2.0
-    return wt_ih, wt_hh, bias
 
 
 # The gate loops: constants typed like the data (a float64 literal would turn float32 math
@@ -277,16 +183,169 @@ def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
 _GATE_LOOP = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
+@numba.njit(cache=True)
+def _bias_rows(nb, b_ih, b_hh, n_fold, scale_from, scale_to):
+    """[nb, G] rows of b_ih plus the first ``n_fold`` entries of b_hh (GRU's b_hn cannot be
+    folded: r multiplies it), columns scale_from:scale_to doubled (see `_lstm_weights`): the
+    start of each step's product."""
+    n = max(b_ih.size, b_hh.size)
+    bias = np.zeros(n, dtype=b_ih.dtype)
+    if b_ih.size > 0:
+        bias += b_ih
+    if b_hh.size > 0:
+        bias[:n_fold] += b_hh[:n_fold]
+    bias[scale_from:scale_to] *= 2.0
+    rows = np.empty((nb, n), dtype=b_ih.dtype)
+    rows[:] = bias
+    return rows
+
+
+@numba.njit(cache=True)
+def _add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh):
+    """Sums the batch blocks' shares of the weight gradients [n_blocks, ...]; a bias the layer
+    does not have gets a zero-size gradient."""
+    for i in range(1, gw_ih.shape[0]):
+        gw_ih[0] += gw_ih[i]
+        gw_hh[0] += gw_hh[i]
+        gb_ih[0] += gb_ih[i]
+        gb_hh[0] += gb_hh[i]
+    out_ih = gb_ih[0].copy() if b_ih.size > 0 else np.zeros_like(b_ih)
+    out_hh = gb_hh[0].copy() if b_hh.size > 0 else np.zeros_like(b_hh)
+    return gw_ih[0].copy(), gw_hh[0].copy(), out_ih, out_hh
+
+
+@numba.njit(cache=True)
+def _step_weight_grads(dx, dh, xs, hp, first, gw_ih, gw_hh, gb_ih, gb_hh):
+    """Adds one step's terms of the weight gradients: dx, dh are the gradients of the x-side
+    and h-side pre-activations [nb, G], xs, hp the step's input and previous state (zero, so
+    no term, at the forward's first step)."""
+    _mm(dx.T, xs, gw_ih, gw_ih)
+    if not first:
+        _mm(dh.T, hp, gw_hh, gw_hh)
+    for b in range(dx.shape[0]):
+        gb_ih += dx[b]
+        gb_hh += dh[b]
+
+
+# --------------------------------------------------------------------------- rnn
 @numba.njit(**_GATE_LOOP)
-def _lstm_rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates):
+def _rnn_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, use_tanh, r0, r1, hs):
+    """The recurrence of batch rows r0:r1: fills their hs [T, B, H]."""
+    t_len, _, hd = hs.shape
+    nb = r1 - r0
+    zero = hs.dtype.type(0.0)
+    pre = np.empty((nb, hd), dtype=hs.dtype)
+    bias_rows = _bias_rows(nb, b_ih, b_hh, hd, 0, 0)
+    for k in range(t_len):
+        t = t_len - 1 - k if reverse else k
+        _mm(x[r0:r1, t], wt_ih, pre, bias_rows)
+        if k > 0:
+            _mm(hs[t + 1 if reverse else t - 1, r0:r1], wt_hh, pre, pre)
+        hn = hs[t, r0:r1]
+        if use_tanh:
+            vtanh(pre.reshape(-1), hn.reshape(-1))
+        else:
+            for b in range(nb):
+                pb, hb = pre[b], hn[b]
+                for j in range(hd):
+                    hb[j] = max(pb[j], zero)
+
+
+@numba.njit(cache=True, parallel=True)
+def _rnn_dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh, hs):
+    wt_ih, wt_hh = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    b_n = hs.shape[1]
+    n_blocks = row_blocks(b_n, _MIN_ROWS)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, b_n)
+        _rnn_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, use_tanh, r0, r1, hs)
+
+
+@numba.njit(**_GATE_LOOP)
+def _rnn_rows_bwd(
+    gh, x, w_ih, w_hh, hs, reverse, use_tanh, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
+):
+    """BPTT for batch rows r0:r1 (see `_lstm_rows_bwd`)."""
+    t_len, _, hd = hs.shape
+    nb = r1 - r0
+    one, zero = hs.dtype.type(1.0), hs.dtype.type(0.0)
+    none = np.empty((0, 0), dtype=hs.dtype)
+    d = np.empty((nb, hd), dtype=hs.dtype)
+    dh = np.zeros((nb, hd), dtype=hs.dtype)
+    for k in range(t_len):
+        t = k if reverse else t_len - 1 - k
+        tp = t + 1 if reverse else t - 1
+        first = k == t_len - 1
+        hn, g_h = hs[t, r0:r1], gh[t, r0:r1]
+        for b in range(nb):
+            db, yb, dhb, ghb = d[b], hn[b], dh[b], g_h[b]
+            for j in range(hd):
+                y = yb[j]
+                dv = ghb[j] + dhb[j]
+                if use_tanh:
+                    db[j] = dv * (one - y * y)
+                else:
+                    db[j] = dv if y > zero else zero
+        gxt = gx[r0:r1, t]
+        _mm(d, w_ih, gxt, gxt if accumulate else none)
+        if not first:
+            _mm(d, w_hh, dh, none)
+        _step_weight_grads(d, d, x[r0:r1, t], hs[tp, r0:r1], first, gw_ih, gw_hh, gb_ih, gb_hh)
+
+
+@numba.njit(cache=True, parallel=True)
+def _rnn_dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh, gx, accumulate):
+    b_n, hd = hs.shape[1], hs.shape[2]
+    n_blocks = row_blocks(b_n, _MIN_ROWS)
+    gw_ih = np.zeros((n_blocks, hd, x.shape[2]), dtype=hs.dtype)
+    gw_hh = np.zeros((n_blocks, hd, hd), dtype=hs.dtype)
+    gb_ih = np.zeros((n_blocks, hd), dtype=hs.dtype)
+    gb_hh = np.zeros((n_blocks, hd), dtype=hs.dtype)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, b_n)
+        _rnn_rows_bwd(
+            gh,
+            x,
+            w_ih,
+            w_hh,
+            hs,
+            reverse,
+            use_tanh,
+            r0,
+            r1,
+            gx,
+            accumulate,
+            gw_ih[i],
+            gw_hh[i],
+            gb_ih[i],
+            gb_hh[i],
+        )
+    return _add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)
+
+
+# --------------------------------------------------------------------------- lstm
+@numba.njit(cache=True)
+def _lstm_weights(w_ih, w_hh):
+    """w_ih.T [I, 4H], w_hh.T [H, 4H] (so each step's product reads contiguous rows) with the
+    g gate's columns doubled: then tanh(g) = 2 sigmoid(2g) - 1 and one sigmoid covers all four
+    gates (doubling is exact; `_bias_rows` doubles the bias alike)."""
+    hd = w_hh.shape[1]
+    wt_ih = np.ascontiguousarray(w_ih.T)
+    wt_hh = np.ascontiguousarray(w_hh.T)
+    wt_ih[:, 2 * hd : 3 * hd] *= 2.0
+    wt_hh[:, 2 * hd : 3 * hd] *= 2.0
+    return wt_ih, wt_hh
+
+
+@numba.njit(**_GATE_LOOP)
+def _lstm_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, r0, r1, hs, cs, gates):
     """The recurrence of batch rows r0:r1: fills their hs, cs [T, B, H] and gates [T, B, 4H]."""
     t_len, _, hd = hs.shape
     nb = r1 - r0
     one, two = hs.dtype.type(1.0), hs.dtype.type(2.0)
     pre = np.empty((nb, 4 * hd), dtype=hs.dtype)
     tc = np.empty((nb, hd), dtype=hs.dtype)
-    bias_rows = np.empty((nb, 4 * hd), dtype=hs.dtype)
-    bias_rows[:] = bias
+    bias_rows = _bias_rows(nb, b_ih, b_hh, 4 * hd, 2 * hd, 3 * hd)
     zero_state = np.zeros((nb, hd), dtype=hs.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
@@ -316,19 +375,18 @@ def _lstm_rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates):
 @numba.njit(cache=True, parallel=True)
 def _lstm_dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, hs, cs, gates):
     """x [B, T, I]; fills hs, cs [T, B, H] and the activated gates [T, B, 4H]."""
-    wt_ih, wt_hh, bias = _lstm_weights(w_ih, w_hh, b_ih, b_hh)
+    wt_ih, wt_hh = _lstm_weights(w_ih, w_hh)
     b_n = hs.shape[1]
     n_blocks = row_blocks(b_n, _MIN_ROWS)
-    if n_blocks == 1:
-        _lstm_rows_fwd(x, wt_ih, wt_hh, bias, reverse, 0, b_n, hs, cs, gates)
-        return
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, b_n)
-        _lstm_rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates)
+        _lstm_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, r0, r1, hs, cs, gates)
 
 
 @numba.njit(**_GATE_LOOP)
-def _lstm_rows_bwd(gh, x, w_ih, w_hh, hs, cs, gates, reverse, r0, r1, gx, accumulate, gw_ih, gw_hh, gb):
+def _lstm_rows_bwd(
+    gh, x, w_ih, w_hh, hs, cs, gates, reverse, r0, r1, gx, accumulate, gw_ih, gw_hh, gb, gb_hh
+):
     """BPTT for batch rows r0:r1: writes (or, when ``accumulate``, adds) their input gradient
     into gx [B, T, I] and adds their share of the weight and bias gradients to gw_ih, gw_hh
     and gb. The weight gradients are accumulated step by step while the step's gate gradients
@@ -361,15 +419,11 @@ def _lstm_rows_bwd(gh, x, w_ih, w_hh, hs, cs, gates, reverse, r0, r1, gx, accumu
                 db[hd + j] = dcv * cpb[j] * fg * (one - fg)
                 db[2 * hd + j] = dcv * ig * (one - gg * gg)
                 db[3 * hd + j] = dhv * tcv * og * (one - og)
-        xs = x[r0:r1, t]
         gxt = gx[r0:r1, t]
         _mm(d, w_ih, gxt, gxt if accumulate else none)
-        _mm(d.T, xs, gw_ih, gw_ih)
         if not first:
             _mm(d, w_hh, dh, none)
-            _mm(d.T, hs[tp, r0:r1], gw_hh, gw_hh)
-        for b in range(nb):
-            gb += d[b]
+        _step_weight_grads(d, d, x[r0:r1, t], hs[tp, r0:r1], first, gw_ih, gw_hh, gb, gb_hh)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -382,105 +436,168 @@ def _lstm_dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse, gx, acc
     # each block of batch rows sums its own share of the weight gradients; added up after
     gw_ih = np.zeros((n_blocks, g4, x.shape[2]), dtype=hs.dtype)
     gw_hh = np.zeros((n_blocks, g4, hd), dtype=hs.dtype)
-    gb = np.zeros((n_blocks, g4), dtype=hs.dtype)
-    if n_blocks == 1:
+    gb_ih = np.zeros((n_blocks, g4), dtype=hs.dtype)
+    gb_hh = np.zeros((n_blocks, g4), dtype=hs.dtype)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, b_n)
         _lstm_rows_bwd(
-            gh, x, w_ih, w_hh, hs, cs, gates, reverse, 0, b_n, gx, accumulate, gw_ih[0], gw_hh[0], gb[0]
+            gh,
+            x,
+            w_ih,
+            w_hh,
+            hs,
+            cs,
+            gates,
+            reverse,
+            r0,
+            r1,
+            gx,
+            accumulate,
+            gw_ih[i],
+            gw_hh[i],
+            gb_ih[i],
+            gb_hh[i],
         )
-    else:
-        for i in numba.prange(n_blocks):
-            r0, r1 = block_bounds(i, n_blocks, b_n)
-            _lstm_rows_bwd(
-                gh, x, w_ih, w_hh, hs, cs, gates, reverse, r0, r1, gx, accumulate, gw_ih[i], gw_hh[i], gb[i]
-            )
-        for i in range(1, n_blocks):
-            gw_ih[0] += gw_ih[i]
-            gw_hh[0] += gw_hh[i]
-            gb[0] += gb[i]
-    gb_ih = gb[0].copy() if b_ih.size > 0 else np.zeros_like(b_ih)
-    gb_hh = gb[0].copy() if b_hh.size > 0 else np.zeros_like(b_hh)
-    return gw_ih[0].copy(), gw_hh[0].copy(), gb_ih, gb_hh
+    return _add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)
 
 
 # --------------------------------------------------------------------------- gru
-@numba.njit(cache=True)
-def _gru_dir_fwd(xt, b_n, w_ih, w_hh, b_ih, b_hh, reverse, hs, gates, hns):
-    """Fills hs [T, B, H], the activated gates [T, B, 3H] and hns = W_hn h + b_hn [T, B, H]."""
+@numba.njit(**_GATE_LOOP)
+def _gru_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, r0, r1, hs, gates, hns):
+    """The recurrence of batch rows r0:r1: fills their hs [T, B, H], activated gates
+    [T, B, 3H] and hns = W_hn h + b_hn [T, B, H]."""
     t_len, _, hd = hs.shape
-    xw = _input_proj(xt, w_ih, b_ih, b_hh, 2 * hd).reshape(t_len, b_n, 3 * hd)
-    b_hn = np.zeros(hd, dtype=xt.dtype)
+    nb = r1 - r0
+    one = hs.dtype.type(1.0)
+    none = np.empty((0, 0), dtype=hs.dtype)
+    bias_rows = _bias_rows(nb, b_ih, b_hh, 2 * hd, 0, 0)
+    b_hn = np.zeros(hd, dtype=hs.dtype)
     if b_hh.size > 0:
         b_hn[:] = b_hh[2 * hd :]
-    a = np.empty((b_n, 3 * hd), dtype=xt.dtype)
-    pre_rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
-    rz = np.empty((b_n, 2 * hd), dtype=xt.dtype)
-    pre_n = np.empty((b_n, hd), dtype=xt.dtype)
-    n = np.empty((b_n, hd), dtype=xt.dtype)
-    h = np.zeros((b_n, hd), dtype=xt.dtype)
+    ax = np.empty((nb, 3 * hd), dtype=hs.dtype)  # x side (with the folded biases)
+    ah = np.zeros((nb, 3 * hd), dtype=hs.dtype)  # h side (zero into the first step)
+    pre_rz = np.empty((nb, 2 * hd), dtype=hs.dtype)
+    rz = np.empty((nb, 2 * hd), dtype=hs.dtype)
+    pre_n = np.empty((nb, hd), dtype=hs.dtype)
+    n = np.empty((nb, hd), dtype=hs.dtype)
+    zero_state = np.zeros((nb, hd), dtype=hs.dtype)
     for k in range(t_len):
         t = t_len - 1 - k if reverse else k
-        np.dot(h, w_hh.T, a)
-        for b in range(b_n):
+        tp = t + 1 if reverse else t - 1
+        _mm(x[r0:r1, t], wt_ih, ax, bias_rows)
+        h_prev = zero_state
+        if k > 0:
+            h_prev = hs[tp, r0:r1]
+            _mm(h_prev, wt_hh, ah, none)
+        for b in range(nb):
             for j in range(2 * hd):
-                pre_rz[b, j] = xw[t, b, j] + a[b, j]
+                pre_rz[b, j] = ax[b, j] + ah[b, j]
         vsigmoid(pre_rz.reshape(-1), rz.reshape(-1))
-        for b in range(b_n):
+        hn_t = hns[t, r0:r1]
+        for b in range(nb):
+            rb, axb, ahb, hnb, pnb = rz[b], ax[b], ah[b], hn_t[b], pre_n[b]
             for j in range(hd):
-                # r gates W_hn h + b_hn, i.e. *after* the hidden bias (torch)
-                hn = a[b, 2 * hd + j] + b_hn[j]
-                hns[t, b, j] = hn
-                pre_n[b, j] = xw[t, b, 2 * hd + j] + rz[b, j] * hn
+                hn = ahb[2 * hd + j] + b_hn[j]  # r gates W_hn h + b_hn, after the bias (torch)
+                hnb[j] = hn
+                pnb[j] = axb[2 * hd + j] + rb[j] * hn
         vtanh(pre_n.reshape(-1), n.reshape(-1))
-        for b in range(b_n):
+        h_t, act = hs[t, r0:r1], gates[t, r0:r1]
+        for b in range(nb):
+            rb, nb_, hb, hpb, ab = rz[b], n[b], h_t[b], h_prev[b], act[b]
             for j in range(hd):
-                z = rz[b, hd + j]
-                hs[t, b, j] = (1.0 - z) * n[b, j] + z * h[b, j]
-                gates[t, b, j] = rz[b, j]
-                gates[t, b, hd + j] = z
-                gates[t, b, 2 * hd + j] = n[b, j]
-        h = hs[t]
+                z = rb[hd + j]
+                hb[j] = (one - z) * nb_[j] + z * hpb[j]
+                ab[j] = rb[j]
+                ab[hd + j] = z
+                ab[2 * hd + j] = nb_[j]
 
 
-@numba.njit(cache=True)
-def _gru_dir_bwd(gh, xt, w_ih, w_hh, b_ih, b_hh, hs, gates, hns, reverse):
-    t_len, b_n, hd = hs.shape
-    hp = _shift_prev(hs, reverse)
-    dgi = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)  # grads of the x-side pre-activations
-    dgh = np.empty((t_len, b_n, 3 * hd), dtype=xt.dtype)  # grads of the h-side pre-activations
-    dh = np.zeros((b_n, hd), dtype=xt.dtype)
-    direct = np.empty((b_n, hd), dtype=xt.dtype)
+@numba.njit(cache=True, parallel=True)
+def _gru_dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, hs, gates, hns):
+    wt_ih, wt_hh = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    b_n = hs.shape[1]
+    n_blocks = row_blocks(b_n, _MIN_ROWS)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, b_n)
+        _gru_rows_fwd(x, wt_ih, wt_hh, b_ih, b_hh, reverse, r0, r1, hs, gates, hns)
+
+
+@numba.njit(**_GATE_LOOP)
+def _gru_rows_bwd(
+    gh, x, w_ih, w_hh, hs, gates, hns, reverse, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
+):
+    """BPTT for batch rows r0:r1 (see `_lstm_rows_bwd`)."""
+    t_len, _, hd = hs.shape
+    nb = r1 - r0
+    one = hs.dtype.type(1.0)
+    none = np.empty((0, 0), dtype=hs.dtype)
+    dgi = np.empty((nb, 3 * hd), dtype=hs.dtype)  # grads of the x-side pre-activations
+    dgh = np.empty((nb, 3 * hd), dtype=hs.dtype)  # grads of the h-side pre-activations
+    direct = np.empty((nb, hd), dtype=hs.dtype)  # dh through h = ... + z h_prev
+    dh = np.zeros((nb, hd), dtype=hs.dtype)
+    zero_state = np.zeros((nb, hd), dtype=hs.dtype)
     for k in range(t_len):
         t = k if reverse else t_len - 1 - k
-        for b in range(b_n):
+        tp = t + 1 if reverse else t - 1
+        first = k == t_len - 1
+        h_prev = zero_state if first else hs[tp, r0:r1]
+        act, hn_t, g_h = gates[t, r0:r1], hns[t, r0:r1], gh[t, r0:r1]
+        for b in range(nb):
+            ab, hnb, hpb, ghb, dhb = act[b], hn_t[b], h_prev[b], g_h[b], dh[b]
+            dib, dhhb, drb = dgi[b], dgh[b], direct[b]
             for j in range(hd):
-                r = gates[t, b, j]
-                z = gates[t, b, hd + j]
-                n = gates[t, b, 2 * hd + j]
-                dhv = gh[t, b, j] + dh[b, j]
-                dnp = dhv * (1.0 - z) * (1.0 - n * n)
-                drp = dnp * hns[t, b, j] * r * (1.0 - r)
-                dzp = dhv * (hp[t, b, j] - n) * z * (1.0 - z)
-                dgi[t, b, j] = drp
-                dgi[t, b, hd + j] = dzp
-                dgi[t, b, 2 * hd + j] = dnp
-                dgh[t, b, j] = drp
-                dgh[t, b, hd + j] = dzp
-                dgh[t, b, 2 * hd + j] = dnp * r
-                direct[b, j] = dhv * z
-        dh = np.dot(dgh[t], w_hh) + direct
-    dgi2 = dgi.reshape(t_len * b_n, 3 * hd)
-    dgh2 = dgh.reshape(t_len * b_n, 3 * hd)
-    hp2 = hp.reshape(t_len * b_n, hd)
-    gxt = np.dot(dgi2, w_ih)
-    return gxt, np.dot(dgi2.T, xt), np.dot(dgh2.T, hp2), _col_sums(dgi2, b_ih), _col_sums(dgh2, b_hh)
+                r, z, n = ab[j], ab[hd + j], ab[2 * hd + j]
+                dhv = ghb[j] + dhb[j]
+                dnp = dhv * (one - z) * (one - n * n)
+                drp = dnp * hnb[j] * r * (one - r)
+                dzp = dhv * (hpb[j] - n) * z * (one - z)
+                dib[j] = drp
+                dib[hd + j] = dzp
+                dib[2 * hd + j] = dnp
+                dhhb[j] = drp
+                dhhb[hd + j] = dzp
+                dhhb[2 * hd + j] = dnp * r
+                drb[j] = dhv * z
+        gxt = gx[r0:r1, t]
+        _mm(dgi, w_ih, gxt, gxt if accumulate else none)
+        if not first:
+            _mm(dgh, w_hh, dh, direct)
+        _step_weight_grads(dgi, dgh, x[r0:r1, t], h_prev, first, gw_ih, gw_hh, gb_ih, gb_hh)
+
+
+@numba.njit(cache=True, parallel=True)
+def _gru_dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, gates, hns, reverse, gx, accumulate):
+    b_n, hd = hs.shape[1], hs.shape[2]
+    g3 = 3 * hd
+    n_blocks = row_blocks(b_n, _MIN_ROWS)
+    gw_ih = np.zeros((n_blocks, g3, x.shape[2]), dtype=hs.dtype)
+    gw_hh = np.zeros((n_blocks, g3, hd), dtype=hs.dtype)
+    gb_ih = np.zeros((n_blocks, g3), dtype=hs.dtype)
+    gb_hh = np.zeros((n_blocks, g3), dtype=hs.dtype)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, b_n)
+        _gru_rows_bwd(
+            gh,
+            x,
+            w_ih,
+            w_hh,
+            hs,
+            gates,
+            hns,
+            reverse,
+            r0,
+            r1,
+            gx,
+            accumulate,
+            gw_ih[i],
+            gw_hh[i],
+            gb_ih[i],
+            gb_hh[i],
+        )
+    return _add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)
 
 
 # --------------------------------------------------------------------------- python wrappers
-def _time_major(x: np.ndarray) -> np.ndarray:
-    b_n, t_len, n_in = x.shape
-    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t_len * b_n, n_in)
-
-
 def _directions(bidirectional, p0, p1):
     return [(p0, False), (p1, True)] if bidirectional else [(p0, False)]
 
@@ -515,33 +632,27 @@ def _split_grad(g_out: np.ndarray, n_dir: int, t_len: int, hd: int, last: bool):
     return res
 
 
-def _finish_bwd(x, gxts, grads_dirs, p1, into_x):
-    """Sums the directions' time-major input gradients into gx[B,T,I] (``into_x`` or a new
-    array) in one strided pass."""
-    b_n, t_len, n_in = x.shape
-    if into_x is None:
-        into_x = np.empty_like(x)
-    gx_tm = into_x.transpose(1, 0, 2)  # [T,B,I] view
-    g0 = gxts[0].reshape(t_len, b_n, n_in)
-    if len(gxts) == 1:
-        gx_tm[...] = g0
-    else:
-        np.add(g0, gxts[1].reshape(t_len, b_n, n_in), out=gx_tm)
-    g1 = grads_dirs[1] if len(grads_dirs) == 2 else tuple(np.zeros_like(p) for p in p1)
-    return (into_x, *grads_dirs[0], *g1)
+def _run_bwd(core, x, dirs, ghs, saved, into_x, p1, *flags):
+    """Runs each direction's backward core (the second adds its input gradient to the
+    first's) and returns (gx, the first direction's param grads, the second's or zeros)."""
+    gx = np.empty_like(x) if into_x is None else into_x
+    grads = [
+        core(ghs[d], x, *p, *(s[d] for s in saved), rev, *flags, gx, d > 0) for d, (p, rev) in enumerate(dirs)
+    ]
+    g1 = grads[1] if len(grads) == 2 else tuple(np.zeros_like(p) for p in p1)
+    return (gx, *grads[0], *g1)
 
 
 def rnn_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
     bidirectional, last, nonlinearity_tanh, out=None,
 ):  # fmt: skip
-    xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
     dirs = _directions(bidirectional, p0, p1)
     b_n, t_len, hd = x.shape[0], x.shape[1], w_hh_0.shape[1]
     hs = np.empty((len(dirs), t_len, b_n, hd), dtype=x.dtype)
     for d, (p, rev) in enumerate(dirs):
-        _rnn_dir_fwd(xt, b_n, *p, rev, bool(nonlinearity_tanh), hs[d])
+        _rnn_dir_fwd(x, *p, rev, bool(nonlinearity_tanh), hs[d])
     return _assemble_output(hs, last, out), hs
 
 
@@ -549,15 +660,10 @@ def rnn_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
     bidirectional, last, nonlinearity_tanh, saved0, out=None, into_x=None,
 ):  # fmt: skip
-    xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
     dirs = _directions(bidirectional, p0, p1)
     ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
-    res = [
-        _rnn_dir_bwd(ghs[d], xt, *p, saved0[d], rev, bool(nonlinearity_tanh))
-        for d, (p, rev) in enumerate(dirs)
-    ]
-    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1, into_x)
+    return _run_bwd(_rnn_dir_bwd, x, dirs, ghs, (saved0,), into_x, p1, bool(nonlinearity_tanh))
 
 
 def lstm_fwd(
@@ -582,20 +688,13 @@ def lstm_bwd(
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
     dirs = _directions(bidirectional, p0, p1)
     ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
-    gx = np.empty_like(x) if into_x is None else into_x
-    grads = [
-        _lstm_dir_bwd(ghs[d], x, *p, saved0[d], saved1[d], saved2[d], rev, gx, d > 0)
-        for d, (p, rev) in enumerate(dirs)
-    ]
-    g1 = grads[1] if len(grads) == 2 else tuple(np.zeros_like(p) for p in p1)
-    return (gx, *grads[0], *g1)
+    return _run_bwd(_lstm_dir_bwd, x, dirs, ghs, (saved0, saved1, saved2), into_x, p1)
 
 
 def gru_fwd(
     x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
     bidirectional, last, out=None,
 ):  # fmt: skip
-    xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
     dirs = _directions(bidirectional, p0, p1)
     b_n, t_len, hd = x.shape[0], x.shape[1], w_hh_0.shape[1]
@@ -603,7 +702,7 @@ def gru_fwd(
     gates = np.empty((len(dirs), t_len, b_n, 3 * hd), dtype=x.dtype)
     hns = np.empty_like(hs)
     for d, (p, rev) in enumerate(dirs):
-        _gru_dir_fwd(xt, b_n, *p, rev, hs[d], gates[d], hns[d])
+        _gru_dir_fwd(x, *p, rev, hs[d], gates[d], hns[d])
     return _assemble_output(hs, last, out), hs, gates, hns
 
 
@@ -611,11 +710,7 @@ def gru_bwd(
     g_out, x, w_ih_0, w_hh_0, b_ih_0, b_hh_0, w_ih_1, w_hh_1, b_ih_1, b_hh_1,
     bidirectional, last, saved0, saved1, saved2, out=None, into_x=None,
 ):  # fmt: skip
-    xt = _time_major(x)
     p0, p1 = (w_ih_0, w_hh_0, b_ih_0, b_hh_0), (w_ih_1, w_hh_1, b_ih_1, b_hh_1)
     dirs = _directions(bidirectional, p0, p1)
     ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
-    res = [
-        _gru_dir_bwd(ghs[d], xt, *p, saved0[d], saved1[d], saved2[d], rev) for d, (p, rev) in enumerate(dirs)
-    ]
-    return _finish_bwd(x, [r[0] for r in res], [r[1:] for r in res], p1, into_x)
+    return _run_bwd(_gru_dir_bwd, x, dirs, ghs, (saved0, saved1, saved2), into_x, p1)
