@@ -5,10 +5,25 @@ maxpool treats padding as -inf and saves the argmax (flat ``h*W + w`` index into
 plane, int64) so the backward is a scatter. avgpool uses count_include_pad=True (torch's
 default): with ceil_mode=False every window lies inside the padded image, so the divisor is
 always ``kh*kw``.
+
+maxpool and avgpool split the B*C image planes into one block per thread (`prange` over
+blocks, see `graphc.kernels.threads`); planes are independent, so there are no shared sums.
 """
 
 import numba
 import numpy as np
+
+from graphc.kernels.parallel import block_bounds, row_blocks
+
+# Input elements a block of planes should have before it gets its own thread (a pooling
+# pass costs ~0.3-0.5 ns per element: below this, waking a thread costs what it saves).
+_MIN_BLOCK_ELEMS = 1 << 16
+
+
+@numba.njit(cache=True)
+def _plane_blocks(planes, plane_size):
+    """How many blocks of image planes to split the work into (one per thread at most)."""
+    return row_blocks(planes, max(1, _MIN_BLOCK_ELEMS // max(1, plane_size)))
 
 
 @numba.njit(cache=True)
@@ -27,68 +42,100 @@ def _out_size(n, k, s, p):
 
 # --------------------------------------------------------------------------- maxpool2d
 @numba.njit(cache=True)
-def _maxpool_valid(x, kh, kw, sh, sw, oh, ow, out, arg):
-    """maxpool without padding: every window lies inside the plane, so there is no
-    clipping and no -inf start; the window's first element seeds the running max (the
-    general loop's selection rule, so NaN handling is identical)."""
-    b_n, c_n, h, w = x.shape
-    x3 = x.reshape(b_n * c_n, h * w)
-    o3 = out.reshape(b_n * c_n, oh * ow)
-    a3 = arg.reshape(b_n * c_n, oh * ow)
-    for pc in range(b_n * c_n):
+def _maxpool_2x2(x3, sh, sw, out3, arg3, p0, p1):
+    """Planes p0..p1-1 of a 2x2 max pool without padding (the common case): every window lies
+    inside the plane, so the window's first element seeds the running max (the general loop's
+    selection rule, so NaN handling is identical)."""
+    w = x3.shape[2]
+    oh, ow = out3.shape[1], out3.shape[2]
+    for pc in range(p0, p1):
         plane = x3[pc]
-        op = o3[pc]
-        ap = a3[pc]
         for y in range(oh):
-            r0 = y * sh * w
+            r0 = plane[y * sh]
+            r1 = plane[y * sh + 1]
+            o = out3[pc, y]
+            a = arg3[pc, y]
+            k0 = y * sh * w
             for z in range(ow):
-                k0 = r0 + z * sw
-                best = plane[k0]
+                best = r0[z * sw]
+                best_i = k0 + z * sw
+                v = r0[z * sw + 1]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + z * sw + 1 if up else best_i
+                v = r1[z * sw]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + w + z * sw if up else best_i
+                v = r1[z * sw + 1]
+                up = v > best
+                best = v if up else best
+                best_i = k0 + w + z * sw + 1 if up else best_i
+                o[z] = best
+                a[z] = best_i
+
+
+@numba.njit(cache=True)
+def _maxpool_valid(x3, kh, kw, sh, sw, out3, arg3, p0, p1):
+    """Planes p0..p1-1 of a max pool without padding (any window): as _maxpool_2x2."""
+    w = x3.shape[2]
+    oh, ow = out3.shape[1], out3.shape[2]
+    for pc in range(p0, p1):
+        plane = x3[pc]
+        for y in range(oh):
+            o = out3[pc, y]
+            a = arg3[pc, y]
+            for z in range(ow):
+                k0 = y * sh * w + z * sw
+                best = plane[y * sh, z * sw]
                 best_i = k0
                 for i in range(kh):
+                    row = plane[y * sh + i]
                     for j in range(kw):
-                        v = plane[k0 + i * w + j]
+                        v = row[z * sw + j]
                         if v > best:
                             best = v
                             best_i = k0 + i * w + j
-                op[y * ow + z] = best
-                ap[y * ow + z] = best_i
+                o[z] = best
+                a[z] = best_i
 
 
 @numba.njit(cache=True)
-def _maxpool_2x2(x, sh, sw, oh, ow, out, arg):
-    """_maxpool_valid unrolled for 2x2 windows (the common case)."""
-    b_n, c_n, h, w = x.shape
-    x3 = x.reshape(b_n * c_n, h * w)
-    o3 = out.reshape(b_n * c_n, oh * ow)
-    a3 = arg.reshape(b_n * c_n, oh * ow)
-    for pc in range(b_n * c_n):
+def _maxpool_padded(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1):
+    """Planes p0..p1-1 of a max pool with padding (treated as -inf): windows are clipped."""
+    h, w = x3.shape[1], x3.shape[2]
+    oh, ow = out3.shape[1], out3.shape[2]
+    for pc in range(p0, p1):
         plane = x3[pc]
-        op = o3[pc]
-        ap = a3[pc]
         for y in range(oh):
-            r0 = y * sh * w
+            y0 = y * sh - ph
             for z in range(ow):
-                k0 = r0 + z * sw
-                best = plane[k0]
-                best_i = k0
-                v = plane[k0 + 1]
-                up = v > best
-                best = v if up else best
-                best_i = k0 + 1 if up else best_i
-                v = plane[k0 + w]
-                up = v > best
-                best = v if up else best
-                best_i = k0 + w if up else best_i
-                v = plane[k0 + w + 1]
-                up = v > best
-                best = v if up else best
-                best_i = k0 + w + 1 if up else best_i
-                op[y * ow + z] = best
-                ap[y * ow + z] = best_i
+                z0 = z * sw - pw
+                best = -np.inf
+                best_i = -1
+                for i in range(max(y0, 0), min(y0 + kh, h)):
+                    for j in range(max(z0, 0), min(z0 + kw, w)):
+                        v = plane[i, j]
+                        # `v > best or best_i < 0` keeps a NaN or -inf input selectable.
+                        if v > best or best_i < 0:
+                            best = v
+                            best_i = i * w + j
+                out3[pc, y, z] = best
+                arg3[pc, y, z] = best_i
 
 
 @numba.njit(cache=True)
+def _maxpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1):
+    if ph == 0 and pw == 0 and kh >= 1 and kw >= 1:
+        if kh == 2 and kw == 2:
+            _maxpool_2x2(x3, sh, sw, out3, arg3, p0, p1)
+        else:
+            _maxpool_valid(x3, kh, kw, sh, sw, out3, arg3, p0, p1)
+    else:
+        _maxpool_padded(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1)
+
+
+@numba.njit(cache=True, parallel=True)
 def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     b_n, c_n, h, w = x.shape
     oh = _out_size(h, kh, stride_h, pad_h)
@@ -96,90 +143,129 @@ def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     if out is None:
         out = np.empty((b_n, c_n, oh, ow), dtype=x.dtype)
     arg = np.empty((b_n, c_n, oh, ow), dtype=np.int64)
-    if pad_h == 0 and pad_w == 0 and kh >= 1 and kw >= 1:
-        if kh == 2 and kw == 2:
-            _maxpool_2x2(x, stride_h, stride_w, oh, ow, out, arg)
-        else:
-            _maxpool_valid(x, kh, kw, stride_h, stride_w, oh, ow, out, arg)
-        return out, arg
-    for b in range(b_n):
-        for c in range(c_n):
-            plane = x[b, c]
-            for y in range(oh):
-                y0 = y * stride_h - pad_h
-                for z in range(ow):
-                    z0 = z * stride_w - pad_w
-                    best = -np.inf
-                    best_i = -1
-                    for i in range(max(y0, 0), min(y0 + kh, h)):
-                        for j in range(max(z0, 0), min(z0 + kw, w)):
-                            v = plane[i, j]
-                            # `v > best or best_i < 0` keeps a NaN or -inf input selectable.
-                            if v > best or best_i < 0:
-                                best = v
-                                best_i = i * w + j
-                    out[b, c, y, z] = best
-                    arg[b, c, y, z] = best_i
+    planes = b_n * c_n
+    x3 = x.reshape(planes, h, w)
+    out3 = out.reshape(planes, oh, ow)
+    arg3 = arg.reshape(planes, oh, ow)
+    n_blocks = _plane_blocks(planes, h * w)
+    if n_blocks == 1:
+        _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, 0, planes)
+    else:
+        for blk in numba.prange(n_blocks):
+            p0, p1 = block_bounds(blk, n_blocks, planes)
+            _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, p0, p1)
     return out, arg
 
 
 @numba.njit(cache=True)
+def _maxpool_bwd_planes(g2, arg2, gx2, p0, p1):
+    """Planes p0..p1-1 ([planes, pixels] views): each input-gradient plane zeroed, then every
+    output's gradient added at its saved argmax (windows may overlap)."""
+    for pc in range(p0, p1):
+        gp = gx2[pc]
+        for q in range(gp.size):
+            gp[q] = 0.0
+        gs = g2[pc]
+        src = arg2[pc]
+        for k in range(gs.size):
+            i = src[k]
+            if i >= 0:
+                gp[i] += gs[k]
+
+
+@numba.njit(cache=True, parallel=True)
 def maxpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, saved0, out, into_x=None):
     b_n, c_n, h, w = x.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
-    gx = _zeroed(x, into_x)
-    for b in range(b_n):
-        for c in range(c_n):
-            gplane = gx[b, c].reshape(-1)
-            for y in range(oh):
-                for z in range(ow):
-                    i = saved0[b, c, y, z]
-                    if i >= 0:
-                        gplane[i] += g_out[b, c, y, z]
+    gx = np.empty_like(x) if into_x is None else into_x
+    planes = b_n * c_n
+    g2 = g_out.reshape(planes, oh * ow)
+    arg2 = saved0.reshape(planes, oh * ow)
+    gx2 = gx.reshape(planes, h * w)
+    n_blocks = _plane_blocks(planes, h * w)
+    if n_blocks == 1:
+        _maxpool_bwd_planes(g2, arg2, gx2, 0, planes)
+    else:
+        for blk in numba.prange(n_blocks):
+            p0, p1 = block_bounds(blk, n_blocks, planes)
+            _maxpool_bwd_planes(g2, arg2, gx2, p0, p1)
     return (gx,)
 
 
 # --------------------------------------------------------------------------- avgpool2d
 @numba.njit(cache=True)
+def _avgpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, p0, p1):
+    h, w = x3.shape[1], x3.shape[2]
+    oh, ow = out3.shape[1], out3.shape[2]
+    inv = 1.0 / (kh * kw)
+    for pc in range(p0, p1):
+        plane = x3[pc]
+        for y in range(oh):
+            y0 = y * sh - ph
+            for z in range(ow):
+                z0 = z * sw - pw
+                s = 0.0
+                for i in range(max(y0, 0), min(y0 + kh, h)):
+                    for j in range(max(z0, 0), min(z0 + kw, w)):
+                        s += plane[i, j]
+                out3[pc, y, z] = s * inv
+
+
+@numba.njit(cache=True, parallel=True)
 def avgpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     b_n, c_n, h, w = x.shape
     oh = _out_size(h, kh, stride_h, pad_h)
     ow = _out_size(w, kw, stride_w, pad_w)
     if out is None:
         out = np.empty((b_n, c_n, oh, ow), dtype=x.dtype)
-    inv = 1.0 / (kh * kw)
-    for b in range(b_n):
-        for c in range(c_n):
-            plane = x[b, c]
-            for y in range(oh):
-                y0 = y * stride_h - pad_h
-                for z in range(ow):
-                    z0 = z * stride_w - pad_w
-                    s = 0.0
-                    for i in range(max(y0, 0), min(y0 + kh, h)):
-                        for j in range(max(z0, 0), min(z0 + kw, w)):
-                            s += plane[i, j]
-                    out[b, c, y, z] = s * inv
+    planes = b_n * c_n
+    x3 = x.reshape(planes, h, w)
+    out3 = out.reshape(planes, oh, ow)
+    n_blocks = _plane_blocks(planes, h * w)
+    if n_blocks == 1:
+        _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, 0, planes)
+    else:
+        for blk in numba.prange(n_blocks):
+            p0, p1 = block_bounds(blk, n_blocks, planes)
+            _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, p0, p1)
     return (out,)
 
 
 @numba.njit(cache=True)
+def _avgpool_bwd_planes(g3, kh, kw, sh, sw, ph, pw, gx3, p0, p1):
+    h, w = gx3.shape[1], gx3.shape[2]
+    oh, ow = g3.shape[1], g3.shape[2]
+    inv = 1.0 / (kh * kw)
+    for pc in range(p0, p1):
+        gplane = gx3[pc]
+        flat = gplane.reshape(-1)
+        for q in range(flat.size):
+            flat[q] = 0.0
+        for y in range(oh):
+            y0 = y * sh - ph
+            for z in range(ow):
+                z0 = z * sw - pw
+                gv = g3[pc, y, z] * inv
+                for i in range(max(y0, 0), min(y0 + kh, h)):
+                    for j in range(max(z0, 0), min(z0 + kw, w)):
+                        gplane[i, j] += gv
+
+
+@numba.njit(cache=True, parallel=True)
 def avgpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, into_x=None):
     b_n, c_n, h, w = x.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
-    gx = _zeroed(x, into_x)
-    inv = 1.0 / (kh * kw)
-    for b in range(b_n):
-        for c in range(c_n):
-            gplane = gx[b, c]
-            for y in range(oh):
-                y0 = y * stride_h - pad_h
-                for z in range(ow):
-                    z0 = z * stride_w - pad_w
-                    gv = g_out[b, c, y, z] * inv
-                    for i in range(max(y0, 0), min(y0 + kh, h)):
-                        for j in range(max(z0, 0), min(z0 + kw, w)):
-                            gplane[i, j] += gv
+    gx = np.empty_like(x) if into_x is None else into_x
+    planes = b_n * c_n
+    g3 = g_out.reshape(planes, oh, ow)
+    gx3 = gx.reshape(planes, h, w)
+    n_blocks = _plane_blocks(planes, h * w)
+    if n_blocks == 1:
+        _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, 0, planes)
+    else:
+        for blk in numba.prange(n_blocks):
+            p0, p1 = block_bounds(blk, n_blocks, planes)
+            _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, p0, p1)
     return (gx,)
 
 
