@@ -1,0 +1,142 @@
+"""Start-up: graphc.compiler.warm predicts the njit specialisations a training step calls and
+compiles them before the first step (in helper processes on a cold start).
+
+The prediction is checked against Numba itself: in a fresh process, one training step runs
+and every dispatcher's compiled signatures must be exactly the predicted ones (a missed or a
+wrong one fails). No timings here: benchmarks/cold_start.py measures the speed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SPECS
+
+# Runs one training step of a spec in a fresh process (its dispatchers hold only what the step
+# compiled or loaded) and prints the predicted and the actual specialisations.
+STEP = """
+import json, os, sys
+from numba.core.registry import CPUDispatcher
+from graphc.compiler import compile_spec
+from graphc.compiler.warm import predict, uncovered
+from graphc.kernels.precompile import Worklist, dispatcher
+from graphc.runtime.setup import Setup
+
+spec = sys.argv[1]
+model = compile_spec(spec)
+setup = Setup.create(model, {}, os.path.dirname(spec))
+params = model.init_params(0)
+jobs = predict(model.program, model.dtype)
+result = model.forward(params, setup.feed(setup.data.train.next_batch()), training=True, seed=0)
+model.backward(result)
+
+work = Worklist("unused", jobs)
+work.cached_only = True  # everything the step used is in the dispatchers already
+predicted = {f"{j.module}.{j.name}{work.signature(i)}" for i, j in enumerate(jobs)}
+dispatchers = {dispatcher(j) for j in jobs}
+dispatchers |= {f for f in model.program.kernels.values() if isinstance(f, CPUDispatcher)}
+actual = {f"{d.py_func.__module__}.{d.py_func.__name__}{sig}" for d in dispatchers for sig in d.overloads}
+print(json.dumps({"predicted": sorted(predicted), "actual": sorted(actual),
+                  "uncovered": uncovered(model.program, jobs)}))
+"""
+
+
+def _step(spec):
+    r = subprocess.run(
+        [sys.executable, "-c", STEP, str(spec)], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["transformer", "mlp", "cnn", "lstm"])
+def test_the_prediction_is_what_a_training_step_compiles(name):
+    report = _step(SPECS / f"{name}.yaml")
+    assert report["predicted"], "nothing predicted"
+    assert report["predicted"] == report["actual"]
+    # the recurrent ops are Python wrappers over per-direction njit cores: compiled at their call
+    assert report["uncovered"] == (["lstm_bwd", "lstm_fwd"] if name == "lstm" else [])
+
+
+def _train(spec, cache, *extra):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache / "numba"), "GRAPHC_CACHE_DIR": str(cache / "graphc")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "graphc",
+        "train",
+        str(spec),
+        "--steps",
+        "1",
+        "--progress",
+        "plain",
+        "--out",
+        str(cache / "run"),
+        "--overwrite",
+        "--set",
+        "eval_every=0",
+        *extra,
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_cold_start_says_it_compiles_and_a_cached_start_says_nothing(tmp_path):
+    cold = _train(SPECS / "mlp.yaml", tmp_path)
+    line = next(line for line in cold.splitlines() if "compiling" in line)
+    assert line.startswith("compiling kernels (first run, ~") and " s;" in line
+    assert cold.index("compiling kernels") < cold.index("step 1/1")
+    cached = _train(SPECS / "mlp.yaml", tmp_path)
+    assert "compiling" not in cached and "step 1/1" in cached
+
+
+def test_without_helpers_the_kernels_still_compile_before_the_first_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_COMPILE_HELPERS", "0")
+    out = _train(SPECS / "mlp.yaml", tmp_path)
+    assert "compiling kernels (first run" in out and "step 1/1" in out
+
+
+# ---- the shared job list: wrong predictions and lost helpers cost time, never correctness ----
+
+
+def _jobs():
+    from graphc.compiler import compile_spec
+    from graphc.compiler.warm import predict
+
+    model = compile_spec(SPECS / "mlp.yaml")
+    return model, predict(model.program, model.dtype)
+
+
+def test_a_wrong_prediction_is_skipped_and_the_step_still_runs(tmp_path):
+    from numba.core import types
+
+    from graphc.kernels.precompile import Job, Worklist
+
+    model, jobs = _jobs()
+    wrong = Job(jobs[0].module, jobs[0].name, (types.unicode_type,) * len(jobs[0].args), "wrong")
+    work = Worklist(tmp_path, [*jobs, wrong])  # (last: the jobs' Ret point at their indices)
+    work.work()  # the wrong one fails to type; the others compile (or load)
+    assert len(jobs) not in work.compiled and work.ensure(len(jobs)) is False
+    assert all(work.ensure(i) is True for i in range(len(jobs)))
+    params = model.init_params(0)
+    batch = {
+        name: np.zeros([4 if isinstance(d, str) else d for d in spec.shape], spec.dtype)
+        for name, spec in model.inputs.items()
+    }  # symbolic dims: 4
+    result = model.forward(params, batch, training=True)
+    assert set(model.backward(result)) == {n for n, p in model.params.items() if p.trainable}
+
+
+def test_a_job_claimed_by_a_process_that_died_is_compiled_here(tmp_path):
+    from graphc.kernels.precompile import Worklist, dispatcher
+
+    _, jobs = _jobs()
+    other = Worklist(tmp_path, jobs)
+    assert other.signature(0) is not None and other.claim(0)  # claimed, never finished
+    mine = Worklist(tmp_path, jobs, alive=lambda: False)
+    assert mine.ensure(0) is True
+    assert mine.sigs[0] in dispatcher(jobs[0]).overloads
