@@ -97,7 +97,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="cold and cached runs per spec")
     ap.add_argument("--show", action="store_true", help="print the cold run's output")
     ap.add_argument("--snapshot", action="store_true", help="run a copy of graphc taken now")
+    ap.add_argument("--helpers", help="GRAPHC_COMPILE_HELPERS for the runs (0: compile serially, as before)")
     args = ap.parse_args()
+    if args.helpers is not None:
+        os.environ["GRAPHC_COMPILE_HELPERS"] = args.helpers
     print(f"{'spec':<28} {'run':<7} {'seconds':>8}   load (1, 5, 15 min)")
     for spec in args.spec:
         cold, cached = [], []
