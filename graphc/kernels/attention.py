@@ -1,17 +1,35 @@
 """Multi-head attention (batch-first), matching torch.nn.MultiheadAttention.
 
-q[B,T,E] attends to kv[B,S,Ekv] (kv zero-size -> self-attention on q). Projections are one
-GEMM each over all B*T (or B*S) rows; per (batch, head) the score and context products are
-small GEMMs on a contiguous [B, H, L, E/H] head layout, written into reused buffers. The
-softmax is three passes over all heads at once: masked, max-shifted scores; one vectorised
-exp (``vmath.vexp``); row normalisation.
+q[B,T,E] attends to kv[B,S,Ekv] (kv zero-size -> self-attention on q).
 
-Masking (causal: key s > query t; key_padding_mask[b, s] > 0.5) *replaces* the scaled score
-with a large finite negative instead of adding -inf, so a fully masked row softmaxes to a
-uniform distribution rather than NaN; a masked score is a constant, so its gradient is zero.
+Projections. Row-blocked GEMMs on graphc's thread pool (`graphc.kernels.parallel`) over all
+B*T (or B*S) rows, with the weights stacked so that one GEMM makes several: self-attention
+projects [Q | K | V] = q [Wq; Wk; Wv]ᵀ as one [B*T, 3E] product, cross attention Q and
+[K | V]. Their backward is likewise one GEMM per stacked weight for the weights' gradient and
+one for the input's.
 
-Saved for the backward: Q, K, V in head layout, the attention probabilities P[B,H,T,S] and
-the concatenated per-head context [B*T, E] (input of the output projection).
+Heads. The (batch item, head) pairs are independent, so they are the parallel loop (`prange`:
+a static split of the pairs over the threads). Each pair copies its head's column band of
+Q, K and V into the contiguous head layout [B, H, L, E/H] (BLAS wants contiguous operands),
+which is saved for the backward, and writes its context straight into the head's columns of
+the [B*T, E] context that the output projection reads. Q is stored pre-scaled by 1/sqrt(E/H)
+so the scores need no scaling pass.
+
+Causal tiling. With `causal`, query rows go in tiles of `_ROW_BLOCK`; a tile of rows ending at
+r1 only sees keys < r1, so its score, context and gradient products stop there: about half of
+the T x S work of a long sequence is skipped (5/8 of it remains at T = 4 tiles).
+
+Masking (causal: key s > query t; key_padding_mask[b, s] > 0.5): a masked key gets
+probability exactly 0 and no gradient, as if its score were -inf, except that a query whose
+keys are all masked attends *uniformly to all S keys* (finite, where -inf gives NaN); its
+scores are constants, so it passes no gradient to Q or K. A tile holding such a row uses all
+S keys.
+
+Saved for the backward: Q (scaled), K and V in head layout [B, H, L, E/H] (saved0-2); the
+probabilities (saved3, [B, H, T, S], in tiles: the tile of rows [r0, r1) that sees keys
+< kend is a contiguous [r1 - r0, kend] block at the start of its rows' span, the rest of the
+span zero; with one tile, or kend = S, that is the plain layout); the
+concatenated per-head context [B*T, E] (saved4, input of the output projection).
 """
 
 import math
@@ -19,59 +37,67 @@ import math
 import numba
 import numpy as np
 
+from graphc.kernels.parallel import block_bounds, gemm_nn, gemm_nt, gemm_tn, row_blocks
 from graphc.kernels.vmath import vexp
 
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
+# Query rows per causal tile: smaller tiles skip more of the masked triangle ((n+1)/2n of
+# the square is computed with n tiles) but make smaller, less efficient GEMMs.
+_ROW_BLOCK = 32
+_BIAS_ROWS = 256  # rows per block of the (memory-bound) bias and column-sum loops
+# The max and sum reductions of the softmax only vectorise if LLVM may reorder them (and
+# treat max as NaN-free); a NaN score still gives NaN probabilities through exp.
+_REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "nsz", "contract"})
 
 
-@numba.njit(cache=True)
-def _proj(x2, w, b, has_bias):
-    return _proj_into(x2, w, b, has_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
-
-
-@numba.njit(cache=True)
-def _proj_into(x2, w, b, has_bias, y):
-    """y[:] = x2 @ w.T (+ b); returns y."""
-    np.dot(x2, w.T, y)
-    if has_bias and b.size > 0:
-        bf = b.reshape(-1)
-        for r in range(y.shape[0]):
+# --------------------------------------------------------------------------- projections
+@numba.njit(cache=True, parallel=True)
+def _add_bias(y, bias):
+    n_blocks = row_blocks(y.shape[0], _BIAS_ROWS)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, y.shape[0])
+        for r in range(r0, r1):
             for j in range(y.shape[1]):
-                y[r, j] += bf[j]
+                y[r, j] += bias[j]
+
+
+@numba.njit(cache=True, parallel=True)
+def _col_sums(g):
+    """Sum over the rows of g [N, C] -> [C]: partial sums per row block, then added."""
+    n_blocks = row_blocks(g.shape[0], _BIAS_ROWS)
+    part = np.zeros((n_blocks, g.shape[1]), dtype=g.dtype)
+    for i in numba.prange(n_blocks):
+        r0, r1 = block_bounds(i, n_blocks, g.shape[0])
+        for r in range(r0, r1):
+            for j in range(g.shape[1]):
+                part[i, j] += g[r, j]
+    total = part[0].copy()
+    for i in range(1, n_blocks):
+        for j in range(g.shape[1]):
+            total[j] += part[i, j]
+    return total
+
+
+@numba.njit(cache=True)
+def _project(x2, ws, bs, has_bias):
+    """x2 @ [w0; w1; ...].T (+ [b0, b1, ...]): projections of the same rows as one GEMM."""
+    w = np.concatenate(ws)
+    y = gemm_nt(x2, w, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+    if has_bias and bs[0].size > 0:
+        _add_bias(y, np.concatenate(bs))
     return y
 
 
 @numba.njit(cache=True)
-def _col_sum_into(g, gb, has_bias):
-    if has_bias and gb.size > 0:
-        gbf = gb.reshape(-1)
-        for r in range(g.shape[0]):
-            for j in range(g.shape[1]):
-                gbf[j] += g[r, j]
-
-
-@numba.njit(cache=True)
-def _split_heads(x2, b_n, length, heads):
-    """[B*L, E] -> contiguous [B, H, L, E/H]."""
-    dh = x2.shape[1] // heads
-    out = np.empty((b_n, heads, length, dh), dtype=x2.dtype)
-    for b in range(b_n):
-        for h in range(heads):
-            for t in range(length):
-                out[b, h, t, :] = x2[b * length + t, h * dh : (h + 1) * dh]
-    return out
-
-
-@numba.njit(cache=True)
-def _merge_heads(x4):
-    """[B, H, L, E/H] -> [B*L, E] with heads concatenated along features."""
-    b_n, heads, length, dh = x4.shape
-    out = np.empty((b_n * length, heads * dh), dtype=x4.dtype)
-    for b in range(b_n):
-        for h in range(heads):
-            for t in range(length):
-                out[b * length + t, h * dh : (h + 1) * dh] = x4[b, h, t]
-    return out
+def _bias_grad(b, sums, start, has_bias):
+    """The gradient of bias `b`: its band [start, start + b.size) of the column sums, or zeros
+    shaped like b (zero-size when absent)."""
+    gb = np.zeros_like(b)
+    if has_bias and b.size > 0:
+        gf = gb.reshape(-1)
+        for j in range(gf.size):
+            gf[j] = sums[start + j]
+    return gb
 
 
 @numba.njit(cache=True)
@@ -84,10 +110,216 @@ def _source(q, kv, ekv):
 
 
 @numba.njit(cache=True)
-def _is_masked(mf, b, s, s_len, t, causal):
-    if causal and s > t:
-        return True
-    return mf.size > 0 and mf[b * s_len + s] > 0.5
+def _kv_columns(qp, kvp, e):
+    """Where K and V are: (array, first column) of each, in [Q | K | V] or in [K | V]."""
+    if kvp.shape[0] == 0:
+        return qp, e, qp, 2 * e
+    return kvp, 0, kvp, e
+
+
+# --------------------------------------------------------------------------- copies
+@numba.njit(cache=True)
+def _get_band(x, r0, c0, band, factor):
+    """band[:] = factor * x[r0 : r0 + rows, c0 : c0 + width] (a head's columns of some rows)."""
+    # a row slice per row: LLVM vectorises the copy (2-D indexing x[r0 + r, c0 + c] it
+    # does not, for the negative-index checks; measured 3.6x slower)
+    w = band.shape[1]
+    for r in range(band.shape[0]):
+        src, dst = x[r0 + r, c0 : c0 + w], band[r]
+        for c in range(w):
+            dst[c] = src[c] * factor
+
+
+@numba.njit(cache=True)
+def _put_band(x, r0, c0, band, factor):
+    """x[r0 : r0 + rows, c0 : c0 + width] = factor * band."""
+    w = band.shape[1]
+    for r in range(band.shape[0]):
+        src, dst = band[r], x[r0 + r, c0 : c0 + w]
+        for c in range(w):
+            dst[c] = src[c] * factor
+
+
+@numba.njit(cache=True)
+def _accumulate(acc, x):
+    """acc[:len(x)] += x (numba's `acc[:n] += x` takes its generic ufunc path, ~8x slower)."""
+    w = x.shape[1]
+    for r in range(x.shape[0]):
+        src, dst = x[r], acc[r]
+        for c in range(w):
+            dst[c] += src[c]
+
+
+# --------------------------------------------------------------------------- one head
+@numba.njit(cache=True)
+def _first_visible(mrow):
+    """The first key the padding mask row leaves visible (len(mrow) if none; 0 without a mask)."""
+    for s in range(mrow.size):
+        if mrow[s] <= 0.5:
+            return s
+    return mrow.size
+
+
+@numba.njit(cache=True)
+def _tile_rows(t_len, causal):
+    """Query rows per tile: causal attention tiles the rows, otherwise one tile holds all."""
+    return max(1, min(_ROW_BLOCK, t_len)) if causal else max(1, t_len)
+
+
+@numba.njit(cache=True)
+def _key_end(r0, r1, s_len, causal, first):
+    """Keys the rows [r0, r1) see: < r1 when causal, unless a row there sees none (t < first,
+    every key up to t padded): that row attends uniformly to all s_len keys."""
+    if causal and r0 >= first:
+        return min(r1, s_len)
+    return s_len
+
+
+@numba.njit(cache=True)
+def _visible(mrow, lim):
+    """How many of the keys < lim the padding mask leaves visible."""
+    if mrow.size == 0:
+        return lim
+    n = 0
+    for s in range(lim):
+        if mrow[s] <= 0.5:
+            n += 1
+    return n
+
+
+@numba.njit(**_REDUCE)
+def _row_max(x, n):
+    m = x[0]
+    for s in range(1, n):
+        m = max(m, x[s])
+    return m
+
+
+@numba.njit(**_REDUCE)
+def _normalise(p, n):
+    """p[:n] /= sum(p[:n])."""
+    tot = p[0] * 0  # in p's dtype
+    for s in range(n):
+        tot += p[s]
+    inv = 1.0 / tot
+    for s in range(n):
+        p[s] *= inv
+
+
+@numba.njit(**_REDUCE)
+def _row_dot(a, b, n):
+    tot = a[0] * 0
+    for s in range(n):
+        tot += a[s] * b[s]
+    return tot
+
+
+@numba.njit(cache=True)
+def _softmax_tile(s_t, p_t, mrow, r0, causal):
+    """p_t[i] = the softmax of the scores s_t[i] of query row r0 + i over its visible keys
+    (< r0 + i + 1 when causal, not padded), 0 elsewhere; uniform if it sees none. s_t is
+    overwritten (scratch)."""
+    n, kend = s_t.shape
+    for i in range(n):
+        sc, p = s_t[i], p_t[i]
+        lim = min(r0 + i + 1, kend) if causal else kend
+        if _visible(mrow, lim) == 0:
+            p[:] = 1.0 / kend  # kend == S here (see _key_end)
+            continue
+        if mrow.size > 0:
+            for s in range(lim):
+                if mrow[s] > 0.5:
+                    sc[s] = _MASKED  # exp(_MASKED - max) is exactly 0
+        m = _row_max(sc, lim)
+        for s in range(lim):
+            sc[s] -= m
+        vexp(sc[:lim], p[:lim])
+        _normalise(p, lim)
+        p[lim:] = 0.0
+
+
+@numba.njit(cache=True)
+def _softmax_tile_vjp(g_t, p_t, mrow, r0, causal):
+    """g_t <- the gradient of the scores from the gradient g_t of the probabilities p_t;
+    zero for masked keys and for rows that see no key."""
+    n, kend = g_t.shape
+    for i in range(n):
+        g, p = g_t[i], p_t[i]
+        lim = min(r0 + i + 1, kend) if causal else kend
+        if _visible(mrow, lim) == 0:
+            g[:] = 0.0
+            continue
+        dot = _row_dot(g, p, lim)
+        for s in range(lim):
+            g[s] = p[s] * (g[s] - dot)  # p is 0 at padded keys
+        g[lim:] = 0.0
+
+
+@numba.njit(cache=True)
+def _head_fwd(qh, kh, vh, mrow, causal, probs, ctx, c_r0, c_c0):
+    """One (batch item, head): probs (flat [T*S], in tiles) = softmax(mask(qh khᵀ)); its
+    product with vh into ctx[c_r0 : c_r0 + T, c_c0 : c_c0 + dh]."""
+    t_len, s_len = qh.shape[0], kh.shape[0]
+    rows = _tile_rows(t_len, causal)
+    first = _first_visible(mrow)
+    sc = np.empty(rows * s_len, dtype=qh.dtype)
+    cb = np.empty((rows, qh.shape[1]), dtype=qh.dtype)
+    for r0 in range(0, t_len, rows):
+        r1 = min(r0 + rows, t_len)
+        n = r1 - r0
+        kend = _key_end(r0, r1, s_len, causal, first)
+        s_t = sc[: n * kend].reshape(n, kend)
+        p_t = probs[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
+        probs[r0 * s_len + n * kend : r1 * s_len] = 0.0
+        np.dot(qh[r0:r1], kh[:kend].T, s_t)
+        _softmax_tile(s_t, p_t, mrow, r0, causal)
+        np.dot(p_t, vh[:kend], cb[:n])
+        _put_band(ctx, c_r0 + r0, c_c0, cb[:n], 1.0)
+
+
+@numba.njit(cache=True)
+def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
+    """One (batch item, head): from the context's gradient gc [T, dh], the gradients of the
+    head's scaled Q, K and V (gqh [T, dh]; gkh, gvh [S, dh], zeros on entry)."""
+    t_len, s_len = qh.shape[0], kh.shape[0]
+    rows = _tile_rows(t_len, causal)
+    first = _first_visible(mrow)
+    gb = np.empty(rows * s_len, dtype=qh.dtype)
+    tmp = np.empty((s_len, qh.shape[1]), dtype=qh.dtype)
+    for r0 in range(0, t_len, rows):
+        r1 = min(r0 + rows, t_len)
+        n = r1 - r0
+        kend = _key_end(r0, r1, s_len, causal, first)
+        p_t = probs[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
+        g_t = gb[: n * kend].reshape(n, kend)
+        t_k = tmp[:kend]
+        # dV[:kend] += Pᵀ dC; dP = dC Vᵀ
+        np.dot(p_t.T, gc[r0:r1], t_k)
+        _accumulate(gvh, t_k)
+        np.dot(gc[r0:r1], vh[:kend].T, g_t)
+        _softmax_tile_vjp(g_t, p_t, mrow, r0, causal)
+        # dQ = dS K; dK[:kend] += dSᵀ Q
+        np.dot(g_t, kh[:kend], gqh[r0:r1])
+        np.dot(g_t.T, qh[r0:r1], t_k)
+        _accumulate(gkh, t_k)
+
+
+# --------------------------------------------------------------------------- the kernels
+@numba.njit(cache=True, parallel=True)
+def _heads_fwd(qp, kvp, mf, causal, qh, kh, vh, probs, ctx):
+    b_n, heads, t_len, dh = qh.shape
+    s_len = kh.shape[2]
+    scale = 1.0 / math.sqrt(dh)
+    ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
+    for i in numba.prange(b_n * heads):
+        b, h = i // heads, i % heads
+        c0 = h * dh
+        _get_band(qp, b * t_len, c0, qh[b, h], scale)
+        _get_band(ks, b * s_len, kc + c0, kh[b, h], 1.0)
+        _get_band(vs, b * s_len, vc + c0, vh[b, h], 1.0)
+        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+        p_flat = probs[b, h].reshape(-1)
+        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
 
 
 @numba.njit(cache=True)
@@ -95,51 +327,49 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     b_n, t_len, e = q.shape
     src = _source(q, kv, wk.shape[1])
     s_len = src.shape[0] // b_n
-    scale = 1.0 / math.sqrt(e // heads)
-    mf = key_padding_mask.reshape(-1)
-
-    qh = _split_heads(_proj(q.reshape(b_n * t_len, e), wq, bq, has_bias), b_n, t_len, heads)
-    kh = _split_heads(_proj(src, wk, bk, has_bias), b_n, s_len, heads)
-    vh = _split_heads(_proj(src, wv, bv, has_bias), b_n, s_len, heads)
-    # Pass 1: scaled, masked scores minus their row max. Pass 2: one vectorised exp over all
-    # of them. Pass 3: normalise rows and multiply by V.
-    shifted = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
-    sc = np.empty((t_len, s_len), dtype=q.dtype)
-    for b in range(b_n):
-        for h in range(heads):
-            # np.dot with an out array: these products are tiny and the per-call result
-            # allocation would cost as much as the math (explicit loops measured slower)
-            np.dot(qh[b, h], kh[b, h].T, sc)
-            sh = shifted[b, h]
-            for t in range(t_len):
-                m = -np.inf
-                for s in range(s_len):
-                    v = _MASKED if _is_masked(mf, b, s, s_len, t, causal) else sc[t, s] * scale
-                    sh[t, s] = v
-                    # max of the *stored* (possibly float32-rounded) value, so a fully
-                    # masked row gives exp(0) = 1 everywhere, never 0/0
-                    m = max(m, sh[t, s])
-                for s in range(s_len):
-                    sh[t, s] -= m
-    probs = np.empty_like(shifted)
-    vexp(shifted.reshape(-1), probs.reshape(-1))
-    ctx_h = np.empty_like(qh)
-    for b in range(b_n):
-        for h in range(heads):
-            p = probs[b, h]
-            for t in range(t_len):
-                tot = 0.0
-                for s in range(s_len):
-                    tot += p[t, s]
-                inv = 1.0 / tot
-                for s in range(s_len):
-                    p[t, s] *= inv
-            np.dot(p, vh[b, h], ctx_h[b, h])
-    ctx = _merge_heads(ctx_h)
+    dh = e // heads
+    q2 = q.reshape(b_n * t_len, e)
+    if kv.size == 0:
+        qp = _project(q2, (wq, wk, wv), (bq, bk, bv), has_bias)
+        kvp = np.empty((0, 2 * e), dtype=q.dtype)
+    else:
+        qp = _project(q2, (wq,), (bq,), has_bias)
+        kvp = _project(src, (wk, wv), (bk, bv), has_bias)
+    qh = np.empty((b_n, heads, t_len, dh), dtype=q.dtype)
+    kh = np.empty((b_n, heads, s_len, dh), dtype=q.dtype)
+    vh = np.empty_like(kh)
+    probs = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
+    ctx = np.empty((b_n * t_len, e), dtype=q.dtype)
+    _heads_fwd(qp, kvp, key_padding_mask.reshape(-1), causal, qh, kh, vh, probs, ctx)
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
-    _proj_into(ctx, wo, bo, has_bias, out.reshape(b_n * t_len, e))
+    out2 = out.reshape(b_n * t_len, e)
+    gemm_nt(ctx, wo, out2)
+    if has_bias and bo.size > 0:
+        _add_bias(out2, bo.reshape(-1))
     return out, qh, kh, vh, probs, ctx
+
+
+@numba.njit(cache=True, parallel=True)
+def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp):
+    b_n, heads, t_len, dh = qh.shape
+    s_len = kh.shape[2]
+    scale = 1.0 / math.sqrt(dh)
+    gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
+    for i in numba.prange(b_n * heads):
+        b, h = i // heads, i % heads
+        c0 = h * dh
+        gc = np.empty((t_len, dh), dtype=qh.dtype)
+        _get_band(gctx, b * t_len, c0, gc, 1.0)
+        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+        gqh = np.empty((t_len, dh), dtype=qh.dtype)
+        gkh = np.zeros((s_len, dh), dtype=qh.dtype)
+        gvh = np.zeros((s_len, dh), dtype=qh.dtype)
+        p_flat = probs[b, h].reshape(-1)
+        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
+        _put_band(gqp, b * t_len, c0, gqh, scale)  # Q was scaled by it in the forward
+        _put_band(gks, b * s_len, kc + c0, gkh, 1.0)
+        _put_band(gvs, b * s_len, vc + c0, gvh, 1.0)
 
 
 @numba.njit(cache=True)
@@ -173,73 +403,50 @@ def attention_bwd(
     q2 = q.reshape(b_n * t_len, e)
     src = _source(q, kv, wk.shape[1])
     s_len = src.shape[0] // b_n
-    scale = 1.0 / math.sqrt(e // heads)
-    mf = key_padding_mask.reshape(-1)
 
+    # output projection
     g2 = g_out.reshape(b_n * t_len, e)
-    gwo = np.dot(g2.T, ctx)
-    gbo = np.zeros_like(bo)
-    _col_sum_into(g2, gbo, has_bias)
-    gctx_h = _split_heads(np.dot(g2, wo), b_n, t_len, heads)
+    gwo = gemm_tn(g2, ctx, np.empty((e, e), dtype=q.dtype))
+    gbo = _bias_grad(bo, _col_sums(g2), 0, has_bias)
+    gctx = gemm_nn(g2, wo, np.empty((b_n * t_len, e), dtype=q.dtype))
 
-    gqh = np.empty_like(qh)
-    gkh = np.empty_like(kh)
-    gvh = np.empty_like(vh)
-    gp = np.empty((t_len, s_len), dtype=q.dtype)
-    for b in range(b_n):
-        for h in range(heads):
-            p = probs[b, h]
-            gc = gctx_h[b, h]
-            np.dot(gc, vh[b, h].T, gp)
-            np.dot(p.T, gc, gvh[b, h])
-            # softmax VJP, then zero where the score was replaced by the mask constant
-            for t in range(t_len):
-                dot = 0.0
-                for s in range(s_len):
-                    dot += gp[t, s] * p[t, s]
-                for s in range(s_len):
-                    if _is_masked(mf, b, s, s_len, t, causal):
-                        gp[t, s] = 0.0
-                    else:
-                        gp[t, s] = p[t, s] * (gp[t, s] - dot) * scale
-            np.dot(gp, kh[b, h], gqh[b, h])
-            np.dot(gp.T, qh[b, h], gkh[b, h])
+    # per head: the gradients of the projections, laid out as the forward made them
+    if kv.size == 0:
+        gqp = np.empty((b_n * t_len, 3 * e), dtype=q.dtype)
+        gkvp = np.empty((0, 2 * e), dtype=q.dtype)
+    else:
+        gqp = np.empty((b_n * t_len, e), dtype=q.dtype)
+        gkvp = np.empty((b_n * s_len, 2 * e), dtype=q.dtype)
+    _heads_bwd(qh, kh, vh, probs, key_padding_mask.reshape(-1), causal, gctx, gqp, gkvp)
 
-    gq_p = _merge_heads(gqh)
-    gk_p = _merge_heads(gkh)
-    gv_p = _merge_heads(gvh)
-    gwq = np.dot(gq_p.T, q2)
-    gwk = np.dot(gk_p.T, src)
-    gwv = np.dot(gv_p.T, src)
-    gbq = np.zeros_like(bq)
-    gbk = np.zeros_like(bk)
-    gbv = np.zeros_like(bv)
-    _col_sum_into(gq_p, gbq, has_bias)
-    _col_sum_into(gk_p, gbk, has_bias)
-    _col_sum_into(gv_p, gbv, has_bias)
+    # input projections: one GEMM per stacked weight for its gradient, one for its input's
     if into_q is None:
         into_q = np.empty_like(q)
     if into_kv is None:
         into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
     gq2 = into_q.reshape(b_n * t_len, e)
-    np.dot(gq_p, wq, gq2)
-    # gradient of the key/value source rows: into kv's destination, or (self-attention) a
-    # temporary added to q's, since q also fed the keys and values
-    gsrc = np.empty_like(src) if kv.size == 0 else into_kv.reshape(src.shape)
-    np.dot(gk_p, wk, gsrc)
-    gsrc += np.dot(gv_p, wv)
+    gw_q = gemm_tn(gqp, q2, np.empty((gqp.shape[1], e), dtype=q.dtype))
+    sums_q = _col_sums(gqp)
     if kv.size == 0:
-        gq2 += gsrc
+        # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
+        gemm_nn(gqp, np.concatenate((wq, wk, wv)), gq2)
+        gw_kv = gw_q[e:]
+        sums_kv = sums_q[e:]
+    else:
+        gemm_nn(gqp, wq, gq2)
+        gemm_nn(gkvp, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
+        gw_kv = gemm_tn(gkvp, src, np.empty((2 * e, src.shape[1]), dtype=q.dtype))
+        sums_kv = _col_sums(gkvp)
     return (
         into_q,
         into_kv,
         np.zeros(0, q.dtype),
-        gwq,
-        gbq,
-        gwk,
-        gbk,
-        gwv,
-        gbv,
+        gw_q[:e],
+        _bias_grad(bq, sums_q, 0, has_bias),
+        gw_kv[:e],
+        _bias_grad(bk, sums_kv, 0, has_bias),
+        gw_kv[e:],
+        _bias_grad(bv, sums_kv, e, has_bias),
         gwo,
         gbo,
     )
