@@ -78,7 +78,8 @@ def _im2col(src, col, off, geo, oh, ow, pad):
     """Patches of one image src [C, H, W] -> columns off .. off+oh*ow of col [C*kh*kw, *];
     ``geo = (kh, kw, sh, sw, ph, pw, dh, dw)``, (oh, ow) the patch grid. Each channel is
     first copied into the middle of the zero-padded plane ``pad`` (from _padded_plane; its
-    border stays zero), so every patch row is a plain copy with no bounds test."""
+    border must be zero, so _col2im needs a plane of its own), so every patch row is a plain
+    copy with no bounds test."""
     kh, kw, sh, sw, ph, pw, dh, dw = geo
     c_n, h, w = src.shape
     wp = w + 2 * pw
@@ -296,6 +297,7 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
     go_buf = np.empty(og * n * p if n > 1 else 0, dtype=x.dtype)
     tmp = np.empty((og, rows), dtype=x.dtype)
     pad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)
+    gpad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)  # _col2im's: it dirties the border
     gw.reshape(-1)[:] = 0.0
     gb[:] = 0.0
     for ci in range(n_chunks):
@@ -318,7 +320,7 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
                 np.dot(w3[g].T, go, gcol.reshape(groups, rows, m * p)[g])
         for k in range(m):
             if need_gx:
-                _col2im(gcol, k * p, gx[c0 + k], geo, oh, ow, pad)
+                _col2im(gcol, k * p, gx[c0 + k], geo, oh, ow, gpad)
             if with_bias:
                 _sum_rows(go3[c0 + k], gb)
 
