@@ -47,18 +47,20 @@ _KC = 128  # K per pass: the tile's [_KC, _NV vectors] slice of b (32 KB) stays 
 
 
 @intrinsic
-def _tile(typingctx, dtype, mr, nv, c_in, ldi, c_out, ldc, a, a_rs, a_ks, b, ldb, k_len):
+def _tile(typingctx, dtype, mr, nv, wide, c_in, ldi, c_out, ldc, a, a_rs, a_ks, b, ldb, k_len):
     """c_out[:mr, :nv*W] = c_in[:mr, :nv*W] (0 when c_in is 0) + a[:mr, :k_len] @ b[:k_len,
-    :nv*W] for W = vector width; all arguments are addresses or strides in elements."""
-    if not (isinstance(mr, types.IntegerLiteral) and isinstance(nv, types.IntegerLiteral)):
+    :nv*W], W = the vector width if ``wide`` else 1 (a single column); all other arguments are
+    addresses, or strides in elements."""
+    literals = (mr, nv, wide)
+    if not all(isinstance(v, (types.IntegerLiteral, types.BooleanLiteral)) for v in literals):
         return None
-    m, n = mr.literal_value, nv.literal_value
-    sig = types.void(dtype, mr, nv, *([types.intp] * 10))
+    m, n, is_wide = (v.literal_value for v in literals)
+    sig = types.void(dtype, mr, nv, wide, *([types.intp] * 10))
 
     def codegen(context, builder, signature, args):
-        c_in, ldi, c_out, ldc, a, a_rs, a_ks, b, ldb, k_len = args[3:]
+        c_in, ldi, c_out, ldc, a, a_rs, a_ks, b, ldb, k_len = args[4:]
         elem = context.get_value_type(dtype.dtype)
-        lanes = _VEC_BYTES * 8 // dtype.dtype.bitwidth
+        lanes = _VEC_BYTES * 8 // dtype.dtype.bitwidth if is_wide else 1
         vec = ir.VectorType(elem, lanes)
         i64 = ir.IntType(64)
         fma = cgutils.get_or_insert_function(
@@ -106,68 +108,59 @@ def _tile(typingctx, dtype, mr, nv, c_in, ldi, c_out, ldc, a, a_rs, a_ks, b, ldb
 
 
 @numba.njit(cache=True)
-def _mm(a, b, c, init):
-    """c = init + a @ b (c = a @ b when init is empty; init may be c itself). a may have any
-    strides; b, c and init need contiguous rows (unit stride along their last axis)."""
-    m, k_len = a.shape
-    n = b.shape[1]
-    es = a.itemsize
+def _mm_core(dtype, es, m, n, k_len, pa, a_rs, a_ks, pb, ldb, pc, ldc, pi, ldi):
+    """`_mm` on addresses and strides: one compiled body per dtype, whatever the callers'
+    array layouts (each tile variant is a sizeable piece of machine code)."""
     lanes = _VEC_BYTES // es
-    a_rs, a_ks = a.strides[0] // es, a.strides[1] // es
-    ldb, ldc = b.strides[0] // es, c.strides[0] // es
-    has_init = init.size > 0
-    ldi = init.strides[0] // es if has_init else 0
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
-    n_vec = n - n % lanes  # columns the tiles cover; the rest below
     for k0 in range(0, max(k_len, 1), _KC):  # one pass even for k_len 0: c = init or 0
         kc = min(_KC, k_len - k0)
-        if k0 == 0:
-            pi, li = (init.ctypes.data, ldi) if has_init else (0, 0)
-        else:
-            pi, li = pc, ldc  # later passes add to what the first wrote
-        for j0 in range(0, n_vec, _NV * lanes):
-            nv = min(_NV, (n_vec - j0) // lanes)
+        if k0 > 0:
+            pi, ldi = pc, ldc  # later passes add to what the first wrote
+        j0 = 0
+        while j0 < n:
+            cols = n - j0  # 4, 2 or 1 vectors of columns; past the last vector, single columns
+            nv = 4 if cols >= 4 * lanes else (2 if cols >= 2 * lanes else 1)
+            wide = cols >= lanes
             bo = pb + (k0 * ldb + j0) * es
             i0 = 0
             while i0 < m:
                 ao = pa + (i0 * a_rs + k0 * a_ks) * es
                 co = pc + (i0 * ldc + j0) * es
-                io = pi + (i0 * li + j0) * es if pi != 0 else 0
+                io = pi + (i0 * ldi + j0) * es if pi != 0 else 0
                 if m - i0 >= _MR:
-                    if nv == 4:
-                        _tile(a.dtype, 4, 4, io, li, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    elif nv == 3:
-                        _tile(a.dtype, 4, 3, io, li, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                    if not wide:
+                        _tile(dtype, 4, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                    elif nv == 4:
+                        _tile(dtype, 4, 4, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     elif nv == 2:
-                        _tile(a.dtype, 4, 2, io, li, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                        _tile(dtype, 4, 2, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     else:
-                        _tile(a.dtype, 4, 1, io, li, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                        _tile(dtype, 4, 1, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     i0 += _MR
-                else:
-                    for v in range(nv):
+                else:  # the last rows, one at a time
+                    if not wide:
+                        _tile(dtype, 1, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                    for v in range(nv if wide else 0):
                         off = v * lanes * es
-                        _tile(
-                            a.dtype,
-                            1,
-                            1,
-                            io + off if io != 0 else 0,
-                            li,
-                            co + off,
-                            ldc,
-                            ao,
-                            a_rs,
-                            a_ks,
-                            bo + off,
-                            ldb,
-                            kc,
-                        )
+                        io_v = io + off if io != 0 else 0
+                        _tile(dtype, 1, 1, True, io_v, ldi, co + off, ldc, ao, a_rs, a_ks, bo + off, ldb, kc)
                     i0 += 1
-    for i in range(m):  # columns past the last full vector
-        for j in range(n_vec, n):
-            s = init[i, j] if has_init else 0.0
-            for k in range(k_len):
-                s += a[i, k] * b[k, j]
-            c[i, j] = s
+            j0 += nv * lanes if wide else 1
+
+
+@numba.njit(cache=True)
+def _mm(a, b, c, init):
+    """c = init + a @ b (c = a @ b when init is empty; init may be c itself). a may have any
+    strides; b, c and init need contiguous rows (unit stride along their last axis)."""
+    es = a.itemsize
+    has_init = init.size > 0
+    _mm_core(
+        a.dtype, es, a.shape[0], b.shape[1], a.shape[1],
+        a.ctypes.data, a.strides[0] // es, a.strides[1] // es,
+        b.ctypes.data, b.strides[0] // es,
+        c.ctypes.data, c.strides[0] // es,
+        init.ctypes.data if has_init else 0, init.strides[0] // es if has_init else 0,
+    )  # fmt: skip
     return c
 
 
@@ -189,15 +182,25 @@ def _bias_rows(nb, b_ih, b_hh, n_fold, scale_from, scale_to):
     folded: r multiplies it), columns scale_from:scale_to doubled (see `_lstm_weights`): the
     start of each step's product."""
     n = max(b_ih.size, b_hh.size)
-    bias = np.zeros(n, dtype=b_ih.dtype)
-    if b_ih.size > 0:
-        bias += b_ih
-    if b_hh.size > 0:
-        bias[:n_fold] += b_hh[:n_fold]
-    bias[scale_from:scale_to] *= 2.0
-    rows = np.empty((nb, n), dtype=b_ih.dtype)
-    rows[:] = bias
+    rows = np.zeros((nb, n), dtype=b_ih.dtype)
+    for j in range(n):
+        v = b_ih[j] if b_ih.size > 0 else 0.0
+        if j < n_fold and b_hh.size > 0:
+            v += b_hh[j]
+        if scale_from <= j < scale_to:
+            v *= 2.0
+        for b in range(nb):
+            rows[b, j] = v
     return rows
+
+
+@numba.njit(cache=True)
+def _add_to(dst, src):
+    """dst += src for arrays of one shape (a loop: numba's array expressions are slow to
+    compile)."""
+    d, s = dst.reshape(-1), src.reshape(-1)
+    for i in range(d.size):
+        d[i] += s[i]
 
 
 @numba.njit(cache=True)
@@ -205,10 +208,10 @@ def _add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh):
     """Sums the batch blocks' shares of the weight gradients [n_blocks, ...]; a bias the layer
     does not have gets a zero-size gradient."""
     for i in range(1, gw_ih.shape[0]):
-        gw_ih[0] += gw_ih[i]
-        gw_hh[0] += gw_hh[i]
-        gb_ih[0] += gb_ih[i]
-        gb_hh[0] += gb_hh[i]
+        _add_to(gw_ih[0], gw_ih[i])
+        _add_to(gw_hh[0], gw_hh[i])
+        _add_to(gb_ih[0], gb_ih[i])
+        _add_to(gb_hh[0], gb_hh[i])
     out_ih = gb_ih[0].copy() if b_ih.size > 0 else np.zeros_like(b_ih)
     out_hh = gb_hh[0].copy() if b_hh.size > 0 else np.zeros_like(b_hh)
     return gw_ih[0].copy(), gw_hh[0].copy(), out_ih, out_hh
@@ -223,8 +226,8 @@ def _step_weight_grads(dx, dh, xs, hp, first, gw_ih, gw_hh, gb_ih, gb_hh):
     if not first:
         _mm(dh.T, hp, gw_hh, gw_hh)
     for b in range(dx.shape[0]):
-        gb_ih += dx[b]
-        gb_hh += dh[b]
+        _add_to(gb_ih, dx[b])
+        _add_to(gb_hh, dh[b])
 
 
 # --------------------------------------------------------------------------- rnn
@@ -332,8 +335,11 @@ def _lstm_weights(w_ih, w_hh):
     hd = w_hh.shape[1]
     wt_ih = np.ascontiguousarray(w_ih.T)
     wt_hh = np.ascontiguousarray(w_hh.T)
-    wt_ih[:, 2 * hd : 3 * hd] *= 2.0
-    wt_hh[:, 2 * hd : 3 * hd] *= 2.0
+    for j in range(2 * hd, 3 * hd):
+        for i in range(wt_ih.shape[0]):
+            wt_ih[i, j] *= 2.0
+        for i in range(hd):
+            wt_hh[i, j] *= 2.0
     return wt_ih, wt_hh
 
 
