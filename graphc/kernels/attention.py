@@ -6,7 +6,9 @@ Projections. Row-blocked GEMMs on graphc's thread pool (`graphc.kernels.parallel
 B*T (or B*S) rows, with the weights stacked so that one GEMM makes several: self-attention
 projects [Q | K | V] = q [Wq; Wk; Wv]ᵀ as one [B*T, 3E] product, cross attention Q and
 [K | V]. Their backward is likewise one GEMM per stacked weight for the weights' gradient and
-one for the input's.
+one for the input's. The q/k/v biases are added, and their gradients summed, in the per-head
+loop below, which touches those values anyway (one parallel region less each way: on a busy
+machine every region waits for its slowest thread).
 
 Heads. The (batch item, head) pairs are independent, so they are the parallel loop (`prange`:
 a static split of the pairs over the threads). Each pair copies its head's column band of
@@ -28,8 +30,8 @@ S keys.
 Saved for the backward: Q (scaled), K and V in head layout [B, H, L, E/H] (saved0-2); the
 probabilities (saved3, [B, H, T, S], in tiles: the tile of rows [r0, r1) that sees keys
 < kend is a contiguous [r1 - r0, kend] block at the start of its rows' span, the rest of the
-span zero; with one tile, or kend = S, that is the plain layout); the
-concatenated per-head context [B*T, E] (saved4, input of the output projection).
+span zero; with one tile, or kend = S, that is the plain layout); the concatenated per-head
+context [B*T, E] (saved4, input of the output projection).
 """
 
 import math
@@ -79,13 +81,19 @@ def _col_sums(g):
 
 
 @numba.njit(cache=True)
-def _project(x2, ws, bs, has_bias):
-    """x2 @ [w0; w1; ...].T (+ [b0, b1, ...]): projections of the same rows as one GEMM."""
+def _project(x2, ws):
+    """x2 @ [w0; w1; ...].T: projections of the same rows as one GEMM (biases are added as
+    the heads are copied out)."""
     w = np.concatenate(ws)
-    y = gemm_nt(x2, w, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+    return gemm_nt(x2, w, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+
+
+@numba.njit(cache=True)
+def _stacked_bias(bs, has_bias, width, dtype):
+    """[b0, b1, ...] flat, or zeros(width) without biases."""
     if has_bias and bs[0].size > 0:
-        _add_bias(y, np.concatenate(bs))
-    return y
+        return np.concatenate(bs).reshape(-1)
+    return np.zeros(width, dtype=dtype)
 
 
 @numba.njit(cache=True)
@@ -111,7 +119,8 @@ def _source(q, kv, ekv):
 
 @numba.njit(cache=True)
 def _kv_columns(qp, kvp, e):
-    """Where K and V are: (array, first column) of each, in [Q | K | V] or in [K | V]."""
+    """Where K and V are: (array, first column) of each, in [Q | K | V] (kvp has no rows:
+    self-attention) or in [K | V]. Also for the biases and gradients laid out alike."""
     if kvp.shape[0] == 0:
         return qp, e, qp, 2 * e
     return kvp, 0, kvp, e
@@ -119,15 +128,17 @@ def _kv_columns(qp, kvp, e):
 
 # --------------------------------------------------------------------------- copies
 @numba.njit(cache=True)
-def _get_band(x, r0, c0, band, factor):
-    """band[:] = factor * x[r0 : r0 + rows, c0 : c0 + width] (a head's columns of some rows)."""
+def _get_band(x, r0, c0, bias, band, factor):
+    """band[:] = factor * (x[r0 : r0 + rows, c0 : c0 + width] + bias[c0 : c0 + width]): a
+    head's columns of some rows."""
     # a row slice per row: LLVM vectorises the copy (2-D indexing x[r0 + r, c0 + c] it
     # does not, for the negative-index checks; measured 3.6x slower)
     w = band.shape[1]
+    b = bias[c0 : c0 + w]
     for r in range(band.shape[0]):
         src, dst = x[r0 + r, c0 : c0 + w], band[r]
         for c in range(w):
-            dst[c] = src[c] * factor
+            dst[c] = (src[c] + b[c]) * factor
 
 
 @numba.njit(cache=True)
@@ -138,6 +149,21 @@ def _put_band(x, r0, c0, band, factor):
         src, dst = band[r], x[r0 + r, c0 : c0 + w]
         for c in range(w):
             dst[c] = src[c] * factor
+
+
+@numba.njit(cache=True)
+def _put_band_sums(x, r0, c0, band, factor, sums):
+    """_put_band, and sums[c0 : c0 + width] = the band's column sums (for a bias gradient)."""
+    _put_band(x, r0, c0, band, factor)
+    w = band.shape[1]
+    acc = sums[c0 : c0 + w]
+    acc[:] = 0.0
+    for r in range(band.shape[0]):
+        src = band[r]
+        for c in range(w):
+            acc[c] += src[c]
+    for c in range(w):
+        acc[c] *= factor
 
 
 @numba.njit(cache=True)
@@ -306,17 +332,18 @@ def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
 
 # --------------------------------------------------------------------------- the kernels
 @numba.njit(cache=True, parallel=True)
-def _heads_fwd(qp, kvp, mf, causal, qh, kh, vh, probs, ctx):
+def _heads_fwd(qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
     b_n, heads, t_len, dh = qh.shape
     s_len = kh.shape[2]
     scale = 1.0 / math.sqrt(dh)
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
+    kb, _, vb, _ = _kv_columns(qb, kvb, heads * dh)
     for i in numba.prange(b_n * heads):
         b, h = i // heads, i % heads
         c0 = h * dh
-        _get_band(qp, b * t_len, c0, qh[b, h], scale)
-        _get_band(ks, b * s_len, kc + c0, kh[b, h], 1.0)
-        _get_band(vs, b * s_len, vc + c0, vh[b, h], 1.0)
+        _get_band(qp, b * t_len, c0, qb, qh[b, h], scale)
+        _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
+        _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         p_flat = probs[b, h].reshape(-1)
         _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
@@ -330,17 +357,21 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     dh = e // heads
     q2 = q.reshape(b_n * t_len, e)
     if kv.size == 0:
-        qp = _project(q2, (wq, wk, wv), (bq, bk, bv), has_bias)
+        qp = _project(q2, (wq, wk, wv))
+        qb = _stacked_bias((bq, bk, bv), has_bias, 3 * e, q.dtype)
         kvp = np.empty((0, 2 * e), dtype=q.dtype)
+        kvb = np.empty(0, dtype=q.dtype)
     else:
-        qp = _project(q2, (wq,), (bq,), has_bias)
-        kvp = _project(src, (wk, wv), (bk, bv), has_bias)
+        qp = _project(q2, (wq,))
+        qb = _stacked_bias((bq,), has_bias, e, q.dtype)
+        kvp = _project(src, (wk, wv))
+        kvb = _stacked_bias((bk, bv), has_bias, 2 * e, q.dtype)
     qh = np.empty((b_n, heads, t_len, dh), dtype=q.dtype)
     kh = np.empty((b_n, heads, s_len, dh), dtype=q.dtype)
     vh = np.empty_like(kh)
     probs = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
     ctx = np.empty((b_n * t_len, e), dtype=q.dtype)
-    _heads_fwd(qp, kvp, key_padding_mask.reshape(-1), causal, qh, kh, vh, probs, ctx)
+    _heads_fwd(qp, qb, kvp, kvb, key_padding_mask.reshape(-1), causal, qh, kh, vh, probs, ctx)
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
     out2 = out.reshape(b_n * t_len, e)
@@ -351,25 +382,29 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
 
 
 @numba.njit(cache=True, parallel=True)
-def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp):
+def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+    """The gradients of the projections into gqp, gkvp (laid out as the forward's qp, kvp);
+    per batch item b their column sums into sq[b], skv[b] (for the biases' gradients)."""
     b_n, heads, t_len, dh = qh.shape
     s_len = kh.shape[2]
     scale = 1.0 / math.sqrt(dh)
+    no_bias = np.zeros(heads * dh, dtype=qh.dtype)
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
+    sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
     for i in numba.prange(b_n * heads):
         b, h = i // heads, i % heads
         c0 = h * dh
         gc = np.empty((t_len, dh), dtype=qh.dtype)
-        _get_band(gctx, b * t_len, c0, gc, 1.0)
+        _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         gqh = np.empty((t_len, dh), dtype=qh.dtype)
         gkh = np.zeros((s_len, dh), dtype=qh.dtype)
         gvh = np.zeros((s_len, dh), dtype=qh.dtype)
         p_flat = probs[b, h].reshape(-1)
         _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
-        _put_band(gqp, b * t_len, c0, gqh, scale)  # Q was scaled by it in the forward
-        _put_band(gks, b * s_len, kc + c0, gkh, 1.0)
-        _put_band(gvs, b * s_len, vc + c0, gvh, 1.0)
+        _put_band_sums(gqp, b * t_len, c0, gqh, scale, sq[b])  # Q was scaled in the forward
+        _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
+        _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
 
 
 @numba.njit(cache=True)
@@ -417,7 +452,9 @@ def attention_bwd(
     else:
         gqp = np.empty((b_n * t_len, e), dtype=q.dtype)
         gkvp = np.empty((b_n * s_len, 2 * e), dtype=q.dtype)
-    _heads_bwd(qh, kh, vh, probs, key_padding_mask.reshape(-1), causal, gctx, gqp, gkvp)
+    sq = np.empty((b_n, gqp.shape[1]), dtype=q.dtype)
+    skv = np.empty((b_n if kv.size > 0 else 0, 2 * e), dtype=q.dtype)
+    _heads_bwd(qh, kh, vh, probs, key_padding_mask.reshape(-1), causal, gctx, gqp, gkvp, sq, skv)
 
     # input projections: one GEMM per stacked weight for its gradient, one for its input's
     if into_q is None:
@@ -426,7 +463,7 @@ def attention_bwd(
         into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
     gq2 = into_q.reshape(b_n * t_len, e)
     gw_q = gemm_tn(gqp, q2, np.empty((gqp.shape[1], e), dtype=q.dtype))
-    sums_q = _col_sums(gqp)
+    sums_q = sq.sum(axis=0)  # B rows: not worth a parallel region
     if kv.size == 0:
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
         gemm_nn(gqp, np.concatenate((wq, wk, wv)), gq2)
@@ -436,7 +473,7 @@ def attention_bwd(
         gemm_nn(gqp, wq, gq2)
         gemm_nn(gkvp, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
         gw_kv = gemm_tn(gkvp, src, np.empty((2 * e, src.shape[1]), dtype=q.dtype))
-        sums_kv = _col_sums(gkvp)
+        sums_kv = skv.sum(axis=0)
     return (
         into_q,
         into_kv,
