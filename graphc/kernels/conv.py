@@ -295,7 +295,14 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
     col_buf = np.empty(groups * rows * n * p, dtype=x.dtype)
     gcol_buf = np.empty(groups * rows * n * p if need_gx else 0, dtype=x.dtype)
     go_buf = np.empty(og * n * p if n > 1 else 0, dtype=x.dtype)
+    # The weight gradient's GEMM as [rows, og] (patches @ g_out.T) runs ~25% faster than as
+    # [og, rows] when rows > og and 2x slower when rows < og (measured with OpenBLAS's Haswell
+    # kernels: 16.7 against 21.6 us per image on the CNN's second layer, 11.5 against 5.7 on
+    # its first), so the shape picks; the transposed sums are turned around once per block.
+    transposed = rows > og
     tmp = np.empty((og, rows), dtype=x.dtype)
+    tmp_t = np.empty((rows, og), dtype=x.dtype)
+    gw_t = np.zeros((groups if transposed else 0, rows, og), dtype=x.dtype)
     pad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)
     gpad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)  # _col2im's: it dirties the border
     gw.reshape(-1)[:] = 0.0
@@ -314,8 +321,12 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
             else:
                 go = go_buf[: og * m * p].reshape(og, m * p)
                 _to_cols(go3, c0, m, g * og, go)
-            np.dot(go, col3[g].T, tmp)
-            gw3[g] += tmp
+            if transposed:
+                np.dot(col3[g], go.T, tmp_t)
+                gw_t[g] += tmp_t
+            else:
+                np.dot(go, col3[g].T, tmp)
+                gw3[g] += tmp
             if need_gx:
                 np.dot(w3[g].T, go, gcol.reshape(groups, rows, m * p)[g])
         for k in range(m):
@@ -323,6 +334,12 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
                 _col2im(gcol, k * p, gx[c0 + k], geo, oh, ow, gpad)
             if with_bias:
                 _sum_rows(go3[c0 + k], gb)
+    if transposed:
+        for g in range(groups):
+            for o in range(og):
+                d = gw3[g, o]
+                for r in range(rows):
+                    d[r] = gw_t[g, r, o]
 
 
 @numba.njit(cache=True)
