@@ -1,4 +1,5 @@
-"""The four reference specs vs the same architectures in PyTorch (float64).
+"""The four reference specs, and the benchmark workloads built on them, vs the same
+architectures in PyTorch (float64).
 
 graphc's initialized parameters are copied into the torch model (names mapped: attention
 wq/wk/wv → in_proj_weight rows, bq/bk/bv → in_proj_bias, wo/bo → out_proj; lstm w_ih_0 →
@@ -18,6 +19,7 @@ torch = pytest.importorskip("torch")
 
 from benchmarks.torch_models import TORCH_MODELS, by_name, sliced, torch_model  # noqa: E402
 from graphc.compiler import compile_spec  # noqa: E402
+from graphc.compiler.checks import synthetic_batch  # noqa: E402
 from tests.conftest import REFERENCE_SPECS, SPECS  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -28,7 +30,18 @@ def _t(a):
     return torch.tensor(np.asarray(a), dtype=torch.float64)
 
 
-def _batch(name, constants, rng, b=5):
+WORKLOADS = SPECS.parent / "benchmarks" / "specs" / "workloads"
+
+
+def _spec(name):
+    """A reference spec, or a benchmark workload (the same architectures at realistic sizes:
+    benchmarks/compare_torch.py times them against these very PyTorch models)."""
+    return SPECS / f"{name}.yaml" if (SPECS / f"{name}.yaml").exists() else WORKLOADS / f"{name}.yaml"
+
+
+def _batch(name, constants, rng, b=5, model=None):
+    if not (SPECS / f"{name}.yaml").exists():  # a workload: a small batch of its own shapes
+        return synthetic_batch(model, {"B": 2, "T": 9}, seed=int(rng.integers(1 << 30)))
     if name == "mlp":
         return {"x": rng.standard_normal((b, 2)), "y": rng.integers(0, 2, b)}
     if name == "cnn":
@@ -47,11 +60,11 @@ def _batch(name, constants, rng, b=5):
 def test_reference_spec_matches_torch(name):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = compile_spec(SPECS / f"{name}.yaml", dtype=np.float64)
+    model = compile_spec(_spec(name), dtype=np.float64)
     params = {k: v.astype(np.float64) for k, v in model.init_params(0).items()}
     # move every parameter off its init so zero biases / unit gains are tested too
     params = {k: v + 0.05 * rng.standard_normal(v.shape) for k, v in params.items()}
-    batch = _batch(name, model.graph.constants, rng)
+    batch = _batch(name, model.graph.constants, rng, model=model)
 
     tm = torch_model(name, model).double()
     names = by_name(tm)
@@ -78,7 +91,7 @@ def test_reference_spec_matches_torch(name):
 
 @pytest.mark.parametrize("name", sorted(TORCH_MODELS))
 def test_parameter_count_equals_torch(name):
-    model = compile_spec(SPECS / f"{name}.yaml")
+    model = compile_spec(_spec(name))
     ours = sum(int(np.prod(p.shape)) for p in model.params.values() if p.trainable)
     theirs = sum(p.numel() for p in torch_model(name, model).parameters())
     assert ours == theirs, f"{name}: graphc has {ours:,} parameters, PyTorch {theirs:,}"
