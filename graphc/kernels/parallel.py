@@ -66,16 +66,25 @@ def gemm_tn(a, b, out):
     if n_blocks == 1:
         np.dot(a.T, b, out)
         return out
-    partial = np.empty((n_blocks - 1, out.shape[0], out.shape[1]), dtype=out.dtype)
+    partial = np.empty((n_blocks, out.shape[0], out.shape[1]), dtype=out.dtype)
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, a.shape[0])
-        if i == 0:
-            np.dot(a[r0:r1].T, b[r0:r1], out)
-        else:
-            np.dot(a[r0:r1].T, b[r0:r1], partial[i - 1])
-    n = out.shape[0]
-    for j in numba.prange(n_blocks):  # add the partials, one band of output rows per thread
-        o0, o1 = block_bounds(j, n_blocks, n)
-        for p in range(n_blocks - 1):
-            out[o0:o1] += partial[p, o0:o1]
+        np.dot(a[r0:r1].T, b[r0:r1], partial[i])
+    _sum_partials(partial, out)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _sum_partials(partial, out):
+    """out = partial.sum(0), a band of rows per thread. Scalar loops, not array expressions:
+    Numba turns each array expression in a parallel function into a parallel loop of its
+    own, and compiling those cost seconds."""
+    n_blocks, n, m = partial.shape
+    for j in numba.prange(n_blocks):
+        o0, o1 = block_bounds(j, n_blocks, n)
+        for r in range(o0, o1):
+            for c in range(m):
+                tot = partial[0, r, c]
+                for p in range(1, n_blocks):
+                    tot += partial[p, r, c]
+                out[r, c] = tot
