@@ -37,11 +37,19 @@ def linear_fwd(x, weight, bias, has_bias, out=None):
 def _add_rows(y, v):
     """y[r, :] += v for every row r."""
     n_blocks = row_blocks(y.shape[0], 256)
+    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
+        _add_rows_block(y, v, 0, y.shape[0])
+        return
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, y.shape[0])
-        for r in range(r0, r1):
-            for o in range(y.shape[1]):
-                y[r, o] += v[o]
+        _add_rows_block(y, v, r0, r1)
+
+
+@numba.njit(cache=True)
+def _add_rows_block(y, v, r0, r1):
+    for r in range(r0, r1):
+        for o in range(y.shape[1]):
+            y[r, o] += v[o]
 
 
 @numba.njit(cache=True)
@@ -61,16 +69,24 @@ def linear_bwd(g_out, x, weight, bias, has_bias, out, into_x=None):
     return gx, gw, gb
 
 
+@numba.njit(cache=True)
+def _col_sums_block(g, acc, r0, r1):
+    for r in range(r0, r1):
+        for o in range(g.shape[1]):
+            acc[o] += g[r, o]
+
+
 @numba.njit(cache=True, parallel=True)
 def _col_sums(g, out):
     """out[o] = sum of g[:, o], in float64: a block of rows per thread, then the partials."""
     n_blocks = row_blocks(g.shape[0], 256)
     partial = np.zeros((n_blocks, g.shape[1]))
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, g.shape[0])
-        for r in range(r0, r1):
-            for o in range(g.shape[1]):
-                partial[i, o] += g[r, o]
+    if n_blocks == 1:
+        _col_sums_block(g, partial[0], 0, g.shape[0])
+    else:
+        for i in numba.prange(n_blocks):
+            r0, r1 = block_bounds(i, n_blocks, g.shape[0])
+            _col_sums_block(g, partial[i], r0, r1)
     for o in range(g.shape[1]):
         tot = 0.0
         for i in range(n_blocks):

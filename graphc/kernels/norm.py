@@ -87,6 +87,9 @@ def _ln_rows(x2, y2, weight, bias, eps, affine, out=None):
     mean = np.empty(n, dtype=x2.dtype)
     rstd = np.empty(n, dtype=x2.dtype)
     n_blocks = row_blocks(n, 16)
+    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
+        _ln_block(x2, y2, weight, bias, eps, affine, out, mean, rstd, 0, n)
+        return out, mean, rstd
     for b in numba.prange(n_blocks):
         r0, r1 = block_bounds(b, n_blocks, n)
         _ln_block(x2, y2, weight, bias, eps, affine, out, mean, rstd, r0, r1)
@@ -147,10 +150,14 @@ def _ln_rows_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx=None, gy=None)
     n_blocks = row_blocks(n, 16)
     gw_acc = np.zeros((n_blocks, d), dtype=np.float64)
     gb_acc = np.zeros((n_blocks, d), dtype=np.float64)
-    for b in numba.prange(n_blocks):
-        r0, r1 = block_bounds(b, n_blocks, n)
-        _ln_block_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx, gy_, write_y, gw_acc[b], gb_acc[b],
-                      r0, r1)
+    if n_blocks == 1:
+        _ln_block_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx, gy_, write_y, gw_acc[0], gb_acc[0],
+                      0, n)
+    else:
+        for b in numba.prange(n_blocks):
+            r0, r1 = block_bounds(b, n_blocks, n)
+            _ln_block_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx, gy_, write_y, gw_acc[b],
+                          gb_acc[b], r0, r1)
     if affine and weight.size > 0:
         _sum_blocks(gw_acc, gw.reshape(-1))
     if affine and bias.size > 0:

@@ -22,19 +22,27 @@ def adam_update(w, g, m, v, lr, b1, b2, eps, wd, decoupled, correction1, correct
     shrink, l2 = f(1.0 - lr * wd), f(wd)
     mode = 0 if wd == 0.0 else (1 if decoupled else 2)
     n_blocks = row_blocks(w.size, 16384)
+    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
+        _adam_block(w, g, m, v, c, shrink, l2, mode, 0, w.size)
+        return
     for blk in numba.prange(n_blocks):
         i0, i1 = block_bounds(blk, n_blocks, w.size)
-        # one loop per mode: a branch inside the loop would keep LLVM from vectorising it
-        if mode == 0:
-            for i in range(i0, i1):
-                _adam_element(w, g[i], m, v, i, c)
-        elif mode == 1:
-            for i in range(i0, i1):
-                w[i] *= shrink
-                _adam_element(w, g[i], m, v, i, c)
-        else:
-            for i in range(i0, i1):
-                _adam_element(w, g[i] + l2 * w[i], m, v, i, c)
+        _adam_block(w, g, m, v, c, shrink, l2, mode, i0, i1)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _adam_block(w, g, m, v, c, shrink, l2, mode, i0, i1):
+    # one loop per mode: a branch inside the loop would keep LLVM from vectorising it
+    if mode == 0:
+        for i in range(i0, i1):
+            _adam_element(w, g[i], m, v, i, c)
+    elif mode == 1:
+        for i in range(i0, i1):
+            w[i] *= shrink
+            _adam_element(w, g[i], m, v, i, c)
+    else:
+        for i in range(i0, i1):
+            _adam_element(w, g[i] + l2 * w[i], m, v, i, c)
 
 
 @numba.njit(inline="always", error_model="numpy")
@@ -51,11 +59,21 @@ def _adam_element(w, gi, m, v, i, c):
 def sum_of_squares(x):
     """sum(x**2) of a flat float32 array, accumulated in float64 (a block per thread)."""
     n_blocks = row_blocks(x.size, 16384)
+    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
+        return _sum_sq_block(x, 0, x.size)
     partial = np.zeros(n_blocks)
     for blk in numba.prange(n_blocks):
         i0, i1 = block_bounds(blk, n_blocks, x.size)
-        tot = 0.0
-        for i in range(i0, i1):
-            tot += np.float64(x[i]) * np.float64(x[i])
-        partial[blk] = tot
-    return partial.sum()
+        partial[blk] = _sum_sq_block(x, i0, i1)
+    total = 0.0
+    for blk in range(n_blocks):
+        total += partial[blk]
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sum_sq_block(x, i0, i1):
+    tot = 0.0
+    for i in range(i0, i1):
+        tot += np.float64(x[i]) * np.float64(x[i])
+    return tot

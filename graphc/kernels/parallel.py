@@ -3,7 +3,10 @@
 Each product is split into one block of rows per thread; each block is a single-threaded BLAS
 call on contiguous rows (BLAS itself stays on one thread), so the only threads are Numba's.
 A block smaller than `_MIN_ROWS` rows costs more in hand-off than it saves: small products
-stay one call.
+stay one call. Every parallel function here and in the kernels takes a serial path when its
+work is one block: a parallel region of one iteration still wakes every thread and waits for
+all of them (measured with the other core busy: 2.4 µs median but 1.4 ms mean for an empty
+one-iteration region, against 0.2 µs serial).
 
     gemm_nt(a, b, out)   out[:] = a @ b.T      (a [M, K], b [N, K]: a linear layer)
     gemm_nn(a, b, out)   out[:] = a @ b        (a [M, K], b [K, N])
