@@ -7,13 +7,15 @@ times `attention` and a `linear` [B*T, d] -> [B*T, 4d] (the MLP's first layer) i
 alternating in short blocks of steps so that whatever else the machine does hits both alike,
 and prints the medians as GFLOP/s and their ratio. FLOPs are the op records' own counts
 (`flops=` in graphc/ops), forward+backward taken as 3x the forward: for causal attention that
-counts the masked half of the scores too, as the record does. The machine's load average is
-printed with every figure, since a busy neighbour changes them.
+counts the masked half of the scores too, as the record does. Each figure is the median over
+the blocks, then in brackets the best block (closest to a quiet machine); the machine's load
+average is printed with every line, since a busy neighbour changes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
@@ -44,14 +46,17 @@ def _flops(op: str, inputs: dict, attrs: dict) -> float:
 
 
 def _step(op: str, kw: dict, rng):
-    """One forward+backward of `op` on the keyword arguments `kw`, as the driver calls it."""
+    """One forward+backward of `op` on the keyword arguments `kw`, as the generated driver
+    calls it: into destinations (`out=`, `into_<port>=`)."""
     kp = OPS[op].kernel
-    res = kp.fwd(**kw)
-    g = rng.standard_normal(res[0].shape).astype(F32)
+    out = kp.fwd(**kw)[0]
+    g = rng.standard_normal(out.shape).astype(F32)
+    takes = inspect.signature(kp.bwd.py_func).parameters
+    into = {f"into_{p}": np.empty_like(kw[p]) for p in kp.inputs if f"into_{p}" in takes}
 
     def step():
-        out, *saved = kp.fwd(**kw)
-        kp.bwd(g_out=g, **kw, **{f"saved{i}": s for i, s in enumerate(saved)}, out=out)
+        _, *saved = kp.fwd(**kw, out=out)
+        kp.bwd(g_out=g, **kw, **{f"saved{i}": s for i, s in enumerate(saved)}, out=out, **into)
 
     return step
 
@@ -75,8 +80,8 @@ def cases(b: int, t: int, d: int, h: int, rng) -> dict[str, tuple]:
     }
 
 
-def measure(workload: str, blocks: int, steps: int) -> dict[str, float]:
-    """name -> GFLOP/s (median over blocks of `steps` steps, the cases alternating)."""
+def measure(workload: str, blocks: int, steps: int) -> dict[str, tuple[float, float]]:
+    """name -> GFLOP/s (median, best) over blocks of `steps` steps, the cases alternating."""
     rng = np.random.default_rng(0)
     runs = cases(*WORKLOADS[workload], rng)
     for fn, _ in runs.values():  # compile (or load from the cache) and warm up
@@ -89,7 +94,8 @@ def measure(workload: str, blocks: int, steps: int) -> dict[str, float]:
             for _ in range(steps):
                 fn()
             times[name].append((time.perf_counter() - t0) / steps)
-    return {name: runs[name][1] / statistics.median(ts) / 1e9 for name, ts in times.items()}
+    return {name: (runs[name][1] / statistics.median(ts) / 1e9, runs[name][1] / min(ts) / 1e9)
+            for name, ts in times.items()}  # fmt: skip
 
 
 def load() -> str:
@@ -111,8 +117,9 @@ def main() -> None:
             gflops = measure(workload, args.blocks, args.steps)
             (attn_name, attn), (lin_name, lin) = gflops.items()
             print(
-                f"threads={n} {workload:17s} {attn_name} {attn:6.1f} GFLOP/s   {lin_name} "
-                f"{lin:6.1f} GFLOP/s   ratio {attn / lin:.2f}   [{before} -> {load()}]",
+                f"threads={n} {workload:17s} {attn_name} {attn[0]:6.1f} ({attn[1]:6.1f}) GFLOP/s   "
+                f"{lin_name} {lin[0]:6.1f} ({lin[1]:6.1f}) GFLOP/s   ratio {attn[0] / lin[0]:.2f} "
+                f"({attn[1] / lin[1]:.2f})   [{before} -> {load()}]",
                 flush=True,
             )
 

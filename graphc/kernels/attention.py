@@ -2,13 +2,15 @@
 
 q[B,T,E] attends to kv[B,S,Ekv] (kv zero-size -> self-attention on q).
 
-Projections. Row-blocked GEMMs on graphc's thread pool (`graphc.kernels.parallel`) over all
-B*T (or B*S) rows, with the weights stacked so that one GEMM makes several: self-attention
-projects [Q | K | V] = q [Wq; Wk; Wv]ᵀ as one [B*T, 3E] product, cross attention Q and
-[K | V]. Their backward is likewise one GEMM per stacked weight for the weights' gradient and
-one for the input's. The q/k/v biases are added, and their gradients summed, in the per-head
-loop below, which touches those values anyway (one parallel region less each way: on a busy
-machine every region waits for its slowest thread).
+Projections. Row-blocked GEMMs on graphc's thread pool, as `graphc.kernels.parallel`'s (one
+block of B*T or B*S rows per thread, each a single-threaded BLAS call), with the weights
+stacked so that one GEMM makes several: self-attention projects [Q | K | V] = q [Wq; Wk; Wv]ᵀ
+as one [B*T, 3E] product, cross attention Q and [K | V]. Each projection is one parallel
+region, forward (product and bias) and backward (the input's gradient and the blocks' parts
+of the weight's): on a busy machine every region waits for its slowest thread, and measured
+with other processes running, 2 threads ran a step 20-25% faster in 6 regions than in 11.
+The q/k/v biases are added, and their gradients summed, in the per-head loop below, which
+touches those values anyway.
 
 Heads. The (batch item, head) pairs are independent, so they are the parallel loop (`prange`:
 a static split of the pairs over the threads). Each pair copies its head's column band of
@@ -39,14 +41,13 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, gemm_nn, gemm_nt, gemm_tn, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks
 from graphc.kernels.vmath import vexp
 
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
 # Query rows per causal tile: smaller tiles skip more of the masked triangle ((n+1)/2n of
 # the square is computed with n tiles) but make smaller, less efficient GEMMs.
 _ROW_BLOCK = 32
-_BIAS_ROWS = 256  # rows per block of the (memory-bound) bias and column-sum loops
 # The max and sum reductions of the softmax only vectorise if LLVM may reorder them (and
 # treat max as NaN-free); a NaN score still gives NaN probabilities through exp.
 _REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "nsz", "contract"})
@@ -54,29 +55,50 @@ _REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "ns
 
 # --------------------------------------------------------------------------- projections
 @numba.njit(cache=True, parallel=True)
-def _add_bias(y, bias):
-    n_blocks = row_blocks(y.shape[0], _BIAS_ROWS)
+def _linear_rows(x, w, bias, y):
+    """y[:] = x @ w.T (+ bias, unless zero-size): `gemm_nt`'s row blocks, with the bias added
+    to each block in the same parallel region."""
+    n_blocks = row_blocks(x.shape[0])
     for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, y.shape[0])
-        for r in range(r0, r1):
-            for j in range(y.shape[1]):
-                y[r, j] += bias[j]
+        r0, r1 = block_bounds(i, n_blocks, x.shape[0])
+        np.dot(x[r0:r1], w.T, y[r0:r1])
+        if bias.size > 0:
+            for r in range(r0, r1):
+                row = y[r]
+                for j in range(y.shape[1]):
+                    row[j] += bias[j]
+    return y
 
 
 @numba.njit(cache=True, parallel=True)
-def _col_sums(g):
-    """Sum over the rows of g [N, C] -> [C]: partial sums per row block, then added."""
-    n_blocks = row_blocks(g.shape[0], _BIAS_ROWS)
-    part = np.zeros((n_blocks, g.shape[1]), dtype=g.dtype)
+def _linear_rows_bwd(g, x, w, gx):
+    """gx[:] = g @ w and returns g.T @ x (the weight's gradient): `gemm_nn`'s and `gemm_tn`'s
+    row blocks in one parallel region; the blocks' parts of the weight gradient are added
+    after it (a few hundred thousand adds)."""
+    n_blocks = row_blocks(g.shape[0])
+    gw = np.empty((w.shape[0], x.shape[1]), dtype=x.dtype)
+    part = np.empty((n_blocks - 1, w.shape[0], x.shape[1]), dtype=x.dtype)
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, g.shape[0])
-        for r in range(r0, r1):
-            for j in range(g.shape[1]):
-                part[i, j] += g[r, j]
-    total = part[0].copy()
-    for i in range(1, n_blocks):
+        np.dot(g[r0:r1], w, gx[r0:r1])
+        if i == 0:
+            np.dot(g[r0:r1].T, x[r0:r1], gw)
+        else:
+            np.dot(g[r0:r1].T, x[r0:r1], part[i - 1])
+    for p in range(n_blocks - 1):
+        _accumulate(gw, part[p])
+    return gw
+
+
+@numba.njit(cache=True)
+def _col_sums(g):
+    """Sum over the rows of g [N, C] -> [C]. On one thread, as linear's bias gradient: it is a
+    fraction of a millisecond, less than a parallel region can cost on a busy machine."""
+    total = np.zeros(g.shape[1], dtype=g.dtype)
+    for r in range(g.shape[0]):
+        row = g[r]
         for j in range(g.shape[1]):
-            total[j] += part[i, j]
+            total[j] += row[j]
     return total
 
 
@@ -85,7 +107,8 @@ def _project(x2, ws):
     """x2 @ [w0; w1; ...].T: projections of the same rows as one GEMM (biases are added as
     the heads are copied out)."""
     w = np.concatenate(ws)
-    return gemm_nt(x2, w, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+    no_bias = np.empty(0, dtype=x2.dtype)
+    return _linear_rows(x2, w, no_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
 
 
 @numba.njit(cache=True)
@@ -375,9 +398,7 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
     out2 = out.reshape(b_n * t_len, e)
-    gemm_nt(ctx, wo, out2)
-    if has_bias and bo.size > 0:
-        _add_bias(out2, bo.reshape(-1))
+    _linear_rows(ctx, wo, bo.reshape(-1) if has_bias else bo.reshape(-1)[:0], out2)
     return out, qh, kh, vh, probs, ctx
 
 
@@ -441,9 +462,9 @@ def attention_bwd(
 
     # output projection
     g2 = g_out.reshape(b_n * t_len, e)
-    gwo = gemm_tn(g2, ctx, np.empty((e, e), dtype=q.dtype))
+    gctx = np.empty((b_n * t_len, e), dtype=q.dtype)
+    gwo = _linear_rows_bwd(g2, ctx, wo, gctx)
     gbo = _bias_grad(bo, _col_sums(g2), 0, has_bias)
-    gctx = gemm_nn(g2, wo, np.empty((b_n * t_len, e), dtype=q.dtype))
 
     # per head: the gradients of the projections, laid out as the forward made them
     if kv.size == 0:
@@ -456,24 +477,22 @@ def attention_bwd(
     skv = np.empty((b_n if kv.size > 0 else 0, 2 * e), dtype=q.dtype)
     _heads_bwd(qh, kh, vh, probs, key_padding_mask.reshape(-1), causal, gctx, gqp, gkvp, sq, skv)
 
-    # input projections: one GEMM per stacked weight for its gradient, one for its input's
+    # input projections: per stacked weight, its gradient and its input's in one region
     if into_q is None:
         into_q = np.empty_like(q)
     if into_kv is None:
         into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
     gq2 = into_q.reshape(b_n * t_len, e)
-    gw_q = gemm_tn(gqp, q2, np.empty((gqp.shape[1], e), dtype=q.dtype))
-    sums_q = sq.sum(axis=0)  # B rows: not worth a parallel region
+    sums_q = _col_sums(sq)
     if kv.size == 0:
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
-        gemm_nn(gqp, np.concatenate((wq, wk, wv)), gq2)
+        gw_q = _linear_rows_bwd(gqp, q2, np.concatenate((wq, wk, wv)), gq2)
         gw_kv = gw_q[e:]
         sums_kv = sums_q[e:]
     else:
-        gemm_nn(gqp, wq, gq2)
-        gemm_nn(gkvp, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
-        gw_kv = gemm_tn(gkvp, src, np.empty((2 * e, src.shape[1]), dtype=q.dtype))
-        sums_kv = skv.sum(axis=0)
+        gw_q = _linear_rows_bwd(gqp, q2, wq, gq2)
+        gw_kv = _linear_rows_bwd(gkvp, src, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
+        sums_kv = _col_sums(skv)
     return (
         into_q,
         into_kv,
