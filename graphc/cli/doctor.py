@@ -24,6 +24,27 @@ def _module_version(name: str) -> str | None:
     return getattr(module, "__version__", "installed")
 
 
+def _threads() -> str:
+    """The kernels' thread pool and the BLAS kernels inside it: what decides their speed."""
+    import os
+
+    import numba
+
+    from graphc.kernels._blas import blas_cores
+    from graphc.kernels.threads import configure, default_threads
+
+    configure()
+    text = (f"{default_threads()} kernel threads ({numba.threading_layer()} layer; set with "
+            "--threads or GRAPHC_THREADS)")
+    cores = sorted(set(blas_cores()))
+    if cores:
+        text += f"; OpenBLAS {'/'.join(cores)} kernels"
+        forced = os.environ.get("OPENBLAS_CORETYPE")
+        if forced:
+            text += f" (OPENBLAS_CORETYPE={forced} is set)"
+    return text
+
+
 @click.command()
 @click.option("--install", is_flag=True, help="Install missing system packages where possible.")
 def doctor(install):
@@ -54,6 +75,8 @@ def doctor(install):
     if version is None:
         missing.append("graphviz")
     click.echo(f"graphviz {version or 'MISSING — `graphc render` will write .dot files only; ' + graphviz_hint()}")
+    if "numba" not in missing:
+        click.echo(f"threads  {_threads()}")
     torch = _module_version("torch")
     click.echo(f"torch    {torch} (oracle tests and benchmarks compare against it)" if torch
                else "torch    not installed (optional: pip install torch==2.13.0)")

@@ -62,3 +62,19 @@ def get_blas_threads() -> list[int]:
                 counts.append(int(fn()))
                 break
     return counts
+
+
+_CORENAMES = ("openblas_get_corename", "scipy_openblas_get_corename", "scipy_openblas_get_corename64_")
+
+
+def blas_cores() -> list[str]:
+    """The kernel family each loaded OpenBLAS chose ("Haswell", "SkylakeX", …)."""
+    names = []
+    for lib in _openblas_libs():
+        for name in _CORENAMES:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                names.append(fn().decode(errors="replace").strip())
+                break
+    return names

@@ -145,3 +145,9 @@ def test_doctor_reports_the_toolchain():
     assert "numba" in r.output and "graphviz" in r.output
     if shutil.which("dot"):
         assert "graphviz version" in r.output
+    from graphc.kernels._blas import blas_cores
+    from graphc.kernels.threads import default_threads
+
+    threads = next(line for line in r.output.splitlines() if line.startswith("threads"))
+    assert f"{default_threads()} kernel threads (" in threads
+    assert all(core in threads for core in blas_cores())  # the OpenBLAS kernels in use
