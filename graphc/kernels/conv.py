@@ -190,6 +190,27 @@ def _sum_rows(a, acc):
 
 
 @numba.njit(cache=True)
+def _zero(a):
+    """a[...] = 0 for a C-contiguous array. Here and below, explicit loops instead of array
+    expressions (``a[:] = 0``, ``a += b``): each of those cost seconds of compile time in every
+    kernel that inlines it (measured: one ``gw += tmp`` made conv2d_bwd's helper 3.5 s slower
+    to compile)."""
+    f = a.reshape(-1)
+    for q in range(f.size):
+        f[q] = 0.0
+
+
+@numba.njit(cache=True)
+def _add_into(dst, src):
+    """dst [R, N] += src [R, N]."""
+    for r in range(dst.shape[0]):
+        d = dst[r]
+        s = src[r]
+        for q in range(dst.shape[1]):
+            d[q] += s[q]
+
+
+@numba.njit(cache=True)
 def _add_partials(parts, out):
     """out[...] = the sum of parts [n, *out.shape] over its first axis (blocks in order)."""
     p2 = parts.reshape(parts.shape[0], -1)
@@ -305,8 +326,8 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
     gw_t = np.zeros((groups if transposed else 0, rows, og), dtype=x.dtype)
     pad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)
     gpad = _padded_plane(x.shape[2], x.shape[3], geo, x.dtype)  # _col2im's: it dirties the border
-    gw.reshape(-1)[:] = 0.0
-    gb[:] = 0.0
+    _zero(gw)
+    _zero(gb)
     for ci in range(n_chunks):
         c0, c1 = block_bounds(ci, n_chunks, b1 - b0)
         c0, m = b0 + c0, c1 - c0
@@ -323,10 +344,10 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
                 _to_cols(go3, c0, m, g * og, go)
             if transposed:
                 np.dot(col3[g], go.T, tmp_t)
-                gw_t[g] += tmp_t
+                _add_into(gw_t[g], tmp_t)
             else:
                 np.dot(go, col3[g].T, tmp)
-                gw3[g] += tmp
+                _add_into(gw3[g], tmp)
             if need_gx:
                 np.dot(w3[g].T, go, gcol.reshape(groups, rows, m * p)[g])
         for k in range(m):
@@ -369,7 +390,8 @@ def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     with_bias = has_bias and bias.size > 0
     n_blocks = _image_blocks(b_n, o_n * cg * kh * kw * oh * ow)
     if n_blocks == 1:
-        _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, 0, b_n, geo)
+        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
+        _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, lo, hi, geo)
     else:
         for blk in numba.prange(n_blocks):
             b0, b1 = block_bounds(blk, n_blocks, b_n)
@@ -393,8 +415,9 @@ def conv2d_bwd(
     gw_parts = np.empty((n_blocks, o_n, cg * kh * kw), dtype=x.dtype)
     gb_parts = np.empty((n_blocks, o_n), dtype=np.float64)
     if n_blocks == 1:
+        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
         _conv2d_bwd_block(
-            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, 0, b_n, geo
+            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, lo, hi, geo
         )
     else:
         for blk in numba.prange(n_blocks):
@@ -417,12 +440,11 @@ def _depthwise_fwd_images(x, weight, bias, with_bias, out, b0, b1, geo):
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     mult = o_n // c_n
     acc = np.empty((oh, ow), dtype=x.dtype)
-    acc_flat = acc.reshape(-1)
     bf = bias.reshape(-1)
     for b in range(b0, b1):
         for o in range(o_n):
             src = x[b, o // mult]
-            acc_flat[:] = 0.0
+            _zero(acc)
             for i in range(kh):
                 y_lo, y_hi, y_off = _valid(i, dh, ph, sh, h, oh)
                 for j in range(kw):
@@ -434,7 +456,11 @@ def _depthwise_fwd_images(x, weight, bias, with_bias, out, b0, b1, geo):
                         for z in range(x_lo, x_hi):
                             a[z] += wv * s[z * sw + x_off]
             if with_bias:
-                acc_flat += bf[o]
+                bv = bf[o]
+                for y in range(oh):
+                    a = acc[y]
+                    for z in range(ow):
+                        a[z] += bv
             _copy_flat(acc, out[b, o])
 
 
@@ -448,13 +474,13 @@ def _depthwise_bwd_images(g_out, x, weight, gx, need_gx, gw, gb, with_bias, b0, 
     o_n, oh, ow = g_out.shape[1], g_out.shape[2], g_out.shape[3]
     mult = o_n // c_n
     gacc = np.empty((h, w), dtype=x.dtype)
-    gacc_flat = gacc.reshape(-1)
-    gw.reshape(-1)[:] = 0.0
-    gb[:] = 0.0
+    one = np.zeros(1)
+    _zero(gw)
+    _zero(gb)
     for b in range(b0, b1):
         for c in range(c_n):
             src = x[b, c]
-            gacc_flat[:] = 0.0
+            _zero(gacc)
             for o in range(c * mult, (c + 1) * mult):
                 go = g_out[b, o]
                 for i in range(kh):
@@ -472,7 +498,9 @@ def _depthwise_bwd_images(g_out, x, weight, gx, need_gx, gw, gb, with_bias, b0, 
                                 s += g_row[z] * x_row[z * sw + x_off]
                         gw[o, i * kw + j] += s
                 if with_bias:
-                    gb[o] += go.sum()
+                    one[0] = 0.0
+                    _sum_rows(go.reshape(1, oh * ow), one)
+                    gb[o] += one[0]
             if need_gx:
                 _copy_flat(gacc, gx[b, c])
 
@@ -480,30 +508,38 @@ def _depthwise_bwd_images(g_out, x, weight, gx, need_gx, gw, gb, with_bias, b0, 
 # --------------------------------------------------------------------------- conv1d
 @numba.njit(cache=True)
 def conv1d_fwd(x, weight, bias, stride, padding, dilation, groups, has_bias, out=None):
+    # conv2d's height arguments as int64 values, not literals: with the literals numba
+    # compiles conv2d all over again for conv1d (Literal[int](1) is its own type)
+    one, zero = np.int64(1), np.int64(0)
     b_n, c_n, length = x.shape
     o_n, cg, k = weight.shape
     x4 = x.reshape(b_n, c_n, 1, length)
     w4 = weight.reshape(o_n, cg, 1, k)
     if out is None:
-        out4 = conv2d_fwd(x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias)[0]
+        out4 = conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias)[0]
         return (out4.reshape(b_n, o_n, out4.shape[3]),)
     out4 = out.reshape(b_n, o_n, 1, out.shape[2])
-    conv2d_fwd(x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias, out4)
+    conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, out4)
     return (out,)
 
 
 @numba.njit(cache=True)
 def conv1d_bwd(g_out, x, weight, bias, stride, padding, dilation, groups, has_bias, out, into_x=None):
+    one, zero = np.int64(1), np.int64(0)  # not literals (see conv1d_fwd)
     b_n, c_n, length = x.shape
     o_n, cg, k = weight.shape
     x4 = x.reshape(b_n, c_n, 1, length)
     w4 = weight.reshape(o_n, cg, 1, k)
     g4 = g_out.reshape(b_n, o_n, 1, g_out.shape[2])
     if into_x is None:
-        gx, gw, gb = conv2d_bwd(g4, x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias, g4)
+        gx, gw, gb = conv2d_bwd(
+            g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, g4
+        )
         return gx.reshape(x.shape), gw.reshape(weight.shape), gb
     gx4 = into_x.reshape(b_n, c_n, 1, length) if into_x.size == x.size else into_x.reshape(0, 0, 0, 0)
-    _, gw, gb = conv2d_bwd(g4, x4, w4, bias, 1, stride, 0, padding, 1, dilation, groups, has_bias, g4, gx4)
+    _, gw, gb = conv2d_bwd(
+        g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, g4, gx4
+    )
     return into_x, gw.reshape(weight.shape), gb
 
 
@@ -564,8 +600,8 @@ def _convt_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, 
     res_buf = np.empty(cg * n * p if n > 1 and need_gx else 0, dtype=x.dtype)
     tmp = np.empty((cg, rows), dtype=x.dtype)
     pad = _padded_plane(g_out.shape[2], g_out.shape[3], geo, x.dtype)
-    gw.reshape(-1)[:] = 0.0
-    gb[:] = 0.0
+    _zero(gw)
+    _zero(gb)
     for ci in range(n_chunks):
         c0, c1 = block_bounds(ci, n_chunks, b1 - b0)
         c0, m = b0 + c0, c1 - c0
@@ -580,7 +616,7 @@ def _convt_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, 
                 xg = x_buf[: cg * m * p].reshape(cg, m * p)
                 _to_cols(x3, c0, m, g * cg, xg)
             np.dot(xg, col3[g].T, tmp)
-            gw3[g] += tmp
+            _add_into(gw3[g], tmp)
             if need_gx:
                 if m == 1:
                     np.dot(w3[g], col3[g], gx[c0].reshape(groups, cg, p)[g])
@@ -621,7 +657,8 @@ def conv_transpose2d_fwd(
     with_bias = has_bias and bias.size > 0
     n_blocks = _image_blocks(b_n, c_n * og * kh * kw * h * w)
     if n_blocks == 1:
-        _convt_fwd_images(x, weight, bias, with_bias, groups, out, 0, b_n, geo)
+        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
+        _convt_fwd_images(x, weight, bias, with_bias, groups, out, lo, hi, geo)
     else:
         for blk in numba.prange(n_blocks):
             b0, b1 = block_bounds(blk, n_blocks, b_n)
@@ -659,8 +696,9 @@ def conv_transpose2d_bwd(
     gw_parts = np.empty((n_blocks, c_n, og * kh * kw), dtype=x.dtype)
     gb_parts = np.empty((n_blocks, o_n), dtype=np.float64)
     if n_blocks == 1:
+        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
         _convt_bwd_images(
-            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, 0, b_n, geo
+            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, lo, hi, geo
         )
     else:
         for blk in numba.prange(n_blocks):

@@ -149,7 +149,8 @@ def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     arg3 = arg.reshape(planes, oh, ow)
     n_blocks = _plane_blocks(planes, h * w)
     if n_blocks == 1:
-        _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, 0, planes)
+        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
+        _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, lo, hi)
     else:
         for blk in numba.prange(n_blocks):
             p0, p1 = block_bounds(blk, n_blocks, planes)
@@ -184,7 +185,8 @@ def maxpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, saved0, ou
     gx2 = gx.reshape(planes, h * w)
     n_blocks = _plane_blocks(planes, h * w)
     if n_blocks == 1:
-        _maxpool_bwd_planes(g2, arg2, gx2, 0, planes)
+        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
+        _maxpool_bwd_planes(g2, arg2, gx2, lo, hi)
     else:
         for blk in numba.prange(n_blocks):
             p0, p1 = block_bounds(blk, n_blocks, planes)
@@ -223,7 +225,8 @@ def avgpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     out3 = out.reshape(planes, oh, ow)
     n_blocks = _plane_blocks(planes, h * w)
     if n_blocks == 1:
-        _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, 0, planes)
+        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
+        _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, lo, hi)
     else:
         for blk in numba.prange(n_blocks):
             p0, p1 = block_bounds(blk, n_blocks, planes)
@@ -261,7 +264,8 @@ def avgpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, into_
     gx3 = gx.reshape(planes, h, w)
     n_blocks = _plane_blocks(planes, h * w)
     if n_blocks == 1:
-        _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, 0, planes)
+        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
+        _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, lo, hi)
     else:
         for blk in numba.prange(n_blocks):
             p0, p1 = block_bounds(blk, n_blocks, planes)
