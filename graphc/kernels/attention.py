@@ -54,19 +54,27 @@ _REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "ns
 
 
 # --------------------------------------------------------------------------- projections
+@numba.njit(cache=True)
+def _linear_block(x, w, bias, y, r0, r1):
+    np.dot(x[r0:r1], w.T, y[r0:r1])
+    if bias.size > 0:
+        for r in range(r0, r1):
+            row = y[r]
+            for j in range(y.shape[1]):
+                row[j] += bias[j]
+
+
 @numba.njit(cache=True, parallel=True)
 def _linear_rows(x, w, bias, y):
     """y[:] = x @ w.T (+ bias, unless zero-size): `gemm_nt`'s row blocks, with the bias added
     to each block in the same parallel region."""
     n_blocks = row_blocks(x.shape[0])
+    if n_blocks == 1:  # no parallel region for one block (see graphc.kernels.parallel)
+        _linear_block(x, w, bias, y, 0, x.shape[0])
+        return y
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, x.shape[0])
-        np.dot(x[r0:r1], w.T, y[r0:r1])
-        if bias.size > 0:
-            for r in range(r0, r1):
-                row = y[r]
-                for j in range(y.shape[1]):
-                    row[j] += bias[j]
+        _linear_block(x, w, bias, y, r0, r1)
     return y
 
 
@@ -77,6 +85,10 @@ def _linear_rows_bwd(g, x, w, gx):
     after it (a few hundred thousand adds)."""
     n_blocks = row_blocks(g.shape[0])
     gw = np.empty((w.shape[0], x.shape[1]), dtype=x.dtype)
+    if n_blocks == 1:
+        np.dot(g, w, gx)
+        np.dot(g.T, x, gw)
+        return gw
     part = np.empty((n_blocks - 1, w.shape[0], x.shape[1]), dtype=x.dtype)
     for i in numba.prange(n_blocks):
         r0, r1 = block_bounds(i, n_blocks, g.shape[0])
@@ -354,22 +366,33 @@ def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
 
 
 # --------------------------------------------------------------------------- the kernels
-@numba.njit(cache=True, parallel=True)
-def _heads_fwd(qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
-    b_n, heads, t_len, dh = qh.shape
+@numba.njit(cache=True)
+def _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
+    """Pair i = (batch item b, head h): its Q, K, V bands (with their biases) into qh[b, h],
+    kh[b, h], vh[b, h]; its probabilities and context."""
+    heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
-    scale = 1.0 / math.sqrt(dh)
+    b, h = i // heads, i % heads
+    c0 = h * dh
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
     kb, _, vb, _ = _kv_columns(qb, kvb, heads * dh)
-    for i in numba.prange(b_n * heads):
-        b, h = i // heads, i % heads
-        c0 = h * dh
-        _get_band(qp, b * t_len, c0, qb, qh[b, h], scale)
-        _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
-        _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
-        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-        p_flat = probs[b, h].reshape(-1)
-        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
+    _get_band(qp, b * t_len, c0, qb, qh[b, h], 1.0 / math.sqrt(dh))
+    _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
+    _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
+    mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+    p_flat = probs[b, h].reshape(-1)
+    _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
+
+
+@numba.njit(cache=True, parallel=True)
+def _heads_fwd(qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
+    n = qh.shape[0] * qh.shape[1]
+    if row_blocks(n, 1) == 1:  # one thread: no parallel region
+        for i in range(n):
+            _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx)
+        return
+    for i in numba.prange(n):
+        _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx)
 
 
 @numba.njit(cache=True)
@@ -402,30 +425,38 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     return out, qh, kh, vh, probs, ctx
 
 
-@numba.njit(cache=True, parallel=True)
-def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
-    """The gradients of the projections into gqp, gkvp (laid out as the forward's qp, kvp);
-    per batch item b their column sums into sq[b], skv[b] (for the biases' gradients)."""
-    b_n, heads, t_len, dh = qh.shape
+@numba.njit(cache=True)
+def _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+    """Pair i = (batch item b, head h): the gradients of its Q, K, V bands into gqp, gkvp
+    (laid out as the forward's projections), their column sums into sq[b], skv[b]."""
+    heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
-    scale = 1.0 / math.sqrt(dh)
-    no_bias = np.zeros(heads * dh, dtype=qh.dtype)
+    b, h = i // heads, i % heads
+    c0 = h * dh
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
     sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
-    for i in numba.prange(b_n * heads):
-        b, h = i // heads, i % heads
-        c0 = h * dh
-        gc = np.empty((t_len, dh), dtype=qh.dtype)
-        _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
-        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-        gqh = np.empty((t_len, dh), dtype=qh.dtype)
-        gkh = np.zeros((s_len, dh), dtype=qh.dtype)
-        gvh = np.zeros((s_len, dh), dtype=qh.dtype)
-        p_flat = probs[b, h].reshape(-1)
-        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
-        _put_band_sums(gqp, b * t_len, c0, gqh, scale, sq[b])  # Q was scaled in the forward
-        _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
-        _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
+    gc = np.empty((t_len, dh), dtype=qh.dtype)
+    _get_band(gctx, b * t_len, c0, np.zeros(heads * dh, dtype=qh.dtype), gc, 1.0)  # no bias
+    mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+    gqh = np.empty((t_len, dh), dtype=qh.dtype)
+    gkh = np.zeros((s_len, dh), dtype=qh.dtype)
+    gvh = np.zeros((s_len, dh), dtype=qh.dtype)
+    p_flat = probs[b, h].reshape(-1)
+    _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
+    _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
+    _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
+    _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
+
+
+@numba.njit(cache=True, parallel=True)
+def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+    n = qh.shape[0] * qh.shape[1]
+    if row_blocks(n, 1) == 1:  # one thread: no parallel region
+        for i in range(n):
+            _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv)
+        return
+    for i in numba.prange(n):
+        _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv)
 
 
 @numba.njit(cache=True)
