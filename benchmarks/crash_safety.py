@@ -38,7 +38,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+# The server forks its runs. Numba's OpenMP layer (graphc's default pool where GNU OpenMP is
+# there) terminates a child forked after it ran (GNU OpenMP is not fork-safe), so the server
+# uses Numba's fork-safe workqueue layer: what is tested here is the checkpoints, not threads.
+SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+              "NUMBA_THREADING_LAYER": "workqueue"}  # fmt: skip
 
 
 # --- the fork server ---------------------------------------------------------------------------

@@ -14,6 +14,12 @@ lost it (0.5x).
     GRAPHC_THREADS=N   threads for the kernels (default: the cores this process may use;
                        under MPI, those cores shared among the ranks on the host)
 
+Fork: with Numba's OpenMP layer (GNU OpenMP, the default where libgomp is installed), a
+process that has run graphc's kernels cannot fork() a child that goes on running Python:
+Numba terminates such a child, since GNU OpenMP is not fork-safe. Use multiprocessing's
+"spawn" or "forkserver" start method, or NUMBA_THREADING_LAYER=workqueue (fork-safe; measured
+here, its regions cost ~50 µs to start against ~2 µs, so small kernels gain less).
+
 `set_threads(n)` changes it at run time (`graphc train --threads`, benchmarks). Unless the user
 chose a count, `graphc train` lets a `ThreadGovernor` pick 1 or all threads from measured step
 times, so a busy machine never makes the default slower than one thread.
