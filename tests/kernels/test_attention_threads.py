@@ -32,14 +32,6 @@ CASES = {
 PARAMS = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo")
 
 
-@pytest.fixture
-def two_threads():
-    if threads.set_threads(2) < 2:
-        pytest.fail("NUMBA_NUM_THREADS < 2: the parallel paths cannot be tested")
-    yield
-    threads.configure()
-
-
 def _args(name, dtype, b=3, e=12, heads=3, ekv=8):
     s_len, masked, causal = CASES[name]
     rng = np.random.default_rng(len(name))

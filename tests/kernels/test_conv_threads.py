@@ -24,14 +24,6 @@ F32 = np.float32
 B = 16
 
 
-@pytest.fixture
-def two_threads():
-    if threads.set_threads(2) < 2:
-        pytest.fail("NUMBA_NUM_THREADS < 2: the parallel paths cannot be tested")
-    yield
-    threads.configure()
-
-
 def _at_1_and_2_threads(fn):
     runs = []
     for n in (1, 2):

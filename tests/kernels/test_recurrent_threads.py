@@ -8,14 +8,6 @@ import pytest
 from graphc.kernels import recurrent, threads
 
 
-@pytest.fixture
-def two_threads():
-    if threads.set_threads(2) < 2:
-        pytest.fail("NUMBA_NUM_THREADS < 2: the parallel paths cannot be tested")
-    yield
-    threads.configure()
-
-
 def _params(rng, kind, n_in, hd, bidirectional, dtype):
     g = {"rnn": 1, "lstm": 4, "gru": 3}[kind] * hd
     s = 1.0 / np.sqrt(hd)

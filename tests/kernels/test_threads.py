@@ -18,14 +18,6 @@ from graphc.kernels.threads import ThreadGovernor
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def two_threads():
-    if threads.set_threads(2) < 2:
-        pytest.fail("NUMBA_NUM_THREADS < 2: the parallel paths cannot be tested")
-    yield
-    threads.configure()
-
-
 @pytest.mark.parametrize("rows", [1, 31, 64, 257, 1000])
 @pytest.mark.parametrize("n", [1, 2])
 def test_row_blocked_gemms_equal_numpy(rows, n, two_threads):
