@@ -16,7 +16,7 @@ from graphc.kernels import threads
 from graphc.pipeline import Analysis, analyze, run
 
 # One thread pool (Numba's), BLAS on one thread inside it: see graphc.kernels.threads.
-threads.configure()
+threads.ensure_configured()
 
 
 class CompileError(Exception):

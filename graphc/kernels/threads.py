@@ -74,10 +74,22 @@ def default_threads(local_ranks: int = 1) -> int:
     return max(1, usable_cores() // max(1, local_ranks))
 
 
+_configured = False
+
+
 def configure(local_ranks: int = 1) -> int:
     """BLAS on one thread, the kernels on `default_threads(local_ranks)`; returns that count."""
+    global _configured
+    _configured = True
     set_blas_threads(1)
     return set_threads(default_threads(local_ranks))
+
+
+def ensure_configured() -> None:
+    """configure() unless something (`graphc train` under MPI: the ranks on this host share
+    its cores) already did: importing the compiler must not undo that."""
+    if not _configured:
+        configure()
 
 
 class ThreadGovernor:

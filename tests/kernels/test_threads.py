@@ -118,3 +118,14 @@ def test_the_governor_follows_a_neighbour_that_comes_and_goes(two_threads):
     assert sum(times[300:600]) <= 1.3 * 300
     # back to all threads once it left (within max_interval steps), but for a probe now and then
     assert governor.choice == 2 and counts[1000:].count(2) >= 194
+
+
+def test_importing_the_compiler_keeps_the_ranks_share_of_the_cores():
+    """`graphc train` under MPI configures the pool for the ranks on the host before it
+    compiles; importing graphc.compiler afterwards must not reset it to every core (it did:
+    two ranks then ran 2 threads each on 2 cores, 5x slower than one rank)."""
+    code = ("from graphc.kernels import threads; threads.configure(local_ranks=threads.usable_cores()); "
+            "import graphc.compiler; print(threads.get_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "GRAPHC_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
