@@ -41,7 +41,7 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import add_into, col_sums, linear_rows, linear_rows_bwd, row_blocks
 from graphc.kernels.vmath import vexp
 
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
@@ -55,63 +55,8 @@ _REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "ns
 
 # --------------------------------------------------------------------------- projections
 @numba.njit(cache=True)
-def _linear_block(x, w, bias, y, r0, r1):
-    np.dot(x[r0:r1], w.T, y[r0:r1])
-    if bias.size > 0:
-        for r in range(r0, r1):
-            row = y[r]
-            for j in range(y.shape[1]):
-                row[j] += bias[j]
-
-
-@numba.njit(cache=True, parallel=True)
-def _linear_rows(x, w, bias, y):
-    """y[:] = x @ w.T (+ bias, unless zero-size): `gemm_nt`'s row blocks, with the bias added
-    to each block in the same parallel region."""
-    n_blocks = row_blocks(x.shape[0])
-    if n_blocks == 1:  # no parallel region for one block (see graphc.kernels.parallel)
-        _linear_block(x, w, bias, y, 0, x.shape[0])
-        return y
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, x.shape[0])
-        _linear_block(x, w, bias, y, r0, r1)
-    return y
-
-
-@numba.njit(cache=True, parallel=True)
-def _linear_rows_bwd(g, x, w, gx):
-    """gx[:] = g @ w and returns g.T @ x (the weight's gradient): `gemm_nn`'s and `gemm_tn`'s
-    row blocks in one parallel region; the blocks' parts of the weight gradient are added
-    after it (a few hundred thousand adds)."""
-    n_blocks = row_blocks(g.shape[0])
-    gw = np.empty((w.shape[0], x.shape[1]), dtype=x.dtype)
-    if n_blocks == 1:
-        np.dot(g, w, gx)
-        np.dot(g.T, x, gw)
-        return gw
-    part = np.empty((n_blocks - 1, w.shape[0], x.shape[1]), dtype=x.dtype)
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, g.shape[0])
-        np.dot(g[r0:r1], w, gx[r0:r1])
-        if i == 0:
-            np.dot(g[r0:r1].T, x[r0:r1], gw)
-        else:
-            np.dot(g[r0:r1].T, x[r0:r1], part[i - 1])
-    for p in range(n_blocks - 1):
-        _accumulate(gw, part[p])
-    return gw
-
-
-@numba.njit(cache=True)
 def _col_sums(g):
-    """Sum over the rows of g [N, C] -> [C]. On one thread, as linear's bias gradient: it is a
-    fraction of a millisecond, less than a parallel region can cost on a busy machine."""
-    total = np.zeros(g.shape[1], dtype=g.dtype)
-    for r in range(g.shape[0]):
-        row = g[r]
-        for j in range(g.shape[1]):
-            total[j] += row[j]
-    return total
+    return col_sums(g, np.empty(g.shape[1], dtype=g.dtype))
 
 
 @numba.njit(cache=True)
@@ -120,7 +65,7 @@ def _project(x2, ws):
     the heads are copied out)."""
     w = np.concatenate(ws)
     no_bias = np.empty(0, dtype=x2.dtype)
-    return _linear_rows(x2, w, no_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+    return linear_rows(x2, w, no_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
 
 
 @numba.njit(cache=True)
@@ -199,16 +144,6 @@ def _put_band_sums(x, r0, c0, band, factor, sums):
             acc[c] += src[c]
     for c in range(w):
         acc[c] *= factor
-
-
-@numba.njit(cache=True)
-def _accumulate(acc, x):
-    """acc[:len(x)] += x (numba's `acc[:n] += x` takes its generic ufunc path, ~8x slower)."""
-    w = x.shape[1]
-    for r in range(x.shape[0]):
-        src, dst = x[r], acc[r]
-        for c in range(w):
-            dst[c] += src[c]
 
 
 # --------------------------------------------------------------------------- one head
@@ -356,13 +291,13 @@ def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
         t_k = tmp[:kend]
         # dV[:kend] += Pᵀ dC; dP = dC Vᵀ
         np.dot(p_t.T, gc[r0:r1], t_k)
-        _accumulate(gvh, t_k)
+        add_into(gvh, t_k)
         np.dot(gc[r0:r1], vh[:kend].T, g_t)
         _softmax_tile_vjp(g_t, p_t, mrow, r0, causal)
         # dQ = dS K; dK[:kend] += dSᵀ Q
         np.dot(g_t, kh[:kend], gqh[r0:r1])
         np.dot(g_t.T, qh[r0:r1], t_k)
-        _accumulate(gkh, t_k)
+        add_into(gkh, t_k)
 
 
 # --------------------------------------------------------------------------- the kernels
@@ -421,7 +356,7 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
     out2 = out.reshape(b_n * t_len, e)
-    _linear_rows(ctx, wo, bo.reshape(-1) if has_bias else bo.reshape(-1)[:0], out2)
+    linear_rows(ctx, wo, bo.reshape(-1) if has_bias else bo.reshape(-1)[:0], out2)
     return out, qh, kh, vh, probs, ctx
 
 
@@ -494,7 +429,7 @@ def attention_bwd(
     # output projection
     g2 = g_out.reshape(b_n * t_len, e)
     gctx = np.empty((b_n * t_len, e), dtype=q.dtype)
-    gwo = _linear_rows_bwd(g2, ctx, wo, gctx)
+    gwo = linear_rows_bwd(g2, ctx, wo, gctx)
     gbo = _bias_grad(bo, _col_sums(g2), 0, has_bias)
 
     # per head: the gradients of the projections, laid out as the forward made them
@@ -517,12 +452,12 @@ def attention_bwd(
     sums_q = _col_sums(sq)
     if kv.size == 0:
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
-        gw_q = _linear_rows_bwd(gqp, q2, np.concatenate((wq, wk, wv)), gq2)
+        gw_q = linear_rows_bwd(gqp, q2, np.concatenate((wq, wk, wv)), gq2)
         gw_kv = gw_q[e:]
         sums_kv = sums_q[e:]
     else:
-        gw_q = _linear_rows_bwd(gqp, q2, wq, gq2)
-        gw_kv = _linear_rows_bwd(gkvp, src, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
+        gw_q = linear_rows_bwd(gqp, q2, wq, gq2)
+        gw_kv = linear_rows_bwd(gkvp, src, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
         sums_kv = _col_sums(skv)
     return (
         into_q,

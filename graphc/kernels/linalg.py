@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from graphc.kernels.elementwise import unbroadcast
-from graphc.kernels.parallel import block_bounds, gemm_nn, gemm_nt, gemm_tn, row_blocks
+from graphc.kernels.parallel import col_sums, linear_rows, linear_rows_bwd
 
 
 # --------------------------------------------------------------------------- linear
@@ -26,30 +26,9 @@ def linear_fwd(x, weight, bias, has_bias, out=None):
     x2 = x.reshape(-1, n_in)
     if out is None:
         out = np.empty(x.shape[:-1] + (n_out,), dtype=x.dtype)
-    out2 = out.reshape(-1, n_out)
-    gemm_nt(x2, weight, out2)
-    if has_bias and bias.size > 0:
-        _add_rows(out2, bias.reshape(-1))
+    bf = bias.reshape(-1)
+    linear_rows(x2, weight, bf if has_bias else bf[:0], out.reshape(-1, n_out))
     return (out,)
-
-
-@numba.njit(cache=True, parallel=True)
-def _add_rows(y, v):
-    """y[r, :] += v for every row r."""
-    n_blocks = row_blocks(y.shape[0], 256)
-    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
-        _add_rows_block(y, v, 0, y.shape[0])
-        return
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, y.shape[0])
-        _add_rows_block(y, v, r0, r1)
-
-
-@numba.njit(cache=True)
-def _add_rows_block(y, v, r0, r1):
-    for r in range(r0, r1):
-        for o in range(y.shape[1]):
-            y[r, o] += v[o]
 
 
 @numba.njit(cache=True)
@@ -61,37 +40,11 @@ def linear_bwd(g_out, x, weight, bias, has_bias, out, into_x=None):
     if into_x is None:
         into_x = np.empty_like(x)
     gx = into_x
-    gemm_nn(g2, weight, gx.reshape(-1, n_in))
-    gw = gemm_tn(g2, x2, np.empty((n_out, n_in), dtype=x.dtype))
+    gw = linear_rows_bwd(g2, x2, weight, gx.reshape(-1, n_in))
     gb = np.zeros_like(bias)
     if has_bias and bias.size > 0:
-        _col_sums(g2, gb.reshape(-1))
+        col_sums(g2, gb.reshape(-1))
     return gx, gw, gb
-
-
-@numba.njit(cache=True)
-def _col_sums_block(g, acc, r0, r1):
-    for r in range(r0, r1):
-        for o in range(g.shape[1]):
-            acc[o] += g[r, o]
-
-
-@numba.njit(cache=True, parallel=True)
-def _col_sums(g, out):
-    """out[o] = sum of g[:, o], in float64: a block of rows per thread, then the partials."""
-    n_blocks = row_blocks(g.shape[0], 256)
-    partial = np.zeros((n_blocks, g.shape[1]))
-    if n_blocks == 1:
-        _col_sums_block(g, partial[0], 0, g.shape[0])
-    else:
-        for i in numba.prange(n_blocks):
-            r0, r1 = block_bounds(i, n_blocks, g.shape[0])
-            _col_sums_block(g, partial[i], r0, r1)
-    for o in range(g.shape[1]):
-        tot = 0.0
-        for i in range(n_blocks):
-            tot += partial[i, o]
-        out[o] = tot
 
 
 # --------------------------------------------------------------------------- matmul

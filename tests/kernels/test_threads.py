@@ -12,7 +12,7 @@ import pytest
 import graphc
 from graphc.compiler.checks import synthetic_batch
 from graphc.kernels import threads
-from graphc.kernels.parallel import gemm_nn, gemm_nt, gemm_tn, row_blocks
+from graphc.kernels.parallel import col_sums, linear_rows, linear_rows_bwd, row_blocks
 from graphc.kernels.threads import ThreadGovernor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,14 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("rows", [1, 31, 64, 257, 1000])
 @pytest.mark.parametrize("n", [1, 2])
-def test_row_blocked_gemms_equal_numpy(rows, n, two_threads):
+def test_row_blocked_linear_products_equal_numpy(rows, n, two_threads):
     threads.set_threads(n)
     rng = np.random.default_rng(rows)
-    a, w = rng.standard_normal((rows, 24)), rng.standard_normal((40, 24))
-    g, b = rng.standard_normal((rows, 40)), rng.standard_normal((40, 24))
-    np.testing.assert_allclose(gemm_nt(a, w, np.empty((rows, 40))), a @ w.T, rtol=1e-12)
-    np.testing.assert_allclose(gemm_nn(g, b, np.empty((rows, 24))), g @ b, rtol=1e-12)
-    np.testing.assert_allclose(gemm_tn(g, a, np.empty((40, 24))), g.T @ a, rtol=1e-12, atol=1e-12)
+    x, w, bias = rng.standard_normal((rows, 24)), rng.standard_normal((40, 24)), rng.standard_normal(40)
+    g = rng.standard_normal((rows, 40))
+    np.testing.assert_allclose(linear_rows(x, w, bias, np.empty((rows, 40))), x @ w.T + bias, rtol=1e-12)
+    np.testing.assert_allclose(linear_rows(x, w, bias[:0], np.empty((rows, 40))), x @ w.T, rtol=1e-12)
+    gx = np.empty((rows, 24))
+    gw = linear_rows_bwd(g, x, w, gx)
+    np.testing.assert_allclose(gx, g @ w, rtol=1e-12)
+    np.testing.assert_allclose(gw, g.T @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(col_sums(g, np.empty(40)), g.sum(0), rtol=1e-12, atol=1e-12)
 
 
 def test_large_products_are_split_over_the_threads(two_threads):
