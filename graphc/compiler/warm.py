@@ -263,18 +263,20 @@ def predict(prog: Program, dtype=np.float32) -> list[Job]:
 # ---- the estimate --------------------------------------------------------------------------
 
 # Seconds of one core to compile a kernel from nothing, measured on the reference specs (quiet
-# 2-core machine, numba 0.68); a kernel not listed is taken as DEFAULT_COST.
+# 2-core machine, numba 0.68; the transformer's kernels re-measured 2026-12-01 after they went
+# parallel); a kernel not listed is taken as DEFAULT_COST.
 COSTS = {
-    "attention_fwd": 3.5,
-    "attention_bwd": 4.5,
+    "attention_fwd": 7.8,
+    "attention_bwd": 5.9,
     "linear_fwd": 1.2,
-    "linear_bwd": 2.5,
-    "add_norm_fwd": 2.0,
-    "add_norm_bwd": 2.0,
-    "layer_norm_fwd": 1.5,
-    "layer_norm_bwd": 1.5,
-    "embedding_fwd": 1.0,
-    "positional_encoding_fwd": 1.0,
+    "linear_bwd": 3.1,
+    "add_norm_fwd": 3.9,
+    "add_norm_bwd": 3.6,
+    "layernorm_fwd": 3.0,
+    "layernorm_bwd": 3.0,
+    "embedding_fwd": 1.7,
+    "positional_encoding_fwd": 1.5,
+    "positional_encoding_bwd": 1.0,
     "cross_entropy_fwd": 1.0,
     "conv2d_fwd": 2.5,
     "conv2d_bwd": 3.0,

@@ -127,7 +127,6 @@ class ThreadGovernor:
         self.trial: list[float] = []  # step times of the running probe
         self.steps = 0
         self.since_probe = 0
-        self.switches = 0
 
     @property
     def active(self) -> bool:
@@ -168,7 +167,6 @@ class ThreadGovernor:
         if len(self.trial) >= self.probe_steps and theirs < 0.95 * mine:
             self.choice = self.current
             self.recent = list(self.trial)
-            self.switches += 1
             penalty = mine / theirs - 1.0  # what a step of the old choice costs extra
             self.interval = min(self.max_interval, max(8, round(20 * penalty)))
         else:
