@@ -28,6 +28,7 @@ times, so a busy machine never makes the default slower than one thread.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numba
@@ -42,6 +43,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+_warned = False  # about a GRAPHC_THREADS that is not a count
 _user_chose = False  # GRAPHC_THREADS or --threads: the governor leaves the count alone
 
 
@@ -71,6 +73,11 @@ def default_threads(local_ranks: int = 1) -> int:
         global _user_chose
         _user_chose = True
         return int(value)
+    global _warned
+    if value and not _warned:  # a user's typo must not pass silently (said once)
+        _warned = True
+        print(f"graphc: GRAPHC_THREADS={value!r} is not a positive integer; using the default",
+              file=sys.stderr)
     return max(1, usable_cores() // max(1, local_ranks))
 
 

@@ -72,6 +72,10 @@ def test_graphc_threads_sets_the_pool_and_defaults_to_the_usable_cores():
         min(threads.usable_cores(), int(os.environ.get("NUMBA_NUM_THREADS", threads.usable_cores())))
     )
     assert _threads_in_subprocess({"GRAPHC_THREADS": "lots"}) == _threads_in_subprocess({})
+    code = "import graphc.compiler"
+    env = {**os.environ, "GRAPHC_THREADS": "lots"}
+    err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stderr
+    assert "GRAPHC_THREADS='lots' is not a positive integer" in err
 
 
 def test_ranks_on_one_host_share_its_cores(monkeypatch):
