@@ -1,6 +1,6 @@
 """The recurrent kernels give the same numbers at 1 and 2 threads (each thread runs the
-recurrence of its own block of batch rows), and their tiled products (`_mm`) equal NumPy's
-at every tile remainder, stride and start."""
+recurrence of its own block of batch rows and makes its share of the weight gradients), and
+the same whatever the layout of the input and of the input gradient's destination."""
 
 import numpy as np
 import pytest
@@ -44,27 +44,23 @@ def test_one_and_two_threads_agree(kind, batch, bidirectional, last, two_threads
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * scale, err_msg=f"result {i}")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("m", "k", "n"), [(32, 128, 512), (7, 300, 70), (1, 1, 1), (5, 3, 17), (6, 0, 40)])
-def test_tiled_products_equal_numpy(m, k, n, dtype):
-    rng = np.random.default_rng(m * 1000 + n)
-    a = rng.standard_normal((m, k)).astype(dtype)
-    b = rng.standard_normal((k, n)).astype(dtype)
-    start = rng.standard_normal((m, n)).astype(dtype)
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    none = np.empty((0, 0), dtype)
-    ref = a.astype(np.float64) @ b
-    np.testing.assert_allclose(recurrent._mm(a, b, np.empty((m, n), dtype), none), ref, rtol=rtol, atol=rtol)
-    got = recurrent._mm(a, b, np.empty((m, n), dtype), start)
-    np.testing.assert_allclose(got, start + ref, rtol=rtol, atol=rtol)
-    # a transposed view and strided rows of b and c (the shapes the kernels pass)
-    at = np.ascontiguousarray(a.T).T
-    wide_b = np.zeros((k, n + 9), dtype)
-    wide_b[:, :n] = b
-    wide_c = np.zeros((m, n + 3), dtype)
-    recurrent._mm(at, wide_b[:, :n], wide_c[:, :n], none)
-    np.testing.assert_allclose(wide_c[:, :n], ref, rtol=rtol, atol=rtol)
-    assert not wide_c[:, n:].any()  # nothing written past the view
-    c = start.copy()
-    recurrent._mm(a, b, c, c)  # in place: c += a @ b
-    np.testing.assert_allclose(c, start + ref, rtol=rtol, atol=rtol)
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_strided_input_and_destination(kind):
+    """A non-contiguous x (the cores read it as [B*T, I] rows, so the wrapper copies it) and a
+    non-contiguous destination for its gradient give the contiguous results."""
+    rng = np.random.default_rng(3)
+    batch, t_len, n_in, hd = 6, 5, 3, 8
+    x = rng.standard_normal((batch, t_len, n_in)).astype(np.float32)
+    params = _params(rng, kind, n_in, hd, True, np.float32)
+    g_out = rng.standard_normal((batch, t_len, 2 * hd)).astype(np.float32)
+    ref = _run(kind, x, params, True, False, g_out)
+    x_strided = np.zeros((batch, t_len, 2 * n_in), np.float32)[:, :, ::2]
+    x_strided[...] = x
+    flags = (True, False) + ((True,) if kind == "rnn" else ())
+    fwd, bwd = getattr(recurrent, f"{kind}_fwd"), getattr(recurrent, f"{kind}_bwd")
+    out, *saved = fwd(x_strided, *params, *flags)
+    into = np.full((batch, t_len, 2 * n_in), np.nan, np.float32)[:, :, 1::2]
+    got = (out, *bwd(g_out, x_strided, *params, *flags, *saved, into_x=into))
+    assert got[1] is into
+    for i, (a, b) in enumerate(zip(ref, got, strict=True)):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6, err_msg=f"result {i}")
