@@ -138,7 +138,7 @@ def conv2d(c):
 
 
 @defop("conv_transpose2d", family="conv",
-       kernel=Kernel("conv", params=("weight", "bias"),
+       kernel=Kernel("conv_transpose", params=("weight", "bias"),
                      attrs=(*_CONV2D[:4], "out_pad_h", "out_pad_w", *_CONV2D[4:])),
        lower=lambda a, rank: {**_lower_conv2d(a, rank), **_pairs(a, output_padding="out_pad")},
        attrs={**{k: a for k, a in _conv_attrs("2d").items() if k != "round"},

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from graphc.kernels import threads
-from graphc.kernels.conv import (
-    conv1d_bwd,
-    conv1d_fwd,
-    conv2d_bwd,
-    conv2d_fwd,
-    conv_transpose2d_bwd,
-    conv_transpose2d_fwd,
-)
+from graphc.kernels.conv import conv1d_bwd, conv1d_fwd, conv2d_bwd, conv2d_fwd
+from graphc.kernels.conv_transpose import conv_transpose2d_bwd, conv_transpose2d_fwd
 from graphc.kernels.pool import avgpool2d_bwd, avgpool2d_fwd, maxpool2d_bwd, maxpool2d_fwd
 
 F32 = np.float32
