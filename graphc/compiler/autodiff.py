@@ -254,9 +254,13 @@ def _backward_call(prog, node: Node, attrs, req, grad_var, taken, temp, scratch,
         if takes(k.bwd, f"into_{port}"):
             if not bound:
                 dests[f"into_{port}"] = Absent()  # an absent optional input: a zero-size gradient
+            elif isinstance(results[-1], Out):
+                dests[f"into_{port}"] = Dest(results[-1].var, graph.types[bound[0].tensor].shape)
+            elif port in k.skips:  # a zero-size destination of the input's rank: not computed
+                zeros = (sympy.Integer(0),) * len(graph.types[bound[0].tensor].shape)
+                dests[f"into_{port}"] = Dest(f"_unneeded{next(scratch)}", zeros)
             else:  # a discarded gradient still needs somewhere to go
-                var = results[-1].var if isinstance(results[-1], Out) else f"_scratch{next(scratch)}"
-                dests[f"into_{port}"] = Dest(var, graph.types[bound[0].tensor].shape)
+                dests[f"into_{port}"] = Dest(f"_scratch{next(scratch)}", graph.types[bound[0].tensor].shape)
     params = graph.params.get(node.name, {})
     for p in k.params:
         name = graph.ties.get(f"{node.name}.{p}")

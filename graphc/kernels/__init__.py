@@ -25,6 +25,10 @@ Destination passing (what the buffer plan, ``graphc.compiler.plan``, relies on):
   gradient (never accumulates) and returns that very object in the port's slot; for an absent
   optional input the caller passes a zero-size array, returned as it is. Parameter gradients
   stay kernel-allocated: they leave the step for the optimizer.
+- A gradient nobody needs (an input that needs no gradient, like a CNN's image batch): if the
+  op's ``Kernel.skips`` names the port, the caller passes a zero-size array of the input's
+  rank (one specialisation with the real destinations), and the kernel leaves that gradient
+  uncomputed and returns the array as it is; otherwise it passes a scratch buffer.
 - A destination never overlaps any other argument of the same call (the plan guarantees it).
 - ``None`` keeps the allocating behaviour; numba compiles the two forms as two
   specialisations and prunes the ``is None`` branch in each.

@@ -110,7 +110,7 @@ def _lower_conv2d(a: dict, rank: int) -> dict:
 
 
 @defop("conv1d", family="conv", attrs=_conv_attrs("1d"), params=_conv_params, flops=_conv_flops,
-       kernel=Kernel("conv", params=("weight", "bias"),
+       kernel=Kernel("conv", params=("weight", "bias"), skips=("x",),
                      attrs=("stride", "padding", "dilation", "groups", "has_bias")),
        lower=lambda a, rank: {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
                               "groups": a["groups"], "has_bias": a["bias"]},
@@ -125,7 +125,8 @@ def conv1d(c):
 
 
 @defop("conv2d", family="conv", attrs=_conv_attrs("2d"), params=_conv_params, flops=_conv_flops,
-       kernel=Kernel("conv", params=("weight", "bias"), attrs=_CONV2D), lower=_lower_conv2d)
+       kernel=Kernel("conv", params=("weight", "bias"), attrs=_CONV2D, skips=("x",)),
+       lower=_lower_conv2d)
 def conv2d(c):
     """2-D convolution over [B, C, H, W] → [B, out, H_out, W_out]; groups=C is depthwise."""
     x = c.input("x", ranks=(4,))
@@ -138,7 +139,7 @@ def conv2d(c):
 
 
 @defop("conv_transpose2d", family="conv",
-       kernel=Kernel("conv_transpose", params=("weight", "bias"),
+       kernel=Kernel("conv_transpose", params=("weight", "bias"), skips=("x",),
                      attrs=(*_CONV2D[:4], "out_pad_h", "out_pad_w", *_CONV2D[4:])),
        lower=lambda a, rank: {**_lower_conv2d(a, rank), **_pairs(a, output_padding="out_pad")},
        attrs={**{k: a for k, a in _conv_attrs("2d").items() if k != "round"},

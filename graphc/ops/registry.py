@@ -148,7 +148,9 @@ class Kernel:
     (in order), then `noise` (uniform noise the driver draws, so forward and backward agree),
     `params` and `buffers` (parameters without a gradient, updated in place), the lowered
     `attrs`, `training` when `mode` is set, and returns its outputs then `saved` tensors.
-    `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
+    `skips` names the input ports whose gradient the backward leaves uncomputed when handed a
+    zero-size `into_<port>`; a gradient nobody needs then costs nothing (else it goes to a
+    scratch buffer). `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
 
     module: str
     params: tuple[str, ...] = ()
@@ -157,6 +159,7 @@ class Kernel:
     buffers: tuple[str, ...] = ()
     noise: str | None = None
     mode: bool = False
+    skips: tuple[str, ...] = ()
     name: str = ""
     inputs: tuple[str, ...] = ()
     nondiff: tuple[str, ...] = ()
