@@ -377,9 +377,30 @@ class _ExprPrinter:
 
 
 _JIT = '@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})'
-# A loop whose iterations write disjoint elements runs its outer axis on graphc's thread pool
-# (graphc.kernels.threads); a backward that sums a broadcast input's gradient stays serial.
-_JIT_PARALLEL = '@numba.njit(cache=True, error_model="numpy", fastmath={"contract"}, parallel=True)'
+# A loop whose iterations write disjoint elements runs blocks of its outer axis on graphc's
+# thread pool (graphc.kernels.parallel.run_blocks); a backward that sums a broadcast input's
+# gradient stays serial. Below this many elements a block costs more to hand to a thread
+# than it saves (a pointwise element costs ~0.3-1 ns, waking a thread a few µs).
+_MIN_BLOCK_ELEMS = 1 << 14
+
+
+def _blocked(name: str, args: list[str], shape_of: str, prelude: list[str], loops: list[str],
+             body: list[str]) -> list[str]:
+    """`name(args)`: `loops` over `body`, the outer loop split into blocks of rows that run on
+    the thread pool (`name_block` is one block); `prelude` (constants) opens the block."""
+    K = len(loops)
+    unpack = ", ".join(f"n{a}" for a in range(K)) + ("," if K == 1 else "")
+    inner = " * ".join(f"n{a}" for a in range(1, K)) or "1"
+    indent = "    " * (K + 1)
+    return [
+        _JIT, f"def {name}_block(blk, n_blocks, {', '.join(args)}):", f"    {unpack} = {shape_of}.shape",
+        "    lo, hi = block_bounds(blk, n_blocks, n0)", *prelude,
+        "    for i0 in range(lo, hi):", *loops[1:], *[indent + line for line in body],
+        "", "",
+        _JIT, f"def {name}({', '.join(args)}):", f"    {unpack} = {shape_of}.shape",
+        f"    n_blocks = row_blocks(n0, max(1, {_MIN_BLOCK_ELEMS} // max(1, {inner})))",
+        f"    run_blocks({name}_block, n_blocks, (n_blocks, {', '.join(args)}))",
+    ]
 
 
 @dataclass
@@ -437,9 +458,7 @@ def _cores(g: Group, bits: int) -> list[str]:
         entries = {(pos, k): e for pos, k, e in jacobians(g)}
         for pos, k in saved:
             body.append(f"jac{pos}_{k}[{full}] = {p.print(entries[pos, k])}  # ∂out{pos}/∂in{k}")
-    outer = ["    for i0 in numba.prange(n0):", *loops[1:]]
-    lines = [_JIT_PARALLEL, f"def _fwd{bits}({', '.join(sig.fwd)}):", f"    {unpack} = out0.shape"]
-    lines += p.constants(params) + outer + [indent + line for line in body]
+    lines = _blocked(f"_fwd{bits}", sig.fwd, "out0", p.constants(params), loops, body)
     if not sig.bwd:
         return lines
 
@@ -472,20 +491,20 @@ def _cores(g: Group, bits: int) -> list[str]:
             target, op = (f"acc{k}", "+=") if k in accs else (f"gin{k}", "=")
             body.append(f"{target}[{_index(g.inputs[k])}] {op} {p.print(gin[k])}")
     first = sig.bwd[0]
-    jit, bwd_loops = (_JIT, loops) if accs else (_JIT_PARALLEL, outer)
-    lines += ["", "", jit, f"def _bwd{bits}({', '.join(sig.bwd)}):", f"    {unpack} = {first}.shape"]
+    # an input with no path from a cotangent gets a zero gradient
+    zeros = [f"    gin{k}[...] = 0" for k in range(len(g.inputs)) if g.grads[k] and k not in gin]
+    if not accs:
+        return lines + ["", "", *_blocked(f"_bwd{bits}", sig.bwd, first, p.constants(params), loops, body), *zeros]
+    lines += ["", "", _JIT, f"def _bwd{bits}({', '.join(sig.bwd)}):", f"    {unpack} = {first}.shape"]
     lines += [f"    acc{k} = np.zeros(gin{k}.shape)  # a broadcast input: its gradient summed in float64"
               for k in accs]
     lines += [f"    row{k} = np.empty(n{K - 1})  # its contributions along the innermost axis" for k in rows]
-    lines += p.constants(params) + bwd_loops + [indent + line for line in body]
+    lines += p.constants(params) + loops + [indent + line for line in body]
     lines += ["    " * K + line for line in after]
     for k in accs:
         lines += [f"    flat{k}, sums{k} = gin{k}.reshape(-1), acc{k}.reshape(-1)",
                   f"    for i in range(sums{k}.size):", f"        flat{k}[i] = sums{k}[i]"]
-    for k in range(len(g.inputs)):
-        if g.grads[k] and k not in gin:  # no path from a cotangent: a zero gradient
-            lines.append(f"    gin{k}[...] = 0")
-    return lines
+    return lines + zeros
 
 
 def source(g: Group) -> str:
@@ -530,6 +549,7 @@ def source(g: Group) -> str:
         "import numba",
         "import numpy as np",
         "",
+        "from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks",
         *([f"from graphc.kernels.pointwise import {', '.join(imports)}", ""] if imports else []),
         "",
     ]

@@ -12,8 +12,8 @@ with other processes running, 2 threads ran a step 20-25% faster in 6 regions th
 The q/k/v biases are added, and their gradients summed, in the per-head loop below, which
 touches those values anyway.
 
-Heads. The (batch item, head) pairs are independent, so they are the parallel loop (`prange`:
-a static split of the pairs over the threads). Each pair copies its head's column band of
+Heads. The (batch item, head) pairs are independent, so they are the parallel loop (a block
+of consecutive pairs per thread, `run_blocks`). Each pair copies its head's column band of
 Q, K and V into the contiguous head layout [B, H, L, E/H] (BLAS wants contiguous operands),
 which is saved for the backward, and writes its context straight into the head's columns of
 the [B*T, E] context that the output projection reads. Q is stored pre-scaled by 1/sqrt(E/H)
@@ -41,7 +41,15 @@ import math
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import add_into, col_sums, linear_rows, linear_rows_bwd, row_blocks
+from graphc.kernels.parallel import (
+    add_into,
+    block_bounds,
+    col_sums,
+    linear_rows,
+    linear_rows_bwd,
+    row_blocks,
+    run_blocks,
+)
 from graphc.kernels.vmath import vexp
 
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
@@ -319,14 +327,11 @@ def _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
     _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
 
 
-@numba.njit(cache=True, parallel=True)
-def _heads_fwd(qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
-    n = qh.shape[0] * qh.shape[1]
-    if row_blocks(n, 1) == 1:  # one thread: no parallel region
-        for i in range(n):
-            _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx)
-        return
-    for i in numba.prange(n):
+@numba.njit(cache=True)
+def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
+    """Block blk of the (batch item, head) pairs: a thread's share."""
+    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * qh.shape[1])
+    for i in range(p0, p1):
         _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx)
 
 
@@ -352,7 +357,9 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     vh = np.empty_like(kh)
     probs = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
     ctx = np.empty((b_n * t_len, e), dtype=q.dtype)
-    _heads_fwd(qp, qb, kvp, kvb, key_padding_mask.reshape(-1), causal, qh, kh, vh, probs, ctx)
+    n_blocks = row_blocks(b_n * heads, 1)
+    mf = key_padding_mask.reshape(-1)
+    run_blocks(_pairs_fwd, n_blocks, (n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx))
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
     out2 = out.reshape(b_n * t_len, e)
@@ -383,14 +390,11 @@ def _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
     _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
 
 
-@numba.njit(cache=True, parallel=True)
-def _heads_bwd(qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
-    n = qh.shape[0] * qh.shape[1]
-    if row_blocks(n, 1) == 1:  # one thread: no parallel region
-        for i in range(n):
-            _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv)
-        return
-    for i in numba.prange(n):
+@numba.njit(cache=True)
+def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+    """Block blk of the (batch item, head) pairs: a thread's share."""
+    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * qh.shape[1])
+    for i in range(p0, p1):
         _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv)
 
 
@@ -441,7 +445,9 @@ def attention_bwd(
         gkvp = np.empty((b_n * s_len, 2 * e), dtype=q.dtype)
     sq = np.empty((b_n, gqp.shape[1]), dtype=q.dtype)
     skv = np.empty((b_n if kv.size > 0 else 0, 2 * e), dtype=q.dtype)
-    _heads_bwd(qh, kh, vh, probs, key_padding_mask.reshape(-1), causal, gctx, gqp, gkvp, sq, skv)
+    n_blocks = row_blocks(b_n * heads, 1)
+    mf = key_padding_mask.reshape(-1)
+    run_blocks(_pairs_bwd, n_blocks, (n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv))
 
     # input projections: per stacked weight, its gradient and its input's in one region
     if into_q is None:

@@ -96,7 +96,9 @@ def embedding_fwd(ids, weight, padding_idx, out=None):
         i = idf[r]
         if i < 0 or i >= n:
             raise IndexError("embedding: id out of range")
-        out2[r, :] = weight[i]
+        src, dst = weight[i], out2[r]
+        for j in range(d):  # an element loop: slice assignment compiles ~1 s of error formatting
+            dst[j] = src[j]
     return (out,)
 
 
@@ -145,18 +147,20 @@ def positional_encoding_fwd(x, weight, learned, out=None):
     else:
         pe = _sinusoid(t_len, d, x)
         for b in range(b_n):
-            out[b] = x[b] + pe
+            for t in range(t_len):
+                for j in range(d):
+                    out[b, t, j] = x[b, t, j] + pe[t, j]
     return (out,)
 
 
 @numba.njit(cache=True)
 def positional_encoding_bwd(g_out, x, weight, learned, out, into_x=None):
     b_n, t_len, d = x.shape
-    if into_x is None:
-        gx = g_out.copy()
-    else:
-        gx = into_x
-        gx[:] = g_out
+    gx = np.empty_like(x) if into_x is None else into_x
+    for b in range(b_n):
+        for t in range(t_len):
+            for j in range(d):
+                gx[b, t, j] = g_out[b, t, j]
     gw = np.zeros_like(weight)
     if learned:
         gwf = gw.reshape(-1)

@@ -8,10 +8,10 @@ operation in float32 (no fastmath: no reassociation, no FMA), so both give the s
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def adam_update(w, g, m, v, lr, b1, b2, eps, wd, decoupled, correction1, correction2):
     """One Adam(W) step on flat float32 arrays, in place: w, m, v.
 
@@ -22,16 +22,12 @@ def adam_update(w, g, m, v, lr, b1, b2, eps, wd, decoupled, correction1, correct
     shrink, l2 = f(1.0 - lr * wd), f(wd)
     mode = 0 if wd == 0.0 else (1 if decoupled else 2)
     n_blocks = row_blocks(w.size, 16384)
-    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
-        _adam_block(w, g, m, v, c, shrink, l2, mode, 0, w.size)
-        return
-    for blk in numba.prange(n_blocks):
-        i0, i1 = block_bounds(blk, n_blocks, w.size)
-        _adam_block(w, g, m, v, c, shrink, l2, mode, i0, i1)
+    run_blocks(_adam_block, n_blocks, (n_blocks, w, g, m, v, c, shrink, l2, mode))
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _adam_block(w, g, m, v, c, shrink, l2, mode, i0, i1):
+def _adam_block(blk, n_blocks, w, g, m, v, c, shrink, l2, mode):
+    i0, i1 = block_bounds(blk, n_blocks, w.size)
     # one loop per mode: a branch inside the loop would keep LLVM from vectorising it
     if mode == 0:
         for i in range(i0, i1):
@@ -55,16 +51,12 @@ def _adam_element(w, gi, m, v, i, c):
     w[i] -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def sum_of_squares(x):
     """sum(x**2) of a flat float32 array, accumulated in float64 (a block per thread)."""
     n_blocks = row_blocks(x.size, 16384)
-    if n_blocks == 1:  # no parallel region for small work (see parallel.py)
-        return _sum_sq_block(x, 0, x.size)
     partial = np.zeros(n_blocks)
-    for blk in numba.prange(n_blocks):
-        i0, i1 = block_bounds(blk, n_blocks, x.size)
-        partial[blk] = _sum_sq_block(x, i0, i1)
+    run_blocks(_sum_sq_block, n_blocks, (n_blocks, x, partial))
     total = 0.0
     for blk in range(n_blocks):
         total += partial[blk]
@@ -72,8 +64,9 @@ def sum_of_squares(x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _sum_sq_block(x, i0, i1):
+def _sum_sq_block(blk, n_blocks, x, partial):
+    i0, i1 = block_bounds(blk, n_blocks, x.size)
     tot = 0.0
     for i in range(i0, i1):
         tot += np.float64(x[i]) * np.float64(x[i])
-    return tot
+    partial[blk] = tot

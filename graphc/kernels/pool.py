@@ -6,14 +6,14 @@ plane, int64) so the backward is a scatter. avgpool uses count_include_pad=True 
 default): with ceil_mode=False every window lies inside the padded image, so the divisor is
 always ``kh*kw``.
 
-maxpool and avgpool split the B*C image planes into one block per thread (`prange` over
-blocks, see `graphc.kernels.threads`); planes are independent, so there are no shared sums.
+maxpool and avgpool split the B*C image planes into one block per thread (`run_blocks`,
+see `graphc.kernels.parallel`); planes are independent, so there are no shared sums.
 """
 
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks
 
 # Input elements a block of planes should have before it gets its own thread (a pooling
 # pass costs ~0.3-0.5 ns per element: below this, waking a thread costs what it saves).
@@ -125,7 +125,8 @@ def _maxpool_padded(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1):
 
 
 @numba.njit(cache=True)
-def _maxpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1):
+def _maxpool_planes(blk, n_blocks, x3, kh, kw, sh, sw, ph, pw, out3, arg3):
+    p0, p1 = block_bounds(blk, n_blocks, x3.shape[0])
     if ph == 0 and pw == 0 and kh >= 1 and kw >= 1:
         if kh == 2 and kw == 2:
             _maxpool_2x2(x3, sh, sw, out3, arg3, p0, p1)
@@ -135,7 +136,7 @@ def _maxpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1):
         _maxpool_padded(x3, kh, kw, sh, sw, ph, pw, out3, arg3, p0, p1)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     b_n, c_n, h, w = x.shape
     oh = _out_size(h, kh, stride_h, pad_h)
@@ -148,20 +149,17 @@ def maxpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     out3 = out.reshape(planes, oh, ow)
     arg3 = arg.reshape(planes, oh, ow)
     n_blocks = _plane_blocks(planes, h * w)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
-        _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, lo, hi)
-    else:
-        for blk in numba.prange(n_blocks):
-            p0, p1 = block_bounds(blk, n_blocks, planes)
-            _maxpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3, p0, p1)
+    run_blocks(
+        _maxpool_planes, n_blocks, (n_blocks, x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, arg3)
+    )
     return out, arg
 
 
 @numba.njit(cache=True)
-def _maxpool_bwd_planes(g2, arg2, gx2, p0, p1):
+def _maxpool_bwd_planes(blk, n_blocks, g2, arg2, gx2):
     """Planes p0..p1-1 ([planes, pixels] views): each input-gradient plane zeroed, then every
     output's gradient added at its saved argmax (windows may overlap)."""
+    p0, p1 = block_bounds(blk, n_blocks, g2.shape[0])
     for pc in range(p0, p1):
         gp = gx2[pc]
         for q in range(gp.size):
@@ -174,7 +172,7 @@ def _maxpool_bwd_planes(g2, arg2, gx2, p0, p1):
                 gp[i] += gs[k]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def maxpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, saved0, out, into_x=None):
     b_n, c_n, h, w = x.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
@@ -184,19 +182,14 @@ def maxpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, saved0, ou
     arg2 = saved0.reshape(planes, oh * ow)
     gx2 = gx.reshape(planes, h * w)
     n_blocks = _plane_blocks(planes, h * w)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
-        _maxpool_bwd_planes(g2, arg2, gx2, lo, hi)
-    else:
-        for blk in numba.prange(n_blocks):
-            p0, p1 = block_bounds(blk, n_blocks, planes)
-            _maxpool_bwd_planes(g2, arg2, gx2, p0, p1)
+    run_blocks(_maxpool_bwd_planes, n_blocks, (n_blocks, g2, arg2, gx2))
     return (gx,)
 
 
 # --------------------------------------------------------------------------- avgpool2d
 @numba.njit(cache=True)
-def _avgpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, p0, p1):
+def _avgpool_planes(blk, n_blocks, x3, kh, kw, sh, sw, ph, pw, out3):
+    p0, p1 = block_bounds(blk, n_blocks, x3.shape[0])
     h, w = x3.shape[1], x3.shape[2]
     oh, ow = out3.shape[1], out3.shape[2]
     inv = 1.0 / (kh * kw)
@@ -213,7 +206,7 @@ def _avgpool_planes(x3, kh, kw, sh, sw, ph, pw, out3, p0, p1):
                 out3[pc, y, z] = s * inv
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def avgpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     b_n, c_n, h, w = x.shape
     oh = _out_size(h, kh, stride_h, pad_h)
@@ -224,18 +217,13 @@ def avgpool2d_fwd(x, kh, kw, stride_h, stride_w, pad_h, pad_w, out=None):
     x3 = x.reshape(planes, h, w)
     out3 = out.reshape(planes, oh, ow)
     n_blocks = _plane_blocks(planes, h * w)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
-        _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, lo, hi)
-    else:
-        for blk in numba.prange(n_blocks):
-            p0, p1 = block_bounds(blk, n_blocks, planes)
-            _avgpool_planes(x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3, p0, p1)
+    run_blocks(_avgpool_planes, n_blocks, (n_blocks, x3, kh, kw, stride_h, stride_w, pad_h, pad_w, out3))
     return (out,)
 
 
 @numba.njit(cache=True)
-def _avgpool_bwd_planes(g3, kh, kw, sh, sw, ph, pw, gx3, p0, p1):
+def _avgpool_bwd_planes(blk, n_blocks, g3, kh, kw, sh, sw, ph, pw, gx3):
+    p0, p1 = block_bounds(blk, n_blocks, g3.shape[0])
     h, w = gx3.shape[1], gx3.shape[2]
     oh, ow = g3.shape[1], g3.shape[2]
     inv = 1.0 / (kh * kw)
@@ -254,7 +242,7 @@ def _avgpool_bwd_planes(g3, kh, kw, sh, sw, ph, pw, gx3, p0, p1):
                         gplane[i, j] += gv
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def avgpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, into_x=None):
     b_n, c_n, h, w = x.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
@@ -263,13 +251,7 @@ def avgpool2d_bwd(g_out, x, kh, kw, stride_h, stride_w, pad_h, pad_w, out, into_
     g3 = g_out.reshape(planes, oh, ow)
     gx3 = gx.reshape(planes, h, w)
     n_blocks = _plane_blocks(planes, h * w)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, planes)  # variables: a literal 0 would compile the callee twice
-        _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, lo, hi)
-    else:
-        for blk in numba.prange(n_blocks):
-            p0, p1 = block_bounds(blk, n_blocks, planes)
-            _avgpool_bwd_planes(g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3, p0, p1)
+    run_blocks(_avgpool_bwd_planes, n_blocks, (n_blocks, g3, kh, kw, stride_h, stride_w, pad_h, pad_w, gx3))
     return (gx,)
 
 

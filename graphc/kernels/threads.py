@@ -5,8 +5,8 @@ Why one pool: numpy and Numba (through scipy) each load an OpenBLAS with its own
 threads, and Numba's parallel loops bring a third pool. On a 2-core machine two pools steal the
 cores from each other; measured with another CPU-bound process running, OpenBLAS at 2 threads
 made the transformer's step up to 28x slower than at 1. So the kernels split their own work
-(`prange` over row blocks, batch items or heads; each block's GEMM is a single-threaded BLAS
-call on contiguous rows) and only Numba's pool has threads. Its workers spin briefly after a
+(`graphc.kernels.parallel.run_blocks` over row blocks, batch items or heads; each block's GEMM
+is a single-threaded BLAS call on contiguous rows) and only Numba's pool has threads. Its workers spin briefly after a
 region (GNU OpenMP's default), which keeps their core when a neighbour is busy: measured here,
 a 2-thread region kept its 2x with a CPU-bound neighbour; a short spin (GOMP_SPINCOUNT=10000)
 lost it (0.5x).
@@ -76,8 +76,9 @@ def default_threads(local_ranks: int = 1) -> int:
     global _warned
     if value and not _warned:  # a user's typo must not pass silently (said once)
         _warned = True
-        print(f"graphc: GRAPHC_THREADS={value!r} is not a positive integer; using the default",
-              file=sys.stderr)
+        print(
+            f"graphc: GRAPHC_THREADS={value!r} is not a positive integer; using the default", file=sys.stderr
+        )
     return max(1, usable_cores() // max(1, local_ranks))
 
 
