@@ -68,14 +68,18 @@ class Optimizer(ABC):
     def update(self, name: str, w: np.ndarray, g: np.ndarray, lr: float, wd: float) -> None:
         """Update parameter ``w`` in place from its gradient ``g``."""
 
+    def kernel_calls(self, w: np.ndarray) -> list:
+        """(njit kernel, arguments) of the calls `update` makes for a float32 parameter like
+        `w`, so that a cold start compiles them with the model's (`kernel_jobs`)."""
+        return []
+
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
         return dict(self.state), {"name": self.name, "t": self.t}
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
         if scalars.get("name") != self.name:
             raise CheckpointError(
-                f"the checkpoint's optimizer is {scalars.get('name')!r}, "
-                f"but the run uses {self.name!r}"
+                f"the checkpoint's optimizer is {scalars.get('name')!r}, but the run uses {self.name!r}"
             )
         self.t = int(scalars["t"])
         self.state = {k: np.array(v, np.float32) for k, v in arrays.items()}
@@ -110,11 +114,8 @@ class Adam(Optimizer):
         v = self.slot("v", name, w)
         if w.dtype == np.float32 and w.flags.c_contiguous and w.flags.writeable:
             # one fused pass on the kernels' thread pool; the same float32 arithmetic as below
-            from graphc.kernels.optim import adam_update
-
-            adam_update(w.reshape(-1), np.ascontiguousarray(g, np.float32).reshape(-1), m.reshape(-1),
-                        v.reshape(-1), lr, b1, b2, eps, wd, self.decoupled, 1 - b1**self.t,
-                        1 - b2**self.t)  # fmt: skip
+            kernel, args = self._fused(w, g, m, v, lr, wd)
+            kernel(*args)
             return
         if wd and self.decoupled:
             w *= np.float32(1.0 - lr * wd)
@@ -127,6 +128,21 @@ class Adam(Optimizer):
         m_hat = m / np.float32(1 - b1**self.t)
         v_hat = v / np.float32(1 - b2**self.t)
         w -= np.float32(lr) * m_hat / (np.sqrt(v_hat) + np.float32(eps))
+
+    def _fused(self, w, g, m, v, lr, wd):
+        """The fused kernel and its arguments for one float32, C-contiguous parameter."""
+        from graphc.kernels.optim import adam_update
+
+        b1, b2 = (float(b) for b in self.options["betas"])
+        eps = float(self.options["eps"])
+        flat = np.ascontiguousarray(g, np.float32).reshape(-1)
+        args = (w.reshape(-1), flat, m.reshape(-1), v.reshape(-1), lr, b1, b2, eps, wd, self.decoupled,
+                1 - b1**self.t, 1 - b2**self.t)  # fmt: skip
+        return adam_update, args
+
+    def kernel_calls(self, w):
+        stand_in = np.zeros_like(w)
+        return [self._fused(w, stand_in, stand_in, stand_in, self.lr, self.weight_decay)]
 
 
 class AdamW(Adam):
@@ -164,6 +180,17 @@ def make_optimizer(section: dict, decay: dict[str, bool]) -> Optimizer:
     if section.get("momentum", 0.0) >= 1:
         raise ConfigError(f"{where}.momentum must be < 1, got {section['momentum']}")
     return cls(decay, **section)
+
+
+def kernel_jobs(optimizers) -> list:
+    """The njit kernels an optimizer step calls (the gradient norm's and each optimizer's fused
+    update) as jobs for graphc.compiler.warm, typed from the calls on a stand-in parameter."""
+    from graphc.kernels.optim import sum_of_squares
+    from graphc.kernels.precompile import job_for
+
+    w = np.zeros(1, np.float32)
+    calls = [(sum_of_squares, (w,)), *(call for opt in optimizers for call in opt.kernel_calls(w))]
+    return [job_for(kernel, args) for kernel, args in calls]
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:

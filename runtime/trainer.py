@@ -69,7 +69,7 @@ from .distributed import world
 from .errors import ConfigError, DataError, ResourceError
 from .evaluate import evaluate_dataset
 from .metrics import MetricTracker
-from .optim import clip_by_global_norm, global_norm
+from .optim import clip_by_global_norm, global_norm, kernel_jobs
 from .phases import PhaseRun, build_phases, trainable_params
 from .progress import CACHED, COMPILING, make_progress
 from .rundir import BEST_DIR, CHECKPOINT_DIR, LOCK_FILE, RunFiles, claim
@@ -134,7 +134,8 @@ def train(
         ranks.check_batch(setup.cfg.batch)
         run = Run(model, requested, setup, overrides)
         run.params = setup.initial_params(model, run.params, resume)  # train.init_from
-        ready = _warm(model, bar, ranks.parallel)  # a cold start compiles here, saying so
+        # a cold start compiles here, saying so
+        ready = _warm(model, bar, ranks.parallel, kernel_jobs([phase.optimizer for phase in run.phases]))
         with contextlib.nullcontext() if ready else bar.slow(COMPILING + CACHED):
             setup.check_outputs(model, run.params)  # memory of the outputs, labels in range
     except MemoryError:
@@ -149,8 +150,7 @@ def train(
     try:
         if out != requested:
             bar.notice(
-                f"{requested} holds an earlier run; this one goes to {out} "
-                f"(--overwrite reuses {requested})"
+                f"{requested} holds an earlier run; this one goes to {out} (--overwrite reuses {requested})"
             )
         run.out, run.bar = out, bar
         if resume:
@@ -171,7 +171,7 @@ def train(
             lock.release()
 
 
-def _warm(model, bar, parallel: bool) -> bool:
+def _warm(model, bar, parallel: bool, optimizer_jobs: list) -> bool:
     """Compile (or load) the step's kernels before the probe forward: on a cold start in
     parallel helper processes, with a notice and an estimate. True when nothing is left to
     compile at the first calls; then a slow first step is not announced as compiling either."""
@@ -179,7 +179,7 @@ def _warm(model, bar, parallel: bool) -> bool:
     if warm is None:
         return False
     # MPI ranks already keep every core busy: each compiles in its own process
-    report = warm(say=bar.message, processes=0 if parallel else None)
+    report = warm(say=bar.message, processes=0 if parallel else None, extra=optimizer_jobs)
     if not report.uncovered:  # a slow first step is a busy machine, not a compile
         bar.slow_start = None
     return not report.uncovered
@@ -327,14 +327,10 @@ class Run(RunFiles):
                         self.world.allreduce_seconds = 0.0
                     window = (now, 0)
                 stop = False
-                if self.eval_every and (
-                    self.step % self.eval_every == 0 or self.step == self.total
-                ):
+                if self.eval_every and (self.step % self.eval_every == 0 or self.step == self.total):
                     stop = self.validate(row)
                 self.record(row)
-                bar.update(
-                    self.step, {"loss": tracker.result()["loss"], "lr": lr, "samples": samples}
-                )
+                bar.update(self.step, {"loss": tracker.result()["loss"], "lr": lr, "samples": samples})
                 if stop:
                     es = self.cfg.early_stopping
                     bar.message(
@@ -502,9 +498,7 @@ class Run(RunFiles):
             self.world,
         )
         row.update({"step": self.step, **{f"val_{k}": v for k, v in val.items()}})
-        self.bar.message(
-            f"step {self.step}: " + "  ".join(f"val_{k} {v:.4f}" for k, v in val.items())
-        )
+        self.bar.message(f"step {self.step}: " + "  ".join(f"val_{k} {v:.4f}" for k, v in val.items()))
         es, rule = self.cfg.early_stopping, self.best_rule()
         if not judge or not isinstance(row.get(rule.metric), int | float):
             return False

@@ -211,12 +211,13 @@ class CompiledModel:
         result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
         return result
 
-    def warm(self, say=None, processes: int | None = None):
+    def warm(self, say=None, processes: int | None = None, extra=()):
         """Load or compile the kernels a training step calls before the first one runs, on a
-        cold start in parallel processes; `say(text)` announces a compile (graphc.compiler.warm)."""
+        cold start in parallel processes; `say(text)` announces a compile, `extra` are more
+        jobs (the optimizer's) (graphc.compiler.warm)."""
         from graphc.compiler.warm import warm
 
-        return warm(self, say, processes)
+        return warm(self, say, processes, extra)
 
     # -- inference
     def inference_model(self, outputs: list[str] | tuple[str, ...] | None = None) -> CompiledModel:

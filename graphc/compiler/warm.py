@@ -57,6 +57,7 @@ from graphc.compiler.calls import (
 )
 from graphc.kernels.precompile import Job, Ret, Worklist
 from graphc.kernels.threads import usable_cores
+from graphc.ops import OPS
 
 # ---- predicting the specialisations --------------------------------------------------------
 
@@ -153,11 +154,22 @@ class _Predictor:
         elif getattr(fn, "__module__", "") == "graphc.kernels.pointwise":
             self.single_op_jobs(c)
         dests = {op.var: self.operand(op) for op in c.args.values() if isinstance(op, Dest)}
+        # what a forward kernel saves, when its op says (else typed by its compiled result)
+        kernel = getattr(OPS.get(c.op), "kernel", None)
+        saved_ranks = kernel.saved_ranks if kernel is not None and c.kernel.endswith("_fwd") else ()
+        first_saved = len(c.results) - len(saved_ranks)  # results: the outputs, then the saved
         first = None
         for slot, r in enumerate(c.results):
             if not isinstance(r, Out):
                 continue
-            if job is not None:
+            if job is not None and r.var in dests and r.var != c.scalar:
+                # a kernel returns the destination it wrote, and saves arrays its op declares:
+                # both known now, so the calls that read them need not wait for this job to
+                # compile (another process may take them)
+                t = dests[r.var]
+            elif job is not None and slot >= first_saved:
+                t = self.array(saved_ranks[slot - first_saved])
+            elif job is not None:
                 t = Ret(job, slot, 0 if r.var == c.scalar else None)
             else:  # a Python kernel: what it returns is its destination, or the graph's type
                 t = dests.get(r.var) or self.graph_type(r.var) or first
@@ -220,7 +232,6 @@ class _Predictor:
         """An op with a pointwise rule runs its group of one for the ports' broadcast pattern
         (graphc.compiler.kernelgen._single_plan)."""
         from graphc.compiler import kernelgen as kg
-        from graphc.ops import OPS
 
         rec = OPS.get(c.op)
         if rec is None or rec.pointwise is None:
@@ -334,16 +345,17 @@ def uncovered(prog: Program, jobs: list[Job]) -> list[str]:
     return out
 
 
-def warm(model, say=None, processes: int | None = None) -> Report:
+def warm(model, say=None, processes: int | None = None, extra: list[Job] = ()) -> Report:
     """Make every kernel specialisation of `model`'s training step ready before it runs: load
     them from Numba's disk cache or, on a cold start, compile them in this process and helper
     processes at once. `say(text)` is called once, before compiling, with a notice and the
-    estimated time; it is not called on a cached start."""
+    estimated time; it is not called on a cached start. `extra`: jobs the step calls outside the
+    model (the optimizer's, runtime.optim.kernel_jobs)."""
     t0 = time.perf_counter()
     prog = getattr(model, "program", None)
     if prog is None:
         return Report()
-    jobs = predict(prog, model.dtype)
+    jobs = predict(prog, model.dtype) + list(extra)
     report = Report(jobs=len(jobs), uncovered=uncovered(prog, jobs))
     folder = tempfile.mkdtemp(prefix="graphc-compile-")
     procs: list[subprocess.Popen] = []

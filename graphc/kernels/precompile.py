@@ -57,6 +57,15 @@ class Job:
     path: str | None = None
 
 
+def job_for(kernel, args: tuple) -> Job:
+    """The job of calling njit `kernel` with these arguments (real values, typed as Numba
+    types a call's arguments)."""
+    from numba.core.typing.typeof import Purpose, typeof
+
+    fn = kernel.py_func
+    return Job(fn.__module__, fn.__name__, tuple(typeof(a, Purpose.argument) for a in args), fn.__name__)
+
+
 def dispatcher(job: Job):
     module = sys.modules.get(job.module)
     if module is None and job.path is not None:  # a generated kernel module, as kernelgen loads it
@@ -194,10 +203,12 @@ class Worklist:
             return False
         return load_cached(disp, sig) or self.compile(i)
 
-    def work(self) -> None:
-        """Compile every job nobody has claimed, in call order; a job whose types wait on
+    def work(self, from_the_end: bool = False) -> None:
+        """Compile every job nobody has claimed, in call order (or from the last call back: a
+        helper works from the other end of the list from the trainer, so the two rarely
+        compile the same helper functions at the same time); a job whose types wait on
         another process's job is taken up again after the others."""
-        todo = list(range(len(self.jobs)))
+        todo = list(range(len(self.jobs)))[:: -1 if from_the_end else 1]
         while todo and not self.stop():
             later = [i for i in todo if self.ensure(i, wait=False) is PENDING]
             if len(later) == len(todo):  # everything left waits on the others
@@ -216,7 +227,7 @@ def main(folder: str) -> None:
     def parent_alive() -> bool:
         return os.getppid() == parent and Path(folder).is_dir()
 
-    Worklist(folder, jobs, alive=parent_alive, stop=lambda: not parent_alive()).work()
+    Worklist(folder, jobs, alive=parent_alive, stop=lambda: not parent_alive()).work(from_the_end=True)
 
 
 if __name__ == "__main__":  # through the module's own name, so that unpickled jobs are its classes

@@ -18,7 +18,7 @@ def _affine(c, port="x", axis=-1, what="the normalized (last) axis"):
 
 
 @defop("layernorm", family="norm", tags=("norm",),
-       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps", "affine"), saved=2),
+       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps", "affine"), saved=2, saved_ranks=(1, 1)),
        attrs={"eps": Attr("float", 1e-5, "added to the variance"),
               "affine": Attr("bool", True, "learn a gain γ and offset β")},
        params=lambda c: _affine(c) if c.attrs["affine"] else {},
@@ -67,7 +67,7 @@ def batchnorm(c):
 
 
 @defop("add_norm", family="norm", inputs=("x", Port("y")), tags=("norm", "skip"),
-       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps",), saved=2),
+       kernel=Kernel("norm", params=("weight", "bias"), attrs=("eps",), saved=2, saved_ranks=(1, 1)),
        attrs={"eps": Attr("float", 1e-5, "added to the variance")},
        params=lambda c: _affine(c),
        flops=lambda c: 9 * c.inputs["x"].numel())

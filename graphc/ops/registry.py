@@ -150,7 +150,10 @@ class Kernel:
     `attrs`, `training` when `mode` is set, and returns its outputs then `saved` tensors.
     `skips` names the input ports whose gradient the backward leaves uncomputed when handed a
     zero-size `into_<port>`; a gradient nobody needs then costs nothing (else it goes to a
-    scratch buffer). `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
+    scratch buffer). `saved_ranks`, when given, are the ranks of the saved tensors (arrays of
+    the model's float dtype, C order): a cold start then compiles the backward without waiting
+    for the forward's compile to learn them (graphc.compiler.warm; its test checks them).
+    `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
 
     module: str
     params: tuple[str, ...] = ()
@@ -160,6 +163,7 @@ class Kernel:
     noise: str | None = None
     mode: bool = False
     skips: tuple[str, ...] = ()
+    saved_ranks: tuple[int, ...] = ()
     name: str = ""
     inputs: tuple[str, ...] = ()
     nondiff: tuple[str, ...] = ()

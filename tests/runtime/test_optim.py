@@ -163,3 +163,21 @@ def test_global_norm_is_accumulated_in_float64():
              "b": rng.standard_normal((300, 7)).astype(np.float32)[:, ::2]}  # not contiguous
     expected = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads.values()))
     assert global_norm(grads) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_kernel_jobs_are_what_an_optimizer_step_compiles(name):
+    """A cold start compiles `kernel_jobs` before the first step (graphc.compiler.warm); each
+    must be a specialisation the step really calls, or the step compiles again at its call."""
+    from graphc.kernels.precompile import dispatcher
+    from graphc.runtime.optim import kernel_jobs
+
+    opt = make_optimizer({"name": name, "lr": 0.01, "weight_decay": 0.1}, DECAY)
+    jobs = kernel_jobs([opt])
+    assert [j.name for j in jobs] == ["sum_of_squares", *(["adam_update"] if name != "sgd" else [])]
+    params = {"w": np.ones((4, 3), np.float32), "b": np.ones(3, np.float32)}
+    grads = {k: np.full_like(v, 0.5) for k, v in params.items()}
+    global_norm(grads)
+    opt.step(params, grads)
+    for job in jobs:
+        assert job.args in dispatcher(job).overloads, (job.name, job.args, list(dispatcher(job).overloads))
