@@ -68,20 +68,39 @@ def _col_sums(g):
 
 
 @numba.njit(cache=True)
-def _project(x2, ws):
-    """x2 @ [w0; w1; ...].T: projections of the same rows as one GEMM (biases are added as
-    the heads are copied out)."""
-    w = np.concatenate(ws)
+def _stacked(a, b, c):
+    """[a; b; c] by rows (b and c may have no rows): weights stacked so that one GEMM makes
+    several projections. A fixed arity, so self- and cross-attention compile it once."""
+    out = np.empty((a.shape[0] + b.shape[0] + c.shape[0], a.shape[1]), dtype=a.dtype)
+    r = 0
+    for w in (a, b, c):
+        for i in range(w.shape[0]):
+            src, dst = w[i], out[r + i]
+            for j in range(src.size):
+                dst[j] = src[j]
+        r += w.shape[0]
+    return out
+
+
+@numba.njit(cache=True)
+def _project(x2, w):
+    """x2 @ w.T for stacked weights (the biases are added as the heads are copied out)."""
     no_bias = np.empty(0, dtype=x2.dtype)
     return linear_rows(x2, w, no_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
 
 
 @numba.njit(cache=True)
-def _stacked_bias(bs, has_bias, width, dtype):
-    """[b0, b1, ...] flat, or zeros(width) without biases."""
-    if has_bias and bs[0].size > 0:
-        return np.concatenate(bs).reshape(-1)
-    return np.zeros(width, dtype=dtype)
+def _stacked_bias(b0, b1, b2, has_bias, width):
+    """[b0, b1, b2] flat (b1, b2 may be empty), or zeros(width) without biases."""
+    out = np.zeros(width, dtype=b0.dtype)
+    if has_bias and b0.size > 0:
+        r = 0
+        for b in (b0, b1, b2):
+            flat = b.reshape(-1)
+            for j in range(flat.size):
+                out[r + j] = flat[j]
+            r += flat.size
+    return out
 
 
 @numba.njit(cache=True)
@@ -342,16 +361,17 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     s_len = src.shape[0] // b_n
     dh = e // heads
     q2 = q.reshape(b_n * t_len, e)
+    no_w, no_b = wq[:0], bq.reshape(-1)[:0]
     if kv.size == 0:
-        qp = _project(q2, (wq, wk, wv))
-        qb = _stacked_bias((bq, bk, bv), has_bias, 3 * e, q.dtype)
+        qp = _project(q2, _stacked(wq, wk, wv))
+        qb = _stacked_bias(bq, bk, bv, has_bias, 3 * e)
         kvp = np.empty((0, 2 * e), dtype=q.dtype)
         kvb = np.empty(0, dtype=q.dtype)
     else:
-        qp = _project(q2, (wq,))
-        qb = _stacked_bias((bq,), has_bias, e, q.dtype)
-        kvp = _project(src, (wk, wv))
-        kvb = _stacked_bias((bk, bv), has_bias, 2 * e, q.dtype)
+        qp = _project(q2, _stacked(wq, no_w, no_w))
+        qb = _stacked_bias(bq, no_b, no_b, has_bias, e)
+        kvp = _project(src, _stacked(wk, wv, no_w))
+        kvb = _stacked_bias(bk, bv, no_b, has_bias, 2 * e)
     qh = np.empty((b_n, heads, t_len, dh), dtype=q.dtype)
     kh = np.empty((b_n, heads, s_len, dh), dtype=q.dtype)
     vh = np.empty_like(kh)
@@ -458,12 +478,12 @@ def attention_bwd(
     sums_q = _col_sums(sq)
     if kv.size == 0:
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
-        gw_q = linear_rows_bwd(gqp, q2, np.concatenate((wq, wk, wv)), gq2)
+        gw_q = linear_rows_bwd(gqp, q2, _stacked(wq, wk, wv), gq2)
         gw_kv = gw_q[e:]
         sums_kv = sums_q[e:]
     else:
         gw_q = linear_rows_bwd(gqp, q2, wq, gq2)
-        gw_kv = linear_rows_bwd(gkvp, src, np.concatenate((wk, wv)), into_kv.reshape(src.shape))
+        gw_kv = linear_rows_bwd(gkvp, src, _stacked(wk, wv, wq[:0]), into_kv.reshape(src.shape))
         sums_kv = _col_sums(skv)
     return (
         into_q,
