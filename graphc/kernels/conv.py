@@ -29,7 +29,7 @@ from graphc.kernels.im2col import (
     to_cols,
     zero,
 )
-from graphc.kernels.parallel import add_into, block_bounds
+from graphc.kernels.parallel import add_into, block_bounds, run_blocks
 
 
 # --------------------------------------------------------------------------- conv2d
@@ -141,9 +141,10 @@ def _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias,
 
 
 @numba.njit(cache=True)
-def _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, b0, b1, geo):
-    """One thread's block of images: a depthwise weight takes the direct loops, any other
-    im2col + GEMM."""
+def _conv2d_fwd_block(blk, n_blocks, x, weight, bias, with_bias, groups, out, geo):
+    """Block blk of the images (a thread's share): a depthwise weight takes the direct loops,
+    any other im2col + GEMM."""
+    b0, b1 = block_bounds(blk, n_blocks, x.shape[0])
     if weight.shape[1] == 1 and groups > 1:
         depthwise_fwd_images(x, weight, bias, with_bias, out, b0, b1, geo)
     else:
@@ -151,15 +152,20 @@ def _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, b0, b1, geo):
 
 
 @numba.njit(cache=True)
-def _conv2d_bwd_block(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, b0, b1, geo):
-    """The gradients of _conv2d_fwd_block, chosen alike."""
+def _conv2d_bwd_block(
+    blk, n_blocks, g_out, x, weight, groups, gx, need_gx, gw_parts, gb_parts, with_bias, geo
+):
+    """The gradients of _conv2d_fwd_block, chosen alike; the block's weight and bias gradient
+    sums go to gw_parts[blk] and gb_parts[blk]."""
+    b0, b1 = block_bounds(blk, n_blocks, x.shape[0])
+    gw, gb = gw_parts[blk], gb_parts[blk]
     if weight.shape[1] == 1 and groups > 1:
         depthwise_bwd_images(g_out, x, weight, gx, need_gx, gw, gb, with_bias, b0, b1, geo)
     else:
         _conv2d_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, b0, b1, geo)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out=None):
     b_n, c_n, h, w = x.shape
     o_n, cg, kh, kw = weight.shape
@@ -169,17 +175,11 @@ def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
     geo = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     with_bias = has_bias and bias.size > 0
     n_blocks = image_blocks(b_n, o_n * cg * kh * kw * oh * ow)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
-        _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, lo, hi, geo)
-    else:
-        for blk in numba.prange(n_blocks):
-            b0, b1 = block_bounds(blk, n_blocks, b_n)
-            _conv2d_fwd_block(x, weight, bias, with_bias, groups, out, b0, b1, geo)
+    run_blocks(_conv2d_fwd_block, n_blocks, (n_blocks, x, weight, bias, with_bias, groups, out, geo))
     return (out,)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def conv2d_bwd(
     g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out, into_x=None
 ):
@@ -194,17 +194,8 @@ def conv2d_bwd(
     # per-block partial sums of the weight and bias gradients (no two threads add into one)
     gw_parts = np.empty((n_blocks, o_n, cg * kh * kw), dtype=x.dtype)
     gb_parts = np.empty((n_blocks, o_n), dtype=np.float64)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
-        _conv2d_bwd_block(
-            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, lo, hi, geo
-        )
-    else:
-        for blk in numba.prange(n_blocks):
-            b0, b1 = block_bounds(blk, n_blocks, b_n)
-            _conv2d_bwd_block(
-                g_out, x, weight, groups, gx, need_gx, gw_parts[blk], gb_parts[blk], with_bias, b0, b1, geo
-            )
+    args = (n_blocks, g_out, x, weight, groups, gx, need_gx, gw_parts, gb_parts, with_bias, geo)
+    run_blocks(_conv2d_bwd_block, n_blocks, args)
     gw = np.empty_like(weight)
     add_partials(gw_parts, gw)
     return gx, gw, bias_sums(gb_parts, bias, with_bias)

@@ -25,13 +25,15 @@ from graphc.kernels.im2col import (
     to_cols,
     zero,
 )
-from graphc.kernels.parallel import add_into, block_bounds
+from graphc.kernels.parallel import add_into, block_bounds, run_blocks
 
 
 @numba.njit(cache=True)
-def _convt_fwd_images(x, weight, bias, with_bias, groups, out, b0, b1, geo):
-    """out[b] = conv_transpose(x[b]) for the images b0..b1-1: x's grid is the patch grid and
-    the output image plays conv2d's input (GEMM into patch columns, then col2im)."""
+def _convt_fwd_block(blk, n_blocks, x, weight, bias, with_bias, groups, out, geo):
+    """out[b] = conv_transpose(x[b]) for the images b0..b1-1 of block blk (a thread's share):
+    x's grid is the patch grid and the output image plays conv2d's input (GEMM into patch
+    columns, then col2im)."""
+    b0, b1 = block_bounds(blk, n_blocks, x.shape[0])
     c_n, h, w = x.shape[1], x.shape[2], x.shape[3]
     _, og, kh, kw = weight.shape
     cg, rows = c_n // groups, og * kh * kw
@@ -65,9 +67,14 @@ def _convt_fwd_images(x, weight, bias, with_bias, groups, out, b0, b1, geo):
 
 
 @numba.njit(cache=True)
-def _convt_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, b0, b1, geo):
-    """Gradients of _convt_fwd_images for the images b0..b1-1: gx[b] (when need_gx), this
-    block's weight- and bias-gradient sums into gw [C, og*kh*kw] and gb (float64), overwritten."""
+def _convt_bwd_block(
+    blk, n_blocks, g_out, x, weight, groups, gx, need_gx, gw_parts, gb_parts, with_bias, geo
+):
+    """Gradients of _convt_fwd_block for the images b0..b1-1 of block blk: gx[b] (when
+    need_gx), the block's weight- and bias-gradient sums into gw_parts[blk] [C, og*kh*kw] and
+    gb_parts[blk] (float64), overwritten."""
+    b0, b1 = block_bounds(blk, n_blocks, x.shape[0])
+    gw, gb = gw_parts[blk], gb_parts[blk]
     c_n, h, w = x.shape[1], x.shape[2], x.shape[3]
     _, og, kh, kw = weight.shape
     cg, rows = c_n // groups, og * kh * kw
@@ -113,7 +120,7 @@ def _convt_bwd_images(g_out, x, weight, groups, gx, need_gx, gw, gb, with_bias, 
                 sum_rows(go3[c0 + k], gb)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def conv_transpose2d_fwd(
     x,
     weight,
@@ -140,17 +147,11 @@ def conv_transpose2d_fwd(
     geo = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
     with_bias = has_bias and bias.size > 0
     n_blocks = image_blocks(b_n, c_n * og * kh * kw * h * w)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
-        _convt_fwd_images(x, weight, bias, with_bias, groups, out, lo, hi, geo)
-    else:
-        for blk in numba.prange(n_blocks):
-            b0, b1 = block_bounds(blk, n_blocks, b_n)
-            _convt_fwd_images(x, weight, bias, with_bias, groups, out, b0, b1, geo)
+    run_blocks(_convt_fwd_block, n_blocks, (n_blocks, x, weight, bias, with_bias, groups, out, geo))
     return (out,)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def conv_transpose2d_bwd(
     g_out,
     x,
@@ -179,17 +180,8 @@ def conv_transpose2d_bwd(
     n_blocks = image_blocks(b_n, 2 * c_n * og * kh * kw * h * w)
     gw_parts = np.empty((n_blocks, c_n, og * kh * kw), dtype=x.dtype)
     gb_parts = np.empty((n_blocks, o_n), dtype=np.float64)
-    if n_blocks == 1:
-        lo, hi = block_bounds(0, 1, b_n)  # variables: a literal 0 would compile the callee twice
-        _convt_bwd_images(
-            g_out, x, weight, groups, gx, need_gx, gw_parts[0], gb_parts[0], with_bias, lo, hi, geo
-        )
-    else:
-        for blk in numba.prange(n_blocks):
-            b0, b1 = block_bounds(blk, n_blocks, b_n)
-            _convt_bwd_images(
-                g_out, x, weight, groups, gx, need_gx, gw_parts[blk], gb_parts[blk], with_bias, b0, b1, geo
-            )
+    args = (n_blocks, g_out, x, weight, groups, gx, need_gx, gw_parts, gb_parts, with_bias, geo)
+    run_blocks(_convt_bwd_block, n_blocks, args)
     gw = np.empty_like(weight)
     add_partials(gw_parts, gw)
     return gx, gw, bias_sums(gb_parts, bias, with_bias)

@@ -10,10 +10,10 @@ layout); small images are grouped so that they do not pay one BLAS call each. Me
 (CNN workload, 32x144 by 144x196 per image), a per-image GEMM runs at the same GFLOP/s as one
 over several images.
 
-Threads: the batch is split into one block of images per thread (`prange` over blocks; each
-block is a serial loop calling single-threaded BLAS, see `graphc.kernels.threads`). The weight
-and bias gradients sum over the batch, so each block writes its own partial sums and the
-driver adds them after the parallel loop (``add_partials``, ``bias_sums``). A batch with
+Threads: the batch is split into one block of images per thread (`run_blocks` over blocks,
+see `graphc.kernels.parallel`; each block is a serial loop calling single-threaded BLAS). The
+weight and bias gradients sum over the batch, so each block writes its own partial sums and
+the driver adds them after the parallel region (``add_partials``, ``bias_sums``). A batch with
 little work stays one block (``image_blocks``). Scratch buffers are flat, allocated once per
 block; a chunk uses a prefix reshaped to its size, which stays C-contiguous for BLAS.
 

@@ -9,11 +9,12 @@ and the backward keeps the pre-activation gradients of every step [rows, T, G] a
 recurrence makes the input gradient, dW_ih, dW_hh and the bias gradients each one product
 (or sum) over all B*T rows. In between, each step runs one [rows, H] x [H, G] product.
 
-Both sides are split into blocks of batch rows, one per thread, inside the cell's one
-parallel region: rows never interact, so each thread runs the whole time loop for its own
-rows (a region costs a few microseconds to start; a step of the h128 workload about 20), and
-its products on `tile_gemm.mm` stay on that thread. The blocks' shares of the weight
-gradients are added after the region, in block order.
+Both sides are split into blocks of batch rows, one per thread, in one `run_blocks` region
+(`graphc.kernels.parallel`; a cell's block functions take ``(i, n_blocks, ...)``): rows never
+interact, so each thread runs the whole time loop for its own rows (a region costs a few
+microseconds to start; a step of the h128 workload about 20), and its products on
+`tile_gemm.mm` stay on that thread. The blocks' shares of the weight gradients are added
+after the region, in block order.
 """
 
 import numba

@@ -1,5 +1,5 @@
 """The GRU's cores (torch gate order r, z, n; n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))):
-one direction of the forward and of the backward, each one parallel region over blocks of
+one direction of the forward and of the backward, each one `run_blocks` region over blocks of
 batch rows (see `recurrent_base`). b_hn is not folded into the input's products (r multiplies
 it), so the h side's gradients differ from the x side's in the n block and both are kept.
 Saved, per direction (time-major, by time): hs [T, B, H], the activated gates [T, B, 3H] and
@@ -9,7 +9,7 @@ hns = W_hn h + b_hn [T, B, H].
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks
 from graphc.kernels.recurrent_base import (
     GATE_LOOP,
     MIN_ROWS,
@@ -24,10 +24,11 @@ from graphc.kernels.vmath import vsigmoid, vtanh
 
 
 @numba.njit(**GATE_LOOP)
-def _rows_fwd(x, wt_ih, wt_hh, bias, b_hh, reverse, r0, r1, hs, gates, hns):
-    """The recurrence of batch rows r0:r1: fills their hs [T, B, H], activated gates
-    [T, B, 3H] and hns [T, B, H]."""
-    t_len, _, hd = hs.shape
+def _block_fwd(i, n_blocks, x, wt_ih, wt_hh, bias, b_hh, reverse, hs, gates, hns):
+    """Block i: the recurrence of its batch rows r0:r1; fills their hs [T, B, H], activated
+    gates [T, B, 3H] and hns [T, B, H]."""
+    t_len, b_n, hd = hs.shape
+    r0, r1 = block_bounds(i, n_blocks, b_n)
     nb = r1 - r0
     one = hs.dtype.type(1.0)
     none = np.empty((0, 0), dtype=hs.dtype)
@@ -72,19 +73,14 @@ def _rows_fwd(x, wt_ih, wt_hh, bias, b_hh, reverse, r0, r1, hs, gates, hns):
                 ab[2 * hd + j] = nb_[j]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, hs, gates, hns):
     """x [B, T, I] C-contiguous; fills hs, gates and hns."""
     wt_ih, wt_hh = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
-    b_n, hd = hs.shape[1], hs.shape[2]
+    hd = hs.shape[2]
     bias = bias_vector(b_ih, b_hh, 3 * hd, 2 * hd, 0, 0)
-    n_blocks = row_blocks(b_n, MIN_ROWS)
-    if n_blocks == 1:  # no parallel region for one block (it would wake every thread)
-        _rows_fwd(x, wt_ih, wt_hh, bias, b_hh, reverse, 0, b_n, hs, gates, hns)
-        return
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, b_n)
-        _rows_fwd(x, wt_ih, wt_hh, bias, b_hh, reverse, r0, r1, hs, gates, hns)
+    n_blocks = row_blocks(hs.shape[1], MIN_ROWS)
+    run_blocks(_block_fwd, n_blocks, (n_blocks, x, wt_ih, wt_hh, bias, b_hh, reverse, hs, gates, hns))
 
 
 @numba.njit(**GATE_LOOP)
@@ -128,14 +124,17 @@ def _rows_bwd(gh, w_hh, hs, gates, hns, reverse, r0, r1):
 
 @numba.njit(cache=True)
 def _block_bwd(
-    gh, x, w_ih, w_hh, hs, gates, hns, reverse, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
+    i, n_blocks, gh, x, w_ih, w_hh, hs, gates, hns, reverse, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
 ):
+    """Block i of the batch rows: BPTT, then its input gradient and its shares [i] of the
+    weight and bias gradients."""
+    r0, r1 = block_bounds(i, n_blocks, hs.shape[1])
     dgi, dgh = _rows_bwd(gh, w_hh, hs, gates, hns, reverse, r0, r1)
     hp = start_states(hs, r0, r1, reverse)
-    block_grads(dgi, dgh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    block_grads(dgi, dgh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih[i], gw_hh[i], gb_ih[i], gb_hh[i])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, gates, hns, reverse, gx, accumulate):
     """gh [T, B, H]: the cotangent of hs. Writes (or adds to) gx [B, T, I] (both
     C-contiguous); returns the weight and bias gradients."""
@@ -146,44 +145,6 @@ def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, gates, hns, reverse, gx, accumula
     gw_hh = np.empty((n_blocks, g3, hd), dtype=hs.dtype)
     gb_ih = np.zeros((n_blocks, g3), dtype=hs.dtype)
     gb_hh = np.zeros((n_blocks, g3), dtype=hs.dtype)
-    if n_blocks == 1:
-        _block_bwd(
-            gh,
-            x,
-            w_ih,
-            w_hh,
-            hs,
-            gates,
-            hns,
-            reverse,
-            0,
-            b_n,
-            gx,
-            accumulate,
-            gw_ih[0],
-            gw_hh[0],
-            gb_ih[0],
-            gb_hh[0],
-        )
-    else:
-        for i in numba.prange(n_blocks):
-            r0, r1 = block_bounds(i, n_blocks, b_n)
-            _block_bwd(
-                gh,
-                x,
-                w_ih,
-                w_hh,
-                hs,
-                gates,
-                hns,
-                reverse,
-                r0,
-                r1,
-                gx,
-                accumulate,
-                gw_ih[i],
-                gw_hh[i],
-                gb_ih[i],
-                gb_hh[i],
-            )
+    args = (n_blocks, gh, x, w_ih, w_hh, hs, gates, hns, reverse, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    run_blocks(_block_bwd, n_blocks, args)
     return add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)

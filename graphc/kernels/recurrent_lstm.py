@@ -1,5 +1,5 @@
 """The LSTM's cores (torch gate order i, f, g, o): one direction of the forward and of the
-backward (BPTT), each one parallel region over blocks of batch rows (see `recurrent_base`).
+backward (BPTT), each one `run_blocks` region over blocks of batch rows (see `recurrent_base`).
 
 The g gate's weights and bias are doubled (exact) so that tanh(g) = 2 sigmoid(2g) - 1 and one
 ``vsigmoid`` call covers all four gates of a step. Saved, per direction (time-major, indexed
@@ -9,7 +9,7 @@ by time, not step): hs, cs [T, B, H] and the activated gates [T, B, 4H].
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks
 from graphc.kernels.recurrent_base import (
     GATE_LOOP,
     MIN_ROWS,
@@ -39,9 +39,11 @@ def _weights(w_ih, w_hh):
 
 
 @numba.njit(**GATE_LOOP)
-def _rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates):
-    """The recurrence of batch rows r0:r1: fills their hs, cs [T, B, H] and gates [T, B, 4H]."""
-    t_len, _, hd = hs.shape
+def _block_fwd(i, n_blocks, x, wt_ih, wt_hh, bias, reverse, hs, cs, gates):
+    """Block i: the recurrence of its batch rows r0:r1; fills their hs, cs [T, B, H] and gates
+    [T, B, 4H]."""
+    t_len, b_n, hd = hs.shape
+    r0, r1 = block_bounds(i, n_blocks, b_n)
     nb = r1 - r0
     one, two = hs.dtype.type(1.0), hs.dtype.type(2.0)
     xw = input_products(x, wt_ih, bias, r0, r1)
@@ -74,20 +76,14 @@ def _rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates):
                 hb[j] = ab[3 * hd + j] * tb[j]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, hs, cs, gates):
     """x [B, T, I] C-contiguous; fills hs, cs [T, B, H] and the activated gates [T, B, 4H]."""
     wt_ih, wt_hh = _weights(w_ih, w_hh)
     hd = hs.shape[2]
     bias = bias_vector(b_ih, b_hh, 4 * hd, 4 * hd, 2 * hd, 3 * hd)
-    b_n = hs.shape[1]
-    n_blocks = row_blocks(b_n, MIN_ROWS)
-    if n_blocks == 1:  # no parallel region for one block (it would wake every thread)
-        _rows_fwd(x, wt_ih, wt_hh, bias, reverse, 0, b_n, hs, cs, gates)
-        return
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, b_n)
-        _rows_fwd(x, wt_ih, wt_hh, bias, reverse, r0, r1, hs, cs, gates)
+    n_blocks = row_blocks(hs.shape[1], MIN_ROWS)
+    run_blocks(_block_fwd, n_blocks, (n_blocks, x, wt_ih, wt_hh, bias, reverse, hs, cs, gates))
 
 
 @numba.njit(**GATE_LOOP)
@@ -131,13 +127,18 @@ def _rows_bwd(gh, w_hh, hs, cs, gates, reverse, r0, r1):
 
 
 @numba.njit(cache=True)
-def _block_bwd(gh, x, w_ih, w_hh, hs, cs, gates, reverse, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh):
+def _block_bwd(
+    i, n_blocks, gh, x, w_ih, w_hh, hs, cs, gates, reverse, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
+):
+    """Block i of the batch rows: BPTT, then its input gradient and its shares [i] of the
+    weight and bias gradients."""
+    r0, r1 = block_bounds(i, n_blocks, hs.shape[1])
     d = _rows_bwd(gh, w_hh, hs, cs, gates, reverse, r0, r1)
     hp = start_states(hs, r0, r1, reverse)
-    block_grads(d, d, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    block_grads(d, d, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih[i], gw_hh[i], gb_ih[i], gb_hh[i])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse, gx, accumulate):
     """gh [T, B, H]: the cotangent of hs. Writes (or adds to) gx [B, T, I] (both
     C-contiguous); returns the weight and bias gradients."""
@@ -148,44 +149,6 @@ def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse, gx, accumulat
     gw_hh = np.empty((n_blocks, g4, hd), dtype=hs.dtype)
     gb_ih = np.zeros((n_blocks, g4), dtype=hs.dtype)
     gb_hh = np.zeros((n_blocks, g4), dtype=hs.dtype)
-    if n_blocks == 1:
-        _block_bwd(
-            gh,
-            x,
-            w_ih,
-            w_hh,
-            hs,
-            cs,
-            gates,
-            reverse,
-            0,
-            b_n,
-            gx,
-            accumulate,
-            gw_ih[0],
-            gw_hh[0],
-            gb_ih[0],
-            gb_hh[0],
-        )
-    else:
-        for i in numba.prange(n_blocks):
-            r0, r1 = block_bounds(i, n_blocks, b_n)
-            _block_bwd(
-                gh,
-                x,
-                w_ih,
-                w_hh,
-                hs,
-                cs,
-                gates,
-                reverse,
-                r0,
-                r1,
-                gx,
-                accumulate,
-                gw_ih[i],
-                gw_hh[i],
-                gb_ih[i],
-                gb_hh[i],
-            )
+    args = (n_blocks, gh, x, w_ih, w_hh, hs, cs, gates, reverse, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    run_blocks(_block_bwd, n_blocks, args)
     return add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)

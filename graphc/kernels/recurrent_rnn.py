@@ -1,11 +1,11 @@
 """The plain RNN's cores (h = tanh or relu of x W_ih^T + b_ih + h W_hh^T + b_hh): one
-direction of the forward and of the backward, each one parallel region over blocks of batch
-rows (see `recurrent_base`). Saved, per direction: hs [T, B, H] (time-major, by time)."""
+direction of the forward and of the backward, each one `run_blocks` region over blocks of
+batch rows (see `recurrent_base`). Saved, per direction: hs [T, B, H] (time-major, by time)."""
 
 import numba
 import numpy as np
 
-from graphc.kernels.parallel import block_bounds, row_blocks
+from graphc.kernels.parallel import block_bounds, row_blocks, run_blocks
 from graphc.kernels.recurrent_base import (
     GATE_LOOP,
     MIN_ROWS,
@@ -20,9 +20,10 @@ from graphc.kernels.vmath import vtanh
 
 
 @numba.njit(**GATE_LOOP)
-def _rows_fwd(x, wt_ih, wt_hh, bias, reverse, use_tanh, r0, r1, hs):
-    """The recurrence of batch rows r0:r1: fills their hs [T, B, H]."""
-    t_len, _, hd = hs.shape
+def _block_fwd(i, n_blocks, x, wt_ih, wt_hh, bias, reverse, use_tanh, hs):
+    """Block i: the recurrence of its batch rows r0:r1; fills their hs [T, B, H]."""
+    t_len, b_n, hd = hs.shape
+    r0, r1 = block_bounds(i, n_blocks, b_n)
     nb = r1 - r0
     zero = hs.dtype.type(0.0)
     xw = input_products(x, wt_ih, bias, r0, r1)
@@ -43,19 +44,14 @@ def _rows_fwd(x, wt_ih, wt_hh, bias, reverse, use_tanh, r0, r1, hs):
                     hb[j] = max(pb[j], zero)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_fwd(x, w_ih, w_hh, b_ih, b_hh, reverse, use_tanh, hs):
     """x [B, T, I] C-contiguous; fills hs [T, B, H]."""
     wt_ih, wt_hh = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
-    b_n, hd = hs.shape[1], hs.shape[2]
+    hd = hs.shape[2]
     bias = bias_vector(b_ih, b_hh, hd, hd, 0, 0)
-    n_blocks = row_blocks(b_n, MIN_ROWS)
-    if n_blocks == 1:  # no parallel region for one block (it would wake every thread)
-        _rows_fwd(x, wt_ih, wt_hh, bias, reverse, use_tanh, 0, b_n, hs)
-        return
-    for i in numba.prange(n_blocks):
-        r0, r1 = block_bounds(i, n_blocks, b_n)
-        _rows_fwd(x, wt_ih, wt_hh, bias, reverse, use_tanh, r0, r1, hs)
+    n_blocks = row_blocks(hs.shape[1], MIN_ROWS)
+    run_blocks(_block_fwd, n_blocks, (n_blocks, x, wt_ih, wt_hh, bias, reverse, use_tanh, hs))
 
 
 @numba.njit(**GATE_LOOP)
@@ -86,13 +82,18 @@ def _rows_bwd(gh, w_hh, hs, reverse, use_tanh, r0, r1):
 
 
 @numba.njit(cache=True)
-def _block_bwd(gh, x, w_ih, w_hh, hs, reverse, use_tanh, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh):
+def _block_bwd(
+    i, n_blocks, gh, x, w_ih, w_hh, hs, reverse, use_tanh, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh
+):
+    """Block i of the batch rows: BPTT, then its input gradient and its shares [i] of the
+    weight and bias gradients."""
+    r0, r1 = block_bounds(i, n_blocks, hs.shape[1])
     d = _rows_bwd(gh, w_hh, hs, reverse, use_tanh, r0, r1)
     hp = start_states(hs, r0, r1, reverse)
-    block_grads(d, d, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    block_grads(d, d, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih[i], gw_hh[i], gb_ih[i], gb_hh[i])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh, gx, accumulate):
     """gh [T, B, H]: the cotangent of hs. Writes (or adds to) gx [B, T, I] (both
     C-contiguous); returns the weight and bias gradients."""
@@ -102,42 +103,6 @@ def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, reverse, use_tanh, gx, accumulate
     gw_hh = np.empty((n_blocks, hd, hd), dtype=hs.dtype)
     gb_ih = np.zeros((n_blocks, hd), dtype=hs.dtype)
     gb_hh = np.zeros((n_blocks, hd), dtype=hs.dtype)
-    if n_blocks == 1:
-        _block_bwd(
-            gh,
-            x,
-            w_ih,
-            w_hh,
-            hs,
-            reverse,
-            use_tanh,
-            0,
-            b_n,
-            gx,
-            accumulate,
-            gw_ih[0],
-            gw_hh[0],
-            gb_ih[0],
-            gb_hh[0],
-        )
-    else:
-        for i in numba.prange(n_blocks):
-            r0, r1 = block_bounds(i, n_blocks, b_n)
-            _block_bwd(
-                gh,
-                x,
-                w_ih,
-                w_hh,
-                hs,
-                reverse,
-                use_tanh,
-                r0,
-                r1,
-                gx,
-                accumulate,
-                gw_ih[i],
-                gw_hh[i],
-                gb_ih[i],
-                gb_hh[i],
-            )
+    args = (n_blocks, gh, x, w_ih, w_hh, hs, reverse, use_tanh, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
+    run_blocks(_block_bwd, n_blocks, args)
     return add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)
