@@ -8,7 +8,9 @@ zero-size gradient.
 Every loss takes `reduction` with PyTorch's meaning: "mean" (the default) or "sum" over the
 elements (rows for the class losses); kl_div also "batchmean" (the sum over everything divided
 by the first axis, B, whatever the rank) and hinge divides each row by the number of classes,
-as torch's multi_margin_loss does.
+as torch's multi_margin_loss does. The kernels take the reduction as its index in
+`REDUCTIONS` (the ops lower the name to it): comparing strings in njit code compiles ~1 s of
+Numba's string machinery into every loss.
 
 cross_entropy averages over counted positions (target != ignore_index, weighted by the
 optional mask); when nothing is counted it returns 0 with zero gradient instead of torch's
@@ -22,6 +24,9 @@ import numba
 import numpy as np
 
 from graphc.kernels.vmath import vexp
+
+REDUCTIONS = ("mean", "sum", "batchmean")
+MEAN, SUM, BATCHMEAN = range(len(REDUCTIONS))
 
 
 @numba.njit(cache=True)
@@ -103,7 +108,7 @@ def cross_entropy_fwd(logits, target, mask, ignore_index, label_smoothing, reduc
         den += w[r]
     if out is None:
         out = np.empty(1, dtype=logits.dtype)
-    if reduction == "sum":
+    if reduction == SUM:
         out[0] = total
     else:
         out[0] = total / den if den > 0.0 else 0.0
@@ -118,7 +123,7 @@ def cross_entropy_bwd(
     p2 = saved0.reshape(-1, n_cls)
     tf = target.reshape(-1)
     w = _ce_weights(tf, mask.reshape(-1), ignore_index, n_cls)
-    den = w.sum() if reduction != "sum" else 1.0
+    den = w.sum() if reduction != SUM else 1.0
     if into_logits is None:
         into_logits = np.empty_like(logits)
     gx2 = into_logits.reshape(-1, n_cls)
@@ -147,7 +152,7 @@ def bce_with_logits_fwd(logits, target, reduction, out=None):
         s += max(x, 0.0) - x * tf[i] + math.log1p(math.exp(-abs(x)))
     if out is None:
         out = np.empty(1, dtype=logits.dtype)
-    out[0] = s if reduction == "sum" else s / xf.size
+    out[0] = s if reduction == SUM else s / xf.size
     return (out,)
 
 
@@ -158,7 +163,7 @@ def bce_with_logits_bwd(g_out, logits, target, reduction, out, into_logits=None)
     if into_logits is None:
         into_logits = np.empty_like(logits)
     gf = into_logits.reshape(-1)
-    k = g_out[0] if reduction == "sum" else g_out[0] / xf.size
+    k = g_out[0] if reduction == SUM else g_out[0] / xf.size
     for i in range(xf.size):
         x = xf[i]
         if x >= 0:
@@ -181,7 +186,7 @@ def mse_fwd(pred, target, reduction, out=None):
         s += d * d
     if out is None:
         out = np.empty(1, dtype=pred.dtype)
-    out[0] = s if reduction == "sum" else s / pf.size
+    out[0] = s if reduction == SUM else s / pf.size
     return (out,)
 
 
@@ -195,7 +200,7 @@ def mse_bwd(g_out, pred, target, reduction, out, into_pred=None, into_target=Non
         into_target = np.empty_like(target)
     gpf = into_pred.reshape(-1)
     gtf = into_target.reshape(-1)
-    k = 2.0 * g_out[0] if reduction == "sum" else 2.0 * g_out[0] / pf.size
+    k = 2.0 * g_out[0] if reduction == SUM else 2.0 * g_out[0] / pf.size
     for i in range(pf.size):
         d = k * (pf[i] - tf[i])
         gpf[i] = d
@@ -222,7 +227,7 @@ def hinge_fwd(scores, target, margin, reduction, out=None):
                 s += max(0.0, s2[b, j] - s2[b, y] + margin)
     if out is None:
         out = np.empty(1, dtype=scores.dtype)
-    out[0] = s / c_n if reduction == "sum" else s / (b_n * c_n)
+    out[0] = s / c_n if reduction == SUM else s / (b_n * c_n)
     return (out,)
 
 
@@ -237,7 +242,7 @@ def hinge_bwd(g_out, scores, target, margin, reduction, out, into_scores=None):
     t2 = target.reshape(-1)
     gs = into_scores.reshape(-1, c_n)
     b_n = s2.shape[0]
-    k = g_out[0] / c_n if reduction == "sum" else g_out[0] / (b_n * c_n)
+    k = g_out[0] / c_n if reduction == SUM else g_out[0] / (b_n * c_n)
     for b in range(b_n):
         y = t2[b]
         for j in range(c_n):
@@ -252,9 +257,9 @@ def hinge_bwd(g_out, scores, target, margin, reduction, out, into_scores=None):
 @numba.njit(cache=True)
 def _kl_divisor(student, reduction):
     """What the summed KL is divided by: B (batchmean), every element (mean) or 1 (sum)."""
-    if reduction == "sum":
+    if reduction == SUM:
         return 1.0
-    if reduction == "mean":
+    if reduction == MEAN:
         return float(student.size)
     return float(student.shape[0])
 

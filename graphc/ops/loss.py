@@ -35,6 +35,18 @@ def _reduction(*choices: str, doc: str = ""):
                               "(PyTorch's meaning)", choices=choices)}
 
 
+def _lower_reduction(*kernel_attrs: str):
+    """The kernel's attributes, with `reduction` as its index in the kernels' REDUCTIONS."""
+
+    def lower(attrs: dict, rank: int) -> dict:
+        from graphc.kernels.loss import REDUCTIONS  # (the back end's: numba is loaded by then)
+
+        return {name: REDUCTIONS.index(attrs[name]) if name == "reduction" else attrs[name]
+                for name in kernel_attrs}
+
+    return lower
+
+
 def _numel(c):
     return 4 * c.inputs[next(iter(c.inputs))].numel()
 
@@ -43,6 +55,7 @@ def _numel(c):
        inputs=(Port("logits", logits=True), Port("target", dtype="int"),
                Port("mask", optional=True, grad=False)),
        kernel=Kernel("loss", attrs=("ignore_index", "label_smoothing", "reduction"), saved=1),
+       lower=_lower_reduction("ignore_index", "label_smoothing", "reduction"),
        attrs={"ignore_index": Attr("int", -100, "target value that does not count"),
               "label_smoothing": Attr("float", 0.0, "mix the one-hot target with uniform"),
               **_reduction("mean", "sum", doc="mean over the counted positions (weighted by `mask`) "
@@ -64,21 +77,22 @@ def cross_entropy(c):
 
 @defop("bce_with_logits", family="loss", loss=True, flops=_numel,
        kernel=Kernel("loss", attrs=("reduction",)), attrs=_reduction("mean", "sum"),
-       inputs=(Port("logits", logits=True), Port("target", grad=False)))
+       lower=_lower_reduction("reduction"), inputs=(Port("logits", logits=True), Port("target", grad=False)))
 def bce_with_logits(c):
     """Binary cross-entropy on logits: mean (or sum) of softplus(z) - y·z, stable for large |z|."""
     return tensor(SCALAR, _same(c, "logits", "target").dtype)
 
 
 @defop("mse", family="loss", loss=True, flops=_numel, inputs=(Port("pred"), Port("target")),
-       kernel=Kernel("loss", attrs=("reduction",)), attrs=_reduction("mean", "sum"))
+       kernel=Kernel("loss", attrs=("reduction",)), attrs=_reduction("mean", "sum"),
+       lower=_lower_reduction("reduction"))
 def mse(c):
     """Squared error (pred - target)², its mean (default) or sum over the elements."""
     return tensor(SCALAR, _same(c, "pred", "target").dtype)
 
 
 @defop("hinge", family="loss", loss=True, flops=_numel,
-       kernel=Kernel("loss", attrs=("margin", "reduction")),
+       kernel=Kernel("loss", attrs=("margin", "reduction")), lower=_lower_reduction("margin", "reduction"),
        inputs=(Port("scores", logits=True), Port("target", dtype="int")),
        attrs={"margin": Attr("float", 1.0, "required gap between the right class and the others"),
               **_reduction("mean", "sum", doc="mean or sum over the rows")})
@@ -93,6 +107,7 @@ def hinge(c):
 
 @defop("kl_div", family="loss", loss=True, flops=_numel,
        kernel=Kernel("loss", attrs=("temperature", "reduction")),
+       lower=_lower_reduction("temperature", "reduction"),
        inputs=(Port("student", logits=True), Port("teacher", logits=True)),
        attrs={"temperature": Attr("float", 1.0, "softmax(z / T) on both sides; the loss is × T²"),
               **_reduction("batchmean", "mean", "sum",
