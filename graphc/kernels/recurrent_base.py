@@ -106,6 +106,19 @@ def block_grads(d_ih, d_hh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, g
 
 
 @numba.njit(cache=True)
+def grad_shares(n_blocks, w_ih, w_hh):
+    """Each batch block's share of the weight and bias gradients ([n_blocks, ...] for
+    `block_grads`; `add_blocks` sums them after the region)."""
+    dtype = w_ih.dtype
+    return (
+        np.empty((n_blocks,) + w_ih.shape, dtype=dtype),
+        np.empty((n_blocks,) + w_hh.shape, dtype=dtype),
+        np.zeros((n_blocks, w_ih.shape[0]), dtype=dtype),
+        np.zeros((n_blocks, w_hh.shape[0]), dtype=dtype),
+    )
+
+
+@numba.njit(cache=True)
 def _add_to(dst, src):
     """dst += src for arrays of one shape (a loop: numba's array expressions are slow to
     compile)."""

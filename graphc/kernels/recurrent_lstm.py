@@ -16,6 +16,7 @@ from graphc.kernels.recurrent_base import (
     add_blocks,
     bias_vector,
     block_grads,
+    grad_shares,
     input_products,
     start_states,
 )
@@ -142,13 +143,8 @@ def _block_bwd(
 def dir_bwd(gh, x, w_ih, w_hh, b_ih, b_hh, hs, cs, gates, reverse, gx, accumulate):
     """gh [T, B, H]: the cotangent of hs. Writes (or adds to) gx [B, T, I] (both
     C-contiguous); returns the weight and bias gradients."""
-    b_n, hd = hs.shape[1], hs.shape[2]
-    g4 = 4 * hd
-    n_blocks = row_blocks(b_n, MIN_ROWS)
-    gw_ih = np.empty((n_blocks, g4, x.shape[2]), dtype=hs.dtype)
-    gw_hh = np.empty((n_blocks, g4, hd), dtype=hs.dtype)
-    gb_ih = np.zeros((n_blocks, g4), dtype=hs.dtype)
-    gb_hh = np.zeros((n_blocks, g4), dtype=hs.dtype)
+    n_blocks = row_blocks(hs.shape[1], MIN_ROWS)
+    gw_ih, gw_hh, gb_ih, gb_hh = grad_shares(n_blocks, w_ih, w_hh)
     args = (n_blocks, gh, x, w_ih, w_hh, hs, cs, gates, reverse, gx, accumulate, gw_ih, gw_hh, gb_ih, gb_hh)
     run_blocks(_block_bwd, n_blocks, args)
     return add_blocks(gw_ih, gw_hh, gb_ih, gb_hh, b_ih, b_hh)
