@@ -174,10 +174,14 @@ class World:
             return flag
         return bool(self.comm.allreduce(int(flag)))
 
-    def abort(self, message: str, code: int = 1) -> None:
-        """Say which rank failed and end every rank of the job."""
-        print(f"graphc: rank {self.rank} of {self.size}: {message}", file=sys.stderr, flush=True)
+    def abort(self, message: str, code: int = 1, details: str = "") -> None:
+        """Say which rank failed (then `details`, a traceback) and end every rank of the job."""
+        # one write, the rank's line first: the launcher forwards a rank's output in chunks and
+        # stops forwarding when the job aborts (seen: only a traceback's first line arrived)
+        sys.stderr.write(f"graphc: rank {self.rank} of {self.size}: {message}\n{details}")
+        sys.stderr.flush()
         if self.parallel:
+            time.sleep(0.2)  # let the launcher pass it on before MPI_Abort tears the job down
             self.comm.Abort(code)
         raise SystemExit(code)
 

@@ -91,8 +91,7 @@ def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, t
     except BaseException as exc:  # a bug: say where, and do not leave the other ranks waiting
         import traceback
 
-        traceback.print_exc()
-        ranks.abort(f"{type(exc).__name__}: {exc}")
+        ranks.abort(f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
 
 
 def _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets, quiet=False):
