@@ -329,29 +329,25 @@ def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
 
 # --------------------------------------------------------------------------- the kernels
 @numba.njit(cache=True)
-def _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
-    """Pair i = (batch item b, head h): its Q, K, V bands (with their biases) into qh[b, h],
-    kh[b, h], vh[b, h]; its probabilities and context."""
+def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
+    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: its Q, K, V
+    bands (with their biases) into qh[b, h], kh[b, h], vh[b, h]; its probabilities and
+    context. (One function, not a block calling a per-pair one: every level of njit calls
+    re-optimises and re-emits all the code below it, ~0.5 s of a cold start each.)"""
     heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
-    b, h = i // heads, i % heads
-    c0 = h * dh
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
     kb, _, vb, _ = _kv_columns(qb, kvb, heads * dh)
-    _get_band(qp, b * t_len, c0, qb, qh[b, h], 1.0 / math.sqrt(dh))
-    _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
-    _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
-    mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-    p_flat = probs[b, h].reshape(-1)
-    _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
-
-
-@numba.njit(cache=True)
-def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
-    """Block blk of the (batch item, head) pairs: a thread's share."""
-    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * qh.shape[1])
+    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
-        _pair_fwd(i, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx)
+        b, h = i // heads, i % heads
+        c0 = h * dh
+        _get_band(qp, b * t_len, c0, qb, qh[b, h], 1.0 / math.sqrt(dh))
+        _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
+        _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
+        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+        p_flat = probs[b, h].reshape(-1)
+        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
 
 
 @numba.njit(cache=True)
@@ -388,34 +384,30 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
 
 
 @numba.njit(cache=True)
-def _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
-    """Pair i = (batch item b, head h): the gradients of its Q, K, V bands into gqp, gkvp
-    (laid out as the forward's projections), their column sums into sq[b], skv[b]."""
+def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: the
+    gradients of its Q, K, V bands into gqp, gkvp (laid out as the forward's projections),
+    their column sums into sq[b], skv[b]."""
     heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
-    b, h = i // heads, i % heads
-    c0 = h * dh
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
     sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
-    gc = np.empty((t_len, dh), dtype=qh.dtype)
-    _get_band(gctx, b * t_len, c0, np.zeros(heads * dh, dtype=qh.dtype), gc, 1.0)  # no bias
-    mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-    gqh = np.empty((t_len, dh), dtype=qh.dtype)
-    gkh = np.zeros((s_len, dh), dtype=qh.dtype)
-    gvh = np.zeros((s_len, dh), dtype=qh.dtype)
-    p_flat = probs[b, h].reshape(-1)
-    _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
-    _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
-    _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
-    _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
-
-
-@numba.njit(cache=True)
-def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
-    """Block blk of the (batch item, head) pairs: a thread's share."""
-    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * qh.shape[1])
+    no_bias = np.zeros(heads * dh, dtype=qh.dtype)
+    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
-        _pair_bwd(i, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv)
+        b, h = i // heads, i % heads
+        c0 = h * dh
+        gc = np.empty((t_len, dh), dtype=qh.dtype)
+        _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
+        mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
+        gqh = np.empty((t_len, dh), dtype=qh.dtype)
+        gkh = np.zeros((s_len, dh), dtype=qh.dtype)
+        gvh = np.zeros((s_len, dh), dtype=qh.dtype)
+        p_flat = probs[b, h].reshape(-1)
+        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
+        _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
+        _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
+        _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
 
 
 @numba.njit(cache=True)
