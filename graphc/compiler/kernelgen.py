@@ -395,7 +395,9 @@ def _blocked(name: str, args: list[str], shape_of: str, prelude: list[str], loop
     return [
         _JIT, f"def {name}_block(blk, n_blocks, {', '.join(args)}):", f"    {unpack} = {shape_of}.shape",
         "    lo, hi = block_bounds(blk, n_blocks, n0)", *prelude,
-        "    for i0 in range(lo, hi):", *loops[1:], *[indent + line for line in body],
+        # unsigned: with signed bounds Numba keeps its negative-index check in the loop, and
+        # LLVM does not vectorise it (measured 3-10x slower)
+        "    for i0 in range(np.uint64(lo), np.uint64(hi)):", *loops[1:], *[indent + line for line in body],
         "", "",
         _JIT, f"def {name}({', '.join(args)}):", f"    {unpack} = {shape_of}.shape",
         f"    n_blocks = row_blocks(n0, max(1, {_MIN_BLOCK_ELEMS} // max(1, {inner})))",

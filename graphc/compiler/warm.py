@@ -273,29 +273,31 @@ def predict(prog: Program, dtype=np.float32) -> list[Job]:
 
 # ---- the estimate --------------------------------------------------------------------------
 
-# Seconds of one core to compile a kernel from nothing, measured on the reference specs (quiet
-# 2-core machine, numba 0.68; the transformer's kernels re-measured 2026-12-01 after they went
-# parallel); a kernel not listed is taken as DEFAULT_COST.
+# Seconds of one core to compile a kernel, measured on the transformer's cold start (CPU time
+# per job, numba 0.68, 2026-12-01, after the kernels moved to run_blocks); a kernel that shares
+# helpers with one compiled before it costs less than listed. Not listed: DEFAULT_COST.
 COSTS = {
-    "attention_fwd": 7.8,
-    "attention_bwd": 5.9,
-    "linear_fwd": 1.2,
-    "linear_bwd": 3.1,
-    "add_norm_fwd": 3.9,
-    "add_norm_bwd": 3.6,
-    "layernorm_fwd": 3.0,
-    "layernorm_bwd": 3.0,
-    "embedding_fwd": 1.7,
-    "positional_encoding_fwd": 1.5,
-    "positional_encoding_bwd": 1.0,
-    "cross_entropy_fwd": 1.0,
+    "attention_fwd": 5.1,
+    "attention_bwd": 4.9,
+    "linear_fwd": 0.7,
+    "linear_bwd": 1.0,
+    "add_norm_fwd": 2.2,
+    "add_norm_bwd": 2.2,
+    "layernorm_fwd": 2.0,
+    "layernorm_bwd": 2.0,
+    "embedding_fwd": 0.3,
+    "embedding_bwd": 0.5,
+    "positional_encoding_fwd": 0.45,
+    "positional_encoding_bwd": 0.2,
+    "cross_entropy_fwd": 0.9,
+    "cross_entropy_bwd": 0.5,
+    "adam_update": 0.5,
+    "sum_of_squares": 0.3,
     "conv2d_fwd": 2.5,
     "conv2d_bwd": 3.0,
-    "lstm_fwd": 2.0,
-    "lstm_bwd": 2.5,
 }
 DEFAULT_COST = 0.8
-GENERATED_COST = 0.4  # a generated pointwise loop
+GENERATED_COST = 0.6  # a generated pointwise loop (a fused group's forward ~1 s, backward ~0.2 s)
 START_COST = 1.0  # a process's first compile (Numba's own set-up), a helper's imports
 
 

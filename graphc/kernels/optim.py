@@ -27,8 +27,10 @@ def adam_update(w, g, m, v, lr, b1, b2, eps, wd, decoupled, correction1, correct
 
 @numba.njit(cache=True, error_model="numpy")
 def _adam_block(blk, n_blocks, w, g, m, v, c, shrink, l2, mode):
-    i0, i1 = block_bounds(blk, n_blocks, w.size)
-    # one loop per mode: a branch inside the loop would keep LLVM from vectorising it
+    lo, hi = block_bounds(blk, n_blocks, w.size)
+    # unsigned bounds: with signed ones Numba's negative-index check stays in the loop and LLVM
+    # does not vectorise it; and one loop per mode, for the same reason
+    i0, i1 = np.uint64(lo), np.uint64(hi)
     if mode == 0:
         for i in range(i0, i1):
             _adam_element(w, g[i], m, v, i, c)
