@@ -279,14 +279,13 @@ def _softmax_tile_vjp(g_t, p_t, mrow, r0, causal):
 
 
 @numba.njit(cache=True)
-def _head_fwd(qh, kh, vh, mrow, causal, probs, ctx, c_r0, c_c0):
+def _head_fwd(qh, kh, vh, mrow, causal, probs, ctx, c_r0, c_c0, sc, cb):
     """One (batch item, head): probs (flat [T*S], in tiles) = softmax(mask(qh khᵀ)); its
-    product with vh into ctx[c_r0 : c_r0 + T, c_c0 : c_c0 + dh]."""
+    product with vh into ctx[c_r0 : c_r0 + T, c_c0 : c_c0 + dh]. Scratch: sc [rows * S],
+    cb [rows, dh] (rows: _tile_rows)."""
     t_len, s_len = qh.shape[0], kh.shape[0]
     rows = _tile_rows(t_len, causal)
     first = _first_visible(mrow)
-    sc = np.empty(rows * s_len, dtype=qh.dtype)
-    cb = np.empty((rows, qh.shape[1]), dtype=qh.dtype)
     for r0 in range(0, t_len, rows):
         r1 = min(r0 + rows, t_len)
         n = r1 - r0
@@ -301,14 +300,13 @@ def _head_fwd(qh, kh, vh, mrow, causal, probs, ctx, c_r0, c_c0):
 
 
 @numba.njit(cache=True)
-def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh):
+def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh, gb, tmp):
     """One (batch item, head): from the context's gradient gc [T, dh], the gradients of the
-    head's scaled Q, K and V (gqh [T, dh]; gkh, gvh [S, dh], zeros on entry)."""
+    head's scaled Q, K and V (gqh [T, dh]; gkh, gvh [S, dh], zeros on entry). Scratch:
+    gb [rows * S], tmp [S, dh]."""
     t_len, s_len = qh.shape[0], kh.shape[0]
     rows = _tile_rows(t_len, causal)
     first = _first_visible(mrow)
-    gb = np.empty(rows * s_len, dtype=qh.dtype)
-    tmp = np.empty((s_len, qh.shape[1]), dtype=qh.dtype)
     for r0 in range(0, t_len, rows):
         r1 = min(r0 + rows, t_len)
         n = r1 - r0
@@ -338,6 +336,11 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
     s_len = kh.shape[2]
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
     kb, _, vb, _ = _kv_columns(qb, kvb, heads * dh)
+    # scratch for the block's pairs, allocated once: allocations per pair from both threads
+    # at once slowed the region by a third
+    rows = _tile_rows(t_len, causal)
+    sc = np.empty(rows * s_len, dtype=qh.dtype)
+    cb = np.empty((rows, dh), dtype=qh.dtype)
     p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
@@ -347,7 +350,7 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
         _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         p_flat = probs[b, h].reshape(-1)
-        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0)
+        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0, sc, cb)
 
 
 @numba.njit(cache=True)
@@ -393,18 +396,25 @@ def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
     sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
     no_bias = np.zeros(heads * dh, dtype=qh.dtype)
+    # the block's buffers, allocated once (see _pairs_fwd)
+    gc = np.empty((t_len, dh), dtype=qh.dtype)
+    gqh = np.empty((t_len, dh), dtype=qh.dtype)
+    gkh = np.empty((s_len, dh), dtype=qh.dtype)
+    gvh = np.empty((s_len, dh), dtype=qh.dtype)
+    gb = np.empty(_tile_rows(t_len, causal) * s_len, dtype=qh.dtype)
+    tmp = np.empty((s_len, dh), dtype=qh.dtype)
+    gk_flat, gv_flat = gkh.reshape(-1), gvh.reshape(-1)
     p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
-        gc = np.empty((t_len, dh), dtype=qh.dtype)
         _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-        gqh = np.empty((t_len, dh), dtype=qh.dtype)
-        gkh = np.zeros((s_len, dh), dtype=qh.dtype)
-        gvh = np.zeros((s_len, dh), dtype=qh.dtype)
+        for j in range(gk_flat.size):  # they accumulate over the tiles
+            gk_flat[j] = 0.0
+            gv_flat[j] = 0.0
         p_flat = probs[b, h].reshape(-1)
-        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh)
+        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh, gb, tmp)
         _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
         _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
         _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
