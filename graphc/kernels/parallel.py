@@ -70,8 +70,20 @@ def run_blocks(typingctx, block, n_blocks, args):
         values = llargs[2]
         count = len(args.types)
 
-        def call_block(b, i, tuple_value):
+        def call_block(b, i, tuple_value, borrowed=False):
             elements = [b.extract_value(tuple_value, k) for k in range(count)]
+            if borrowed:
+                # the workers get the arrays without their reference counts (the caller keeps
+                # them alive), as Numba's own parallel loops do: otherwise every call in a block
+                # counts references on the same arrays as the other threads, and the atomic
+                # updates bounce one cache line between the cores (an attention forward's
+                # region measured 0.78 ms instead of 0.50)
+                for k, ty in enumerate(args.types):
+                    if isinstance(ty, types.Array):
+                        array = context.make_array(ty)(context, b, value=elements[k])
+                        array.meminfo = cgutils.get_null_value(array.meminfo.type)
+                        array.parent = cgutils.get_null_value(array.parent.type)
+                        elements[k] = array._getvalue()
             callee = context.declare_function(b.module, fndesc)
             return context.call_conv.call_function(b, callee, fndesc.restype, fndesc.argtypes, [i, *elements])
 
@@ -90,7 +102,7 @@ def run_blocks(typingctx, block, n_blocks, args):
             shared = tb.bitcast(data, shared_ty.as_pointer())
             tuple_value = tb.load(tb.gep(shared, [error(0), error(0)]))
             with cgutils.for_range(tb, tb.load(dims)) as loop:
-                status, _ = call_block(tb, tb.add(first, loop.index), tuple_value)
+                status, _ = call_block(tb, tb.add(first, loop.index), tuple_value, borrowed=True)
                 with tb.if_then(status.is_error, likely=False):
                     tb.store(error(1), tb.gep(shared, [error(0), error(1)]))
             tb.ret_void()
