@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from graphc.kernels.threads import set_threads
+from graphc.kernels.loss import REDUCTIONS
+from graphc.kernels.threads import ensure_configured, set_threads
 from graphc.ops import OPS
 
 F32 = np.float32
@@ -43,14 +44,14 @@ def _cases(rng) -> dict[str, tuple[str, dict]]:
         "gelu 64x16x256": ("gelu", dict(x=_r(rng, b, t, 256, scale=1.0))),
         "cross_entropy 1024x100": ("cross_entropy", dict(
             logits=_r(rng, b, t, 100, scale=1.0), target=rng.integers(0, 100, (b, t)),
-            mask=e, ignore_index=-100, label_smoothing=0.0)),
+            mask=e, ignore_index=-100, label_smoothing=0.0, reduction=REDUCTIONS.index("mean"))),
         "conv2d 1->6 8x8": ("conv2d", dict(x=_r(rng, b, 1, 8, 8, scale=1.0),
                                            weight=_r(rng, 6, 1, 3, 3), bias=_r(rng, 6), **conv)),
         "conv2d 6->16 4x4": ("conv2d", dict(x=_r(rng, b, 6, 4, 4, scale=1.0),
                                             weight=_r(rng, 16, 6, 3, 3), bias=_r(rng, 16), **conv)),
         "maxpool2d 6x8x8": ("maxpool2d", dict(x=_r(rng, b, 6, 8, 8, scale=1.0), kh=2, kw=2,
                                               stride_h=2, stride_w=2, pad_h=0, pad_w=0)),
-        "lstm T20 B64 H64": ("lstm", dict(x=_r(rng, b, 20, 32, scale=1.0), **lstm, hidden=64,
+        "lstm T20 B64 H64": ("lstm", dict(x=_r(rng, b, 20, 32, scale=1.0), **lstm,
                                           bidirectional=False, last=False)),
     }  # fmt: skip
 
@@ -120,7 +121,7 @@ def _torch(op: str, kw: dict):
         def fn(x):
             return tf.max_pool2d(x, 2)
     elif op == "lstm":
-        mod = torch.nn.LSTM(kw["x"].shape[2], kw["hidden"], batch_first=True)
+        mod = torch.nn.LSTM(kw["x"].shape[2], kw["w_hh_0"].shape[1], batch_first=True)
         args = [t(kw["x"])]
 
         def fn(x):
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--torch", action="store_true", help="also time PyTorch eager")
     ap.add_argument("--threads", type=int, default=None, help="kernel/torch threads")
     args = ap.parse_args(argv)
+    ensure_configured()  # BLAS on one thread inside the kernels' pool, as graphc train runs them
     if args.threads:
         set_threads(args.threads)
     if args.torch:
