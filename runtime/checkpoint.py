@@ -162,14 +162,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     raise AssertionError("unreachable")  # the last attempt raises CheckpointError itself
 
 
-def _load(path: Path, racing: bool) -> Checkpoint:
-    _, old = _siblings(path)
+def _load(requested: Path, racing: bool) -> Checkpoint:
+    tmp, old = _siblings(requested)
+    path = requested
     if not path.exists() and old.exists():
         path = old  # a save was interrupted between its renames: the old one is complete
     if not path.is_dir():
-        if racing and old.parent.is_dir() and _siblings(path)[0].exists():
+        # a save may have moved the directories between these looks (seen: the new one renamed
+        # into place between the first look and the check for the save's temporary directory)
+        if racing and (requested.exists() or old.exists() or tmp.exists()):
             raise _Changed
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {requested}")
     try:
         state = json.loads((path / STATE_FILE).read_text())
     except FileNotFoundError:
