@@ -108,8 +108,6 @@ class Adam(Optimizer):
     decoupled = False
 
     def update(self, name, w, g, lr, wd):
-        b1, b2 = (float(b) for b in self.options["betas"])
-        eps = float(self.options["eps"])
         m = self.slot("m", name, w)
         v = self.slot("v", name, w)
         if w.dtype == np.float32 and w.flags.c_contiguous and w.flags.writeable:
@@ -117,6 +115,7 @@ class Adam(Optimizer):
             kernel, args = self._fused(w, g, m, v, lr, wd)
             kernel(*args)
             return
+        b1, b2, eps = self._hyper()
         if wd and self.decoupled:
             w *= np.float32(1.0 - lr * wd)
         elif wd:
@@ -129,12 +128,15 @@ class Adam(Optimizer):
         v_hat = v / np.float32(1 - b2**self.t)
         w -= np.float32(lr) * m_hat / (np.sqrt(v_hat) + np.float32(eps))
 
+    def _hyper(self) -> tuple[float, float, float]:
+        b1, b2 = (float(b) for b in self.options["betas"])
+        return b1, b2, float(self.options["eps"])
+
     def _fused(self, w, g, m, v, lr, wd):
         """The fused kernel and its arguments for one float32, C-contiguous parameter."""
         from graphc.kernels.optim import adam_update
 
-        b1, b2 = (float(b) for b in self.options["betas"])
-        eps = float(self.options["eps"])
+        b1, b2, eps = self._hyper()
         flat = np.ascontiguousarray(g, np.float32).reshape(-1)
         args = (w.reshape(-1), flat, m.reshape(-1), v.reshape(-1), lr, b1, b2, eps, wd, self.decoupled,
                 1 - b1**self.t, 1 - b2**self.t)  # fmt: skip

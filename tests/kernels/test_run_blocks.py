@@ -16,7 +16,6 @@ import pytest
 from numba.np.ufunc import parallel as numba_parallel
 
 from graphc.kernels.parallel import block_bounds, run_blocks
-from graphc.kernels.threads import set_threads
 
 _thread_id = numba_parallel._iget_thread_id
 
@@ -36,14 +35,6 @@ def _mark_all(hits, n_blocks):
     return owner
 
 
-@pytest.fixture
-def two_threads():
-    before = numba.get_num_threads()
-    set_threads(2)
-    yield
-    numba.set_num_threads(before)
-
-
 @pytest.mark.parametrize("n_blocks", [0, 1, 2, 3, 7])
 def test_every_block_runs_exactly_once(n_blocks, two_threads):
     hits = np.zeros(21, dtype=np.int64)
@@ -54,8 +45,7 @@ def test_every_block_runs_exactly_once(n_blocks, two_threads):
 
 
 def test_one_block_runs_in_the_calling_thread_and_several_use_the_pool(two_threads):
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba has a single thread on this machine")
+    # (two_threads, tests/kernels/conftest.py, fails where Numba has fewer than 2 threads)
     assert list(_mark_all(np.zeros(8, dtype=np.int64), 1)) == [0]  # the caller is thread 0
     owners = {tuple(_mark_all(np.zeros(8, dtype=np.int64), 2)) for _ in range(20)}
     assert any(len(set(o)) == 2 for o in owners), owners
@@ -163,9 +153,8 @@ print(c.sum())
 """
 
 
-def test_a_blocks_first_blas_call_on_a_worker_thread_does_not_deadlock(tmp_path):
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba has a single thread on this machine")
+def test_a_blocks_first_blas_call_on_a_worker_thread_does_not_deadlock(tmp_path, two_threads):
+    # (two_threads: the subprocess needs the same 2 threads this process can have)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     for _ in range(3):  # the race: a worker must reach the product before the caller's block ends
         run = subprocess.run(
