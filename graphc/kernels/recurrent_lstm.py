@@ -23,10 +23,9 @@ from graphc.kernels.recurrent_base import (
     bias_vector,
     block_grads,
     grad_shares,
-    input_products,
     start_states,
 )
-from graphc.kernels.tile_gemm import mm
+from graphc.kernels.tile_gemm import mm, mm_bias
 from graphc.kernels.vmath import vsigmoid, vtanh
 
 
@@ -56,7 +55,6 @@ def _block_fwd(i, n_blocks, x, wt_ih, wt_hh, bias, reverse, hs, cs, gates):
     r0, r1 = block_bounds(i, n_blocks, b_n)
     nb, n = r1 - r0, (r1 - r0) * hd
     one, two = hs.dtype.type(1.0), hs.dtype.type(2.0)
-    xw = input_products(x, wt_ih, bias, r0, r1)
     pre = np.empty((4, nb, hd), dtype=hs.dtype)  # gate-major, like the saved gates
     tc = np.empty(n, dtype=hs.dtype)
     zero_state = np.zeros((nb, hd), dtype=hs.dtype)
@@ -65,14 +63,13 @@ def _block_fwd(i, n_blocks, x, wt_ih, wt_hh, bias, reverse, hs, cs, gates):
         tp = t + 1 if reverse else t - 1  # the step before, in processing order
         c_prev = zero_state if k == 0 else cs[tp, r0:r1]
         act = gates[t].reshape(4, b_n, hd)
-        for q in range(4):  # pre = xw + h_prev @ wt_hh, one gate's columns at a time
-            xq = xw[:, t, q * hd : (q + 1) * hd]
+        # pre = bias + x_t @ wt_ih + h_prev @ wt_hh, one gate's columns at a time; the x side
+        # step by step too (not all steps at once before the loop), so it stays in cache
+        for q in range(4):
+            cols = slice(q * hd, (q + 1) * hd)
+            mm_bias(x[r0:r1, t], wt_ih[:, cols], pre[q], bias[cols])
             if k > 0:
-                mm(hs[tp, r0:r1], wt_hh[:, q * hd : (q + 1) * hd], pre[q], xq)
-            else:
-                for b in range(nb):
-                    for j in range(hd):
-                        pre[q, b, j] = xq[b, j]
+                mm(hs[tp, r0:r1], wt_hh[:, cols], pre[q], pre[q])
             vsigmoid(pre[q].reshape(-1), act[q, r0:r1].reshape(-1))
         # flat loops over the block's rows: one alias check per step, not one per row
         a_i, a_f = act[0, r0:r1].reshape(-1), act[1, r0:r1].reshape(-1)
