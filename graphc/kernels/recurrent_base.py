@@ -110,7 +110,11 @@ def block_grads(d_ih, d_hh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, g
         mm(di[r:e].T, xr[r:e], gw_ih, gw_ih if r > 0 else none)
         mm(dh[r:e].T, hpr[r:e], gw_hh, gw_hh if r > 0 else none)
     _col_sums(di, gb_ih)
-    _col_sums(dh, gb_hh)
+    if d_hh.ctypes.data == d_ih.ctypes.data:  # one array (LSTM, RNN): the same sums
+        for j in range(g):
+            gb_hh[j] += gb_ih[j]
+    else:
+        _col_sums(dh, gb_hh)
 
 
 @numba.njit(cache=True)
