@@ -174,20 +174,30 @@ def csv_lines(rows: list[dict], columns: list[str], *, header: bool) -> str:
 # --- TensorBoard --------------------------------------------------------------------------------
 
 
+# What tensorboardX's package __init__ imports when it can, for what graphc never logs: torch
+# (about a second, and another thread pool in this process) only to recognise torch tensors,
+# boto3 (~0.1 s of a cached start) only for s3:// log directories. Those not already loaded are
+# hidden from it: we log floats to local files.
+_HIDDEN_FROM_TENSORBOARDX = ("torch", "boto3")
+
+
 def _import_tensorboardx():
-    """tensorboardX's event writer and protos. tensorboardX's package __init__ imports torch
-    when it can (about a second, and another thread pool in this process) only to recognise
-    torch tensors; we log floats, so a torch that is not already loaded is hidden from it."""
-    hide = "torch" not in sys.modules and "tensorboardX" not in sys.modules
-    if hide:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
+    """tensorboardX's event writer and protos."""
+    hide = (
+        []
+        if "tensorboardX" in sys.modules
+        else [m for m in _HIDDEN_FROM_TENSORBOARDX if m not in sys.modules]
+    )
+    for name in hide:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` -> ImportError
     try:
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto.event_pb2 import Event, SessionLog
         from tensorboardX.proto.summary_pb2 import Summary
     finally:
-        if hide and sys.modules.get("torch", 0) is None:
-            del sys.modules["torch"]
+        for name in hide:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
     return EventsWriter, Event, SessionLog, Summary
 
 

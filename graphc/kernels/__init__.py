@@ -53,15 +53,19 @@ lowered attributes. Non-differentiable inputs are the ports marked so there.
 
 Float32 transcendental functions (exp, sigmoid, tanh, the GELU normal CDF) use the SIMD
 forms in ``graphc.kernels.vmath`` (relative error <= 5e-7, bounds tested); float64 uses libm.
-``graphc.kernels._cache`` drops numba's cache files when any njit source changes (a cached
+``graphc.kernels._codegen`` gives a helper compiled for its caller only Numba's cheap pass (the
+caller's -O3 optimises it inlined), ``graphc.kernels._cache`` drops numba's cache files when any njit source changes (a cached
 kernel embeds the helpers it calls from other modules, which numba does not track).
 ``python -m graphc.kernels.bench [--torch] [--threads 1]`` times fwd+bwd per op.
 ``set_blas_threads(n)`` sets the OpenBLAS thread count at run time (see ``_blas`` for why a
 small model may want 1).
 """
 
-from graphc.kernels import _alloc, _cache, elementwise
+from graphc.kernels import _alloc, _cache, _codegen, elementwise
 from graphc.kernels._blas import get_blas_threads, set_blas_threads
+
+# Helpers are optimised inlined in their callers, not again on their own (~13% of a cold compile).
+_codegen.install()
 
 # Kernel temporaries are MiB-sized; keep glibc from mmapping them afresh on every call.
 _alloc.tune_allocator()

@@ -103,7 +103,7 @@ def _stacked_bias(b0, b1, b2, has_bias, width):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # a few lines: no function (and compile) of its own
 def _bias_grad(b, sums, start, has_bias):
     """The gradient of bias `b`: its band [start, start + b.size) of the column sums, or zeros
     shaped like b (zero-size when absent)."""
@@ -115,7 +115,7 @@ def _bias_grad(b, sums, start, has_bias):
     return gb
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _source(q, kv, ekv):
     """The key/value source rows [B*S, Ekv]: kv, or q itself for self-attention."""
     b_n, t_len, e = q.shape
@@ -124,7 +124,7 @@ def _source(q, kv, ekv):
     return kv.reshape(kv.size // ekv, ekv)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _kv_columns(qp, kvp, e):
     """Where K and V are: (array, first column) of each, in [Q | K | V] (kvp has no rows:
     self-attention) or in [K | V]. Also for the biases and gradients laid out alike."""

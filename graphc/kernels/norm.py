@@ -77,18 +77,17 @@ def _sumsq8(a):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows(x2, y2, weight, bias, eps, affine, out=None):
+def _ln_rows(x2, y2, weight, bias, eps, affine, out):
     """Layer norm of the rows of x2 (of x2 + y2 when y2 is not zero-size: add_norm's sum
-    is formed row by row, never stored), one block of rows per thread. Each row is loaded
-    once into a float64 scratch row; the output is computed in float64 and rounded once."""
-    n, d = x2.shape
-    if out is None:
-        out = np.empty_like(x2)
+    is formed row by row, never stored) into out, one block of rows per thread; returns the
+    rows' mean and 1/std. Each row is loaded once into a float64 scratch row; the output is
+    computed in float64 and rounded once."""
+    n = x2.shape[0]
     mean = np.empty(n, dtype=x2.dtype)
     rstd = np.empty(n, dtype=x2.dtype)
     n_blocks = row_blocks(n, 16)
     run_blocks(_ln_block, n_blocks, (n_blocks, x2, y2, weight, bias, eps, affine, out, mean, rstd))
-    return out, mean, rstd
+    return mean, rstd
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -132,13 +131,12 @@ def _ln_block(i, n_blocks, x2, y2, weight, bias, eps, affine, out, mean, rstd):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _ln_rows_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx=None, gy=None):
-    """Backward of _ln_rows (y2 zero-size: plain layer norm), one block of rows per thread.
-    With add, x and y get the same gradient: written to gx and gy in one pass (gy None: only
-    gx). The parameter gradients accumulate over rows in float64, per block, then add up."""
+def _ln_rows_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx, gy=None):
+    """Backward of _ln_rows (y2 zero-size: plain layer norm), one block of rows per thread;
+    returns the weight and bias gradients. With add, x and y get the same gradient: written
+    to gx and gy in one pass (gy None: only gx). The parameter gradients accumulate over rows
+    in float64, per block, then add up."""
     n, d = x2.shape
-    if gx is None:
-        gx = np.empty_like(x2)
     write_y = gy is not None
     gy_ = gx if gy is None else gy
     gw = np.zeros_like(weight)
@@ -155,7 +153,7 @@ def _ln_rows_bwd(g2, x2, y2, weight, bias, affine, mean, rstd, gx=None, gy=None)
         _sum_blocks(gw_acc, gw.reshape(-1))
     if affine and bias.size > 0:
         _sum_blocks(gb_acc, gb.reshape(-1))
-    return gx, gw, gb
+    return gw, gb
 
 
 @numba.njit(cache=True)
@@ -217,26 +215,22 @@ def _ln_block_bwd(
 
 @numba.njit(cache=True)
 def layernorm_fwd(x, weight, bias, eps, affine, out=None):
+    # one call whatever `out` is: both forms of the call would each compile (and inline) _ln_rows
     d = x.shape[-1]
     none = np.empty((0, d), dtype=x.dtype)
-    if out is None:
-        out2, mean, rstd = _ln_rows(x.reshape(-1, d), none, weight, bias, eps, affine)
-        return out2.reshape(x.shape), mean, rstd
-    _, mean, rstd = _ln_rows(x.reshape(-1, d), none, weight, bias, eps, affine, out.reshape(-1, d))
-    return out, mean, rstd
+    y = np.empty_like(x) if out is None else out
+    mean, rstd = _ln_rows(x.reshape(-1, d), none, weight, bias, eps, affine, y.reshape(-1, d))
+    return y, mean, rstd
 
 
 @numba.njit(cache=True)
 def layernorm_bwd(g_out, x, weight, bias, eps, affine, saved0, saved1, out, into_x=None):
     d = x.shape[-1]
-    g2 = g_out.reshape(-1, d)
-    x2 = x.reshape(-1, d)
     none = np.empty((0, d), dtype=x.dtype)
-    if into_x is None:
-        gx2, gw, gb = _ln_rows_bwd(g2, x2, none, weight, bias, affine, saved0, saved1)
-        return gx2.reshape(x.shape), gw, gb
-    _, gw, gb = _ln_rows_bwd(g2, x2, none, weight, bias, affine, saved0, saved1, into_x.reshape(-1, d))
-    return into_x, gw, gb
+    gx = np.empty_like(x) if into_x is None else into_x
+    g2, x2 = g_out.reshape(-1, d), x.reshape(-1, d)
+    gw, gb = _ln_rows_bwd(g2, x2, none, weight, bias, affine, saved0, saved1, gx.reshape(-1, d))
+    return gx, gw, gb
 
 
 # --------------------------------------------------------------------------- add_norm
@@ -244,13 +238,9 @@ def layernorm_bwd(g_out, x, weight, bias, eps, affine, saved0, saved1, out, into
 def add_norm_fwd(x, y, weight, bias, eps, out=None):
     # The residual sum is formed row by row and not saved: the backward recomputes it.
     d = x.shape[-1]
-    x2 = x.reshape(-1, d)
-    y2 = y.reshape(-1, d)
-    if out is None:
-        out2, mean, rstd = _ln_rows(x2, y2, weight, bias, eps, True)
-        return out2.reshape(x.shape), mean, rstd
-    _, mean, rstd = _ln_rows(x2, y2, weight, bias, eps, True, out.reshape(-1, d))
-    return out, mean, rstd
+    z = np.empty_like(x) if out is None else out
+    mean, rstd = _ln_rows(x.reshape(-1, d), y.reshape(-1, d), weight, bias, eps, True, z.reshape(-1, d))
+    return z, mean, rstd
 
 
 @numba.njit(cache=True)
@@ -262,7 +252,7 @@ def add_norm_bwd(g_out, x, y, weight, bias, eps, saved0, saved1, out, into_x=Non
     g2 = g_out.reshape(-1, d)
     gx = np.empty_like(x) if into_x is None else into_x
     gy = np.empty_like(y) if into_y is None else into_y
-    _, gw, gb = _ln_rows_bwd(
+    gw, gb = _ln_rows_bwd(
         g2, x2, y2, weight, bias, True, saved0, saved1, gx.reshape(-1, d), gy.reshape(-1, d)
     )
     return gx, gy, gw, gb

@@ -145,13 +145,15 @@ def run_blocks(typingctx, block, n_blocks, args):
     return types.none(block, n_blocks, args), codegen
 
 
-@numba.njit(cache=True)
+# row_blocks and block_bounds are inlined into their callers: Numba would otherwise compile a
+# function of its own per literal `min_rows` (six in the transformer) and per caller's types.
+@numba.njit(cache=True, inline="always")
 def row_blocks(rows, min_rows=_MIN_ROWS):
     """How many blocks to split `rows` rows into: one per thread, none under `min_rows`."""
     return max(1, min(_thread_count(), rows // min_rows))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def block_bounds(i, n_blocks, rows):
     return i * rows // n_blocks, (i + 1) * rows // n_blocks
 

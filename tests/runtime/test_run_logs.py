@@ -7,6 +7,8 @@ import csv
 import json
 import math
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -248,6 +250,20 @@ def test_a_resumed_run_purges_what_the_earlier_process_logged_after_its_checkpoi
         if event.HasField("session_log"):
             starts.append(event.step)
     assert starts == [7]  # the checkpoint was at step 6: TensorBoard drops steps >= 7 of before
+
+
+def test_tensorboardx_loads_without_torch_or_boto3_and_leaves_them_importable():
+    # a fresh interpreter: this one may have torch loaded already (then nothing is hidden)
+    pytest.importorskip("tensorboardX")
+    code = """
+import sys
+from graphc.runtime import runlog
+runlog._import_tensorboardx()
+print(sorted(m for m in ("torch", "boto3") if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"  # neither imported, and neither left as a None entry
 
 
 def test_without_tensorboardx_nothing_is_written_and_the_header_says_how(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,69 @@
+"""graphc.kernels._codegen: a helper compiled for its caller gets Numba's cheap pass only, the
+function compiled from the top the full one, and the caller's machine code is still optimised
+(its helper's loop inlined and vectorised)."""
+
+import re
+
+import numba
+import numpy as np
+
+import graphc.kernels  # noqa: F401 - installs the pass choice
+from graphc.kernels import _codegen
+
+
+def _fresh_pair():
+    """A caller and its helper nobody compiled yet (cache=False: compiled in this process)."""
+
+    @numba.njit
+    def scaled_sum(a, k):
+        s = 0.0
+        for j in range(a.size):
+            s += a[j] * k
+        return s
+
+    @numba.njit
+    def caller(a):
+        return scaled_sum(a, 2.0) + 1.0
+
+    return caller, scaled_sum
+
+
+def test_installed_on_this_numba():
+    assert _codegen.install()  # already installed at import: idempotent, and True here
+
+
+def test_a_callee_gets_the_cheap_pass_and_its_caller_the_full_one():
+    caller, scaled_sum = _fresh_pair()
+    names = (caller.__qualname__, scaled_sum.__qualname__)
+    before = {kind: [counts[n] for n in names] for kind, counts in _codegen.optimised.items()}
+    a = np.arange(1000, dtype=np.float64)
+    assert caller(a) == 2.0 * a.sum() + 1.0
+    after = {kind: [counts[n] for n in names] for kind, counts in _codegen.optimised.items()}
+    grew = {kind: [n1 - n0 for n0, n1 in zip(before[kind], after[kind], strict=True)] for kind in before}
+    assert grew == {"full": [1, 0], "cheap": [0, 1]}  # caller full, its helper cheap
+
+
+def test_a_function_called_from_python_gets_the_full_pass():
+    _, scaled_sum = _fresh_pair()
+    full_before = _codegen.optimised["full"][scaled_sum.__qualname__]
+    assert scaled_sum(np.ones(8), 3.0) == 24.0
+    assert _codegen.optimised["full"][scaled_sum.__qualname__] == full_before + 1
+
+
+def test_the_callers_machine_code_vectorises_the_inlined_helper_loop():
+    @numba.njit
+    def axpy(x, y, k):
+        for j in range(x.size):
+            y[j] += k * x[j]
+
+    @numba.njit
+    def kernel(x, y):
+        axpy(x, y, np.float32(2.0))
+        return y
+
+    x = np.arange(64, dtype=np.float32)
+    y = np.ones(64, dtype=np.float32)
+    np.testing.assert_array_equal(kernel(x, y.copy()), 1.0 + 2.0 * x)
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    packed = [ln for ln in asm.splitlines() if re.search(r"\tv?(add|mul|fmadd\w*)ps\s.*%[xyz]mm", ln)]
+    assert packed, "the inlined axpy loop should use packed float32 instructions"
