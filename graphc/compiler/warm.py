@@ -12,6 +12,9 @@ claim files and Numba's disk cache; the trainer loads what the helpers compiled 
     report = warm(model, say=print)   # before the first forward; `say` gets the notice
 
 A cached start loads every predicted kernel from the cache, says nothing and starts no helper.
+`graphc train` starts the helpers as soon as it sees the kernel library's cache empty
+(`precompile.start_early`): they get Numba ready while the spec is read, and `warm` hands them
+the list.
 A prediction that does not match (a kernel this module cannot type, a Numba that types an
 argument differently) only costs the old lazy compile at the call: the driver still calls the
 dispatchers with real arrays. tests/compiler/test_warm.py checks that the prediction is exactly
@@ -25,14 +28,9 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -55,7 +53,7 @@ from graphc.compiler.calls import (
     Vector,
     ZerosLike,
 )
-from graphc.kernels.precompile import Job, Ret, Worklist
+from graphc.kernels.precompile import Helpers, Job, Ret, Worklist, helpers, take_early
 from graphc.kernels.threads import usable_cores
 from graphc.ops import OPS
 
@@ -301,13 +299,6 @@ GENERATED_COST = 0.6  # a generated pointwise loop (a fused group's forward ~1 s
 START_COST = 1.0  # a process's first compile (Numba's own set-up), a helper's imports
 
 
-def helpers() -> int:
-    value = os.environ.get("GRAPHC_COMPILE_HELPERS", "").strip()
-    if value.isdigit():
-        return int(value)
-    return max(0, min(3, usable_cores() - 1))
-
-
 def estimate(jobs: list[Job], processes: int) -> float:
     """Seconds to compile `jobs` with this many processes, slowed by the machine's load."""
     kernels = {(j.module, j.name): j for j in jobs}  # a kernel called alike in every layer compiles once
@@ -359,10 +350,9 @@ def warm(model, say=None, processes: int | None = None, extra: list[Job] = ()) -
         return Report()
     jobs = predict(prog, model.dtype) + list(extra)
     report = Report(jobs=len(jobs), uncovered=uncovered(prog, jobs))
-    folder = tempfile.mkdtemp(prefix="graphc-compile-")
-    procs: list[subprocess.Popen] = []
+    team = take_early() or Helpers()  # graphc train starts helpers early on a cold cache
     try:
-        work = Worklist(folder, jobs, alive=lambda: any(p.poll() is None for p in procs))
+        work = Worklist(team.folder, jobs, alive=team.alive)
         work.cached_only = True
         missing = next(
             (i for i in range(len(jobs)) if work.signature(i) is not None and not work.ensure(i)), None
@@ -373,28 +363,18 @@ def warm(model, say=None, processes: int | None = None, extra: list[Job] = ()) -
             report.seconds = time.perf_counter() - t0
             return report
         report.cached = False
-        n = helpers() if processes is None else processes
-        n = min(n, len(jobs) - missing - 1)  # no helper for a job or two
-        report.helpers = max(0, n)
+        if not team.procs:
+            n = helpers() if processes is None else processes
+            team.start(min(n, len(jobs) - missing - 1))  # no helper for a job or two
+        report.helpers = len(team.procs)
         report.estimate = estimate(jobs[missing:], 1 + report.helpers)
         if say is not None:
             say(f"compiling kernels (first run, ~{report.estimate:.0f} s; Numba caches them for later runs)")
-        if report.helpers:
-            Path(folder, "jobs.pickle").write_bytes(pickle.dumps(jobs))
-            cmd = [sys.executable, "-m", "graphc.kernels.precompile", folder]
-            procs = [
-                subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-                for _ in range(report.helpers)
-            ]
+        if team.procs:
+            team.publish(jobs)
         work.work()  # ours compiled, the helpers' loaded from the cache
         report.compiled_here = list(work.compiled)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)  # a helper still running stops at its next job
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()  # mid-compile is safe: Numba renames finished cache files into place
-            p.wait()
+        team.close()
     report.seconds = time.perf_counter() - t0
     return report

@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 
 _STAMP = "graphc-kernels.sources-sha256"
+# Whether this process found no cached kernel of the library (first run, or the sources changed
+# and drop_stale_cache emptied it): `graphc train` then starts its compile helpers at once.
+cold = False
 _NJIT_DECORATOR = re.compile(rb"^@numba\.njit", re.MULTILINE)
 
 
@@ -43,9 +46,12 @@ def drop_stale_cache(dispatcher) -> bool:
     cache_dir = Path(cache_path)
     stamp = cache_dir / _STAMP
     digest = sources_digest()
+    global cold
     try:
         if stamp.exists() and stamp.read_text() == digest:
+            cold = not any(cache_dir.glob("*.nbi"))
             return False
+        cold = True
         modules = {p.stem for p in _jit_sources()}
         dropped = False
         if cache_dir.is_dir():

@@ -20,12 +20,16 @@ starts in a fraction of a second.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import importlib.util
 import os
 import pickle
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,14 +223,95 @@ class Worklist:
             todo = later
 
 
+class Helpers:
+    """The shared folder of a job list and the helper processes working on it
+    (`python -m graphc.kernels.precompile FOLDER`). Helpers started before `publish` writes the
+    list get Numba ready meanwhile (imports, its first compile's set-up: ~1 s of a core that
+    would otherwise wait for the trainer to read the spec)."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="graphc-compile-")
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, n: int) -> None:
+        cmd = [sys.executable, "-m", "graphc.kernels.precompile", self.folder]
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs += [subprocess.Popen(cmd, **quiet) for _ in range(n)]
+
+    def publish(self, jobs: list[Job]) -> None:
+        """Hand the list over (renamed into place: a helper never reads half of it)."""
+        tmp = Path(self.folder, "jobs.pickle.tmp")
+        tmp.write_bytes(pickle.dumps(jobs))
+        tmp.rename(Path(self.folder, "jobs.pickle"))
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def close(self) -> None:
+        """Remove the list (a helper still running stops at its next job) and end them."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()  # mid-compile is safe: Numba renames finished cache files into place
+            p.wait()
+
+
+def helpers() -> int:
+    """How many helper processes a cold start uses: GRAPHC_COMPILE_HELPERS, else the usable
+    cores minus one (at most 3)."""
+    value = os.environ.get("GRAPHC_COMPILE_HELPERS", "").strip()
+    if value.isdigit():
+        return int(value)
+    from graphc.kernels.threads import usable_cores
+
+    return max(0, min(3, usable_cores() - 1))
+
+
+_early: Helpers | None = None
+_taken = False  # a warm-up has run in this process: its kernels are compiled or loaded now
+
+
+def start_early(n: int) -> None:
+    """Start `n` helpers now for this process's first `take_early`, if the kernel library's
+    cache was empty when the process started (graphc train: a cold start is certain)."""
+    from graphc.kernels import _cache
+
+    global _early
+    if _early is None and not _taken and _cache.cold and n > 0:
+        _early = Helpers()
+        _early.start(n)
+        atexit.register(_early.close)  # nobody took them (the run stopped before compiling)
+
+
+def take_early() -> Helpers | None:
+    global _early, _taken
+    early, _early, _taken = _early, None, True
+    return early
+
+
+def _get_ready() -> None:
+    """Numba's one-time set-up (typing and lowering registries, the runtime's module), done by
+    a first compile: a helper started early does it before the list arrives."""
+    import numba
+
+    numba.njit(lambda x: x + 1)(1)
+
+
 def main(folder: str) -> None:
     """A helper process: work on the list in `folder` until it is done or its parent is gone."""
     parent = os.getppid()
-    jobs = pickle.loads((Path(folder) / "jobs.pickle").read_bytes())
+    listing = Path(folder) / "jobs.pickle"
 
     def parent_alive() -> bool:
         return os.getppid() == parent and Path(folder).is_dir()
 
+    if not listing.exists():  # started ahead of the list
+        _get_ready()
+        while not listing.exists():
+            if not parent_alive():
+                return
+            time.sleep(POLL)
+    jobs = pickle.loads(listing.read_bytes())
     Worklist(folder, jobs, alive=parent_alive, stop=lambda: not parent_alive()).work(from_the_end=True)
 
 

@@ -140,3 +140,69 @@ def test_a_job_claimed_by_a_process_that_died_is_compiled_here(tmp_path):
     mine = Worklist(tmp_path, jobs, alive=lambda: False)
     assert mine.ensure(0) is True
     assert mine.sigs[0] in dispatcher(jobs[0]).overloads
+
+
+# ---- helpers started early (graphc train on a cold cache) -----------------------------------
+
+EARLY = """
+import json, os, sys
+from graphc.kernels import precompile
+
+precompile.start_early(1)
+early = precompile._early
+print(json.dumps({"started": early is not None, "pids": [p.pid for p in early.procs] if early else [],
+                  "folder": early.folder if early else None}), flush=True)
+if sys.argv[1] == "warm":
+    from graphc.compiler import compile_spec
+    from graphc.compiler.warm import warm
+
+    report = warm(compile_spec(sys.argv[2]))
+    print(json.dumps({"helpers": report.helpers, "jobs": report.jobs, "here": len(report.compiled_here),
+                      "cached": report.cached, "ended": early is None or all(p.poll() is not None for p in early.procs)}))
+"""
+
+
+def _early(tmp_path, *args):
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+        "GRAPHC_CACHE_DIR": str(tmp_path / "graphc"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", EARLY, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900
+    )
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.strip().splitlines()]
+
+
+def test_helpers_started_early_get_the_list_and_share_the_compile(tmp_path):
+    started, report = _early(tmp_path, "warm", str(SPECS / "mlp.yaml"))
+    assert started["started"] and len(started["pids"]) == 1
+    assert report["helpers"] == 1 and not report["cached"] and report["ended"]
+    assert 0 < report["here"] < report["jobs"]  # the early helper compiled the rest
+    assert not os.path.exists(started["folder"])
+    # the cache is warm now: nothing starts early, and the warm-up loads everything
+    started, report = _early(tmp_path, "warm", str(SPECS / "mlp.yaml"))
+    assert not started["started"] and report["cached"] and report["helpers"] == 0
+
+
+def test_helpers_started_early_end_with_a_run_that_stops_before_compiling(tmp_path):
+    import time
+
+    (started,) = _early(tmp_path, "exit")
+    assert started["started"]
+    deadline = time.monotonic() + 30
+    alive = started["pids"]
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and _not_zombie(pid)]
+        time.sleep(0.1)
+    assert not alive, "a helper outlived the run that started it"
+    assert not os.path.exists(started["folder"])
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
