@@ -47,7 +47,7 @@ from benchmarks.torch_models import by_name, sliced, torch_model  # noqa: E402
 from graphc.compiler.checks import synthetic_batch  # noqa: E402
 from graphc.kernels.threads import ThreadGovernor, default_threads, set_threads  # noqa: E402
 
-WORKLOADS = ["transformer_d128", "gpt_mini", "cnn28", "lstm_h128", "mlp784"]
+WORKLOADS = ["transformer_d128", "gpt_mini", "cnn28", "lstm_h128", "lstm_h256", "mlp784"]
 REFERENCE = ["transformer", "cnn", "lstm", "mlp"]
 
 

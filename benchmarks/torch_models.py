@@ -112,7 +112,7 @@ def by_name(model):
 TORCH_MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTM, "transformer": Transformer,
                 # benchmarks/specs/workloads: the same architectures at realistic sizes
                 "mlp784": MLP, "cnn28": CNN, "lstm_h128": LSTM, "transformer_d128": Transformer,
-                "gpt_mini": Transformer}
+                "lstm_h256": LSTM, "gpt_mini": Transformer}
 
 
 def torch_model(name, model):
