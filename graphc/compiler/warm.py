@@ -151,6 +151,9 @@ class _Predictor:
             self.generated_jobs(c, group.module, group.group, lambda name: c.args.get(name))
         elif getattr(fn, "__module__", "") == "graphc.kernels.pointwise":
             self.single_op_jobs(c)
+        elif hasattr(fn, "njit_calls"):  # a Python wrapper that says what it calls (recurrent)
+            for disp, args in fn.njit_calls(self.float):
+                self.add(Job(disp.py_func.__module__, disp.py_func.__name__, args, c.kernel))
         dests = {op.var: self.operand(op) for op in c.args.values() if isinstance(op, Dest)}
         # what a forward kernel saves, when its op says (else typed by its compiled result)
         kernel = getattr(OPS.get(c.op), "kernel", None)
@@ -326,8 +329,8 @@ class Report:
 
 
 def uncovered(prog: Program, jobs: list[Job]) -> list[str]:
-    """The driver's kernels with njit code this module does not predict (Python wrappers over
-    njit loops, like the recurrent ops'); plain-NumPy kernels compile nothing."""
+    """The driver's kernels with njit code this module does not predict (a Python wrapper over
+    njit loops without `njit_calls`); plain-NumPy kernels compile nothing."""
     predicted = {j.label for j in jobs}
     out = []
     for name, fn in sorted(prog.kernels.items()):

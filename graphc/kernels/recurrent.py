@@ -142,3 +142,48 @@ def gru_bwd(
     dirs = _directions(bidirectional, p0, p1)
     ghs = _split_grad(g_out, len(dirs), x.shape[1], w_hh_0.shape[1], last)
     return _run_bwd(recurrent_gru.dir_bwd, x, dirs, ghs, (saved0, saved1, saved2), into_x, p1)
+
+
+# ---- what graphc.compiler.warm compiles ahead ------------------------------------------------
+def _core_calls(kind: str, core_module):
+    """The njit calls a wrapper pair makes, as `wrapper.njit_calls(float_type)` -> [(dispatcher,
+    argument types)]: every direction calls the same specialisation of its core, with
+    C-contiguous arrays of the model's float type (a view hs[d] of the stacked states is one),
+    Python bools for the direction and flags."""
+    from numba.core import types
+
+    saved = 1 if kind == "rnn" else 3
+    flags = 1 if kind == "rnn" else 0  # rnn: nonlinearity_tanh
+
+    def fwd(f):
+        a1, a2, a3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+        return [
+            (
+                core_module.dir_fwd,
+                (a3, a2, a2, a1, a1, types.boolean, *(types.boolean,) * flags, *(a3,) * saved),
+            )
+        ]
+
+    def bwd(f):
+        a1, a2, a3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+        args = (
+            a3,
+            a3,
+            a2,
+            a2,
+            a1,
+            a1,
+            *(a3,) * saved,
+            types.boolean,
+            *(types.boolean,) * flags,
+            a3,
+            types.boolean,
+        )
+        return [(core_module.dir_bwd, args)]
+
+    return fwd, bwd
+
+
+rnn_fwd.njit_calls, rnn_bwd.njit_calls = _core_calls("rnn", recurrent_rnn)
+lstm_fwd.njit_calls, lstm_bwd.njit_calls = _core_calls("lstm", recurrent_lstm)
+gru_fwd.njit_calls, gru_bwd.njit_calls = _core_calls("gru", recurrent_gru)
