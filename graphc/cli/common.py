@@ -7,6 +7,7 @@ the front end (sympy, networkx) and the back end (Numba) load inside the functio
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,14 +53,23 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def parse_dims(values: tuple[str, ...], defaults: dict[str, int]) -> dict[str, int]:
-    """`--dim B=64 --dim T=16` on top of `defaults` → {"B": 64, "T": 16, …}."""
+def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) -> dict[str, int]:
+    """`--dim B=64 --dim T=16` on top of `defaults` → {"B": 64, "T": 16, …}. With `known` (the
+    spec's symbolic dimensions), a name that is not one of them is an error, not ignored."""
     dims = dict(defaults)
     for item in values:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not value.strip().isdigit():
             raise click.BadParameter(f"expected NAME=INT, got `{item}`", param_hint="--dim")
-        dims[key.strip()] = int(value)
+        if known is not None and key not in known:
+            names = sorted(known)
+            close = [n for n in names if n.lower() == key.lower()] or difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            listed = ", ".join(names) if names else "none: every size is fixed"
+            raise click.BadParameter(f"`{key}` is not a dimension of this spec ({hint}its dimensions: {listed})",
+                                     param_hint="--dim")
+        dims[key] = int(value)
     return dims
 
 

@@ -123,7 +123,7 @@ def compile_command(spec, emit, show_plan, dump_after, max_memory, dims, sets):
         from graphc.compiler.plan import describe
 
         batch = int((model.train or {}).get("batch", 32))
-        sizes = parse_dims(dims, {"B": batch, "T": 16})
+        sizes = parse_dims(dims, {"B": batch, "T": 16}, known=model.graph.dims)
         needed = set(model.buffer_plan.dims)
         if needed - set(sizes):
             missing = ", ".join(sorted(needed - set(sizes)))
@@ -153,7 +153,8 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
 
     model = _compiled(spec, sets, wrt_inputs=True)
     try:
-        rows = run(model, parse_dims(dims, {"B": 2, "T": 5}), seed=seed, training=training)
+        rows = run(model, parse_dims(dims, {"B": 2, "T": 5}, known=model.graph.dims), seed=seed,
+                   training=training)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -187,7 +188,7 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
 
     analysis = analyze_or_exit(spec, parse_overrides(sets))
     batch = int((analysis.graph.train or {}).get("batch", 32))
-    sizes = parse_dims(dims, {"B": batch, "T": 16})
+    sizes = parse_dims(dims, {"B": batch, "T": 16}, known=analysis.graph.dims)
     try:
         results = run_benchmark(spec, sizes, steps, parse_overrides(sets), cold=not no_cold, fuse=fuse_wanted())
     except BenchmarkError as exc:

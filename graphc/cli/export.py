@@ -79,7 +79,7 @@ def export(spec, checkpoint, init_seed, output, verify, dims, sets):
 
     with user_errors():
         compiled = compile_graph(graph)
-        sizes = verify_dims(compiled, parse_dims(dims, {}) or None)
+        sizes = verify_dims(compiled, parse_dims(dims, {}, known=graph.dims) or None)
         try:
             rows = run_verify(compiled, params, model, dims=sizes)
         except ExportError as exc:

@@ -50,35 +50,20 @@ def _print_metrics(metrics: dict) -> None:
 @click.command()
 @click.argument("spec", type=click.Path())
 @click.option("--steps", type=int, help="Train for this many optimizer steps.")
-@click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/<spec name>)."
-)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run directory (default: runs/<spec name>).")
 @click.option("--resume", type=click.Path(), help="Continue from a run or checkpoint directory.")
 @click.option("--seed", type=int, help="Seed for initialization, data order and dropout.")
-@click.option(
-    "--progress",
-    type=click.Choice(["auto", "rich", "plain", "none"]),
-    default="auto",
-    show_default=True,
-    help="Live display (auto: rich on a terminal, plain lines otherwise).",
-)
-@click.option(
-    "--max-memory",
-    metavar="SIZE",
-    help="Refuse to start when a training step would need more than SIZE (2GB, 512MB); "
-    "default: the memory available.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Threads for the kernels (default: GRAPHC_THREADS, else this machine's usable "
-    "cores, shared among the MPI ranks on it).",
-)
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto",
+              show_default=True, help="Live display (auto: rich on a terminal, plain lines otherwise).")
+@click.option("--max-memory", metavar="SIZE",
+              help="Refuse to start when a training step would need more than SIZE (2GB, 512MB); "
+                   "default: the memory available.")
+@click.option("--overwrite", is_flag=True,
+              help="Reuse --out when it holds an earlier run (default: train into OUT-2, OUT-3, …).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads for the kernels (default: GRAPHC_THREADS, else this machine's usable "
+                   "cores, shared among the MPI ranks on it).")
 @set_option
 @no_fuse_option
 def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, threads, sets):
@@ -99,9 +84,7 @@ def train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, t
         _start_compile_helpers()
         return _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets)
     try:
-        _train(
-            spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets, quiet=not ranks.root
-        )
+        _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, sets, quiet=not ranks.root)
     except SystemExit as done:  # a user error, already explained on stderr
         if done.code not in (0, None):
             ranks.abort("stopped with the error above; ending every rank", int(done.code))
@@ -143,38 +126,25 @@ def _train(spec, steps, out_dir, resume, seed, progress, max_memory, overwrite, 
         path = Path(resume)
         run_dir = path.parent if path.name == "checkpoint" else path
         if out_dir and Path(out_dir) != run_dir:
-            click.echo(
-                f"error: --resume {resume} continues the run in {run_dir}; drop --out or "
-                "make it the same directory",
-                err=True,
-            )
+            click.echo(f"error: --resume {resume} continues the run in {run_dir}; drop --out or "
+                       "make it the same directory", err=True)
             sys.exit(2)
         out_dir = run_dir
     out_dir = out_dir or f"runs/{model.name}"
     with user_errors():
-        summary = run_training(
-            model,
-            out_dir=out_dir,
-            overrides=overrides,
-            resume=bool(resume),
-            progress=progress,
-            base_dir=Path(spec).resolve().parent,
-            max_memory=max_memory,
-            existing="overwrite" if overwrite else "version",
-        )
+        summary = run_training(model, out_dir=out_dir, overrides=overrides, resume=bool(resume),
+                               progress=progress, base_dir=Path(spec).resolve().parent,
+                               max_memory=max_memory,
+                               existing="overwrite" if overwrite else "version")
     out_dir = summary.get("out_dir", out_dir)
     if not quiet:
-        click.echo(
-            f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
-            f"in {summary.get('time_sec', 0):.0f}s{_speed(summary)} → {out_dir}"
-        )
+        click.echo(f"{spec}: {summary.get('status', 'done')} after {summary.get('steps', '?')} steps "
+                   f"in {summary.get('time_sec', 0):.0f}s{_speed(summary)} → {out_dir}")
         _print_metrics(summary.get("metrics", {}))
         best = summary.get("best") or {}
         if isinstance(best.get("best"), int | float):
-            click.echo(
-                f"  best {best.get('metric', 'val_loss')} {best['best']:.4f} at step "
-                f"{best.get('best_step')} → {best.get('checkpoint')}"
-            )
+            click.echo(f"  best {best.get('metric', 'val_loss')} {best['best']:.4f} at step "
+                       f"{best.get('best_step')} → {best.get('checkpoint')}")
     if summary.get("status") == "interrupted":
         sys.exit(130)
 
@@ -228,12 +198,10 @@ def sample(spec, checkpoint, count, prompt, length, sets):
         data = (model.train or {}).get("data") or {}
         text_model = isinstance(data, dict) and str(data.get("file", "")).endswith(".txt")
         if prompt is not None and not text_model:
-            click.echo(
-                f"error: --prompt needs a character-level model (one trained on a .txt "
-                f"file); {spec} trains on {_data_name(data)}, so there is no text to "
-                "continue: drop --prompt to see its predictions on held-out examples",
-                err=True,
-            )
+            click.echo(f"error: --prompt needs a character-level model (one trained on a .txt "
+                       f"file); {spec} trains on {_data_name(data)}, so there is no text to "
+                       "continue: drop --prompt to see its predictions on held-out examples",
+                       err=True)
             sys.exit(2)
         params = load_params(checkpoint, model)
         if text_model:

@@ -42,6 +42,15 @@ def test_compile_prints_the_buffer_plan():
     assert r.exit_code == 2 and "give a size for N" in r.output
 
 
+@pytest.mark.parametrize("command", [["compile", "--plan"], ["gradcheck"], ["bench", "--no-cold", "--steps", "1"]])
+def test_a_dim_the_spec_does_not_have_is_an_error_not_ignored(command):
+    r = run(command[0], MLP, *command[1:], "--dim", "b=8")
+    assert r.exit_code == 2
+    assert "`b` is not a dimension of this spec (did you mean `B`? its dimensions: B)" in r.output
+    r = run(command[0], MLP, *command[1:], "--dim", "B=x")
+    assert r.exit_code == 2 and "expected NAME=INT, got `B=x`" in r.output
+
+
 def test_compile_to_an_unwritable_place(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
