@@ -4,10 +4,12 @@ gradients from all steps' gate gradients at once.
 
 Only the h-side product ([rows, H] x [H, G] per step) depends on the step before; the x side
 and every weight gradient do not. So, as cuDNN and PyTorch do, the forward multiplies the
-whole input by W_ih^T (biases folded in) before the recurrence, one product of B*T rows,
-and the backward keeps the pre-activation gradients of every step [rows, T, G] and after the
-recurrence makes the input gradient, dW_ih, dW_hh and the bias gradients each one product
-(or sum) over all B*T rows. In between, each step runs one [rows, H] x [H, G] product.
+whole input by W_ih^T (biases folded in) before the recurrence, one product of B*T rows
+(`input_products`: RNN, GRU; the LSTM makes each step's x side in its loop, where it stays in
+cache), and the backward keeps the pre-activation gradients of every step [rows, T, G] and
+after the recurrence makes the input gradient, dW_ih, dW_hh and the bias gradients from them
+(`block_grads`: products over all B*T rows, in chunks). In between, each step runs one
+[rows, H] x [H, G] product.
 
 Both sides are split into blocks of batch rows, one per thread, in one `run_blocks` region
 (`graphc.kernels.parallel`; a cell's block functions take ``(i, n_blocks, ...)``): rows never
