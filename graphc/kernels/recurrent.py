@@ -54,7 +54,9 @@ def _split_grad(g_out: np.ndarray, n_dir: int, t_len: int, hd: int, last: bool):
 
 def _run_bwd(core, x, dirs, ghs, saved, into_x, p1, *flags):
     """Runs each direction's backward core (the second adds its input gradient to the
-    first's) and returns (gx, the first direction's param grads, the second's or zeros)."""
+    first's) and returns (gx, the first direction's param grads, the second's or zeros). A
+    zero-size `into_x` (`Kernel.skips`: nobody needs the input's gradient) is returned as it
+    is, and the cores skip that product."""
     x = np.ascontiguousarray(x)  # the cores read [B, T, I] as [B*T, I] rows
     in_place = into_x is not None and into_x.flags.c_contiguous
     gx = into_x if in_place else np.empty_like(x)

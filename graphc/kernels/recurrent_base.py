@@ -92,15 +92,16 @@ def block_grads(d_ih, d_hh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, g
     """After the recurrence of batch rows r0:r1, from their pre-activation gradients of all
     steps, d_ih (x side) and d_hh (h side; the same array unless a gate multiplies the h side)
     [rows, T, G], and their start states hp [rows, T, H]: writes (or, when ``accumulate``,
-    adds) their input gradient gx[r0:r1] = d_ih @ w_ih, writes their shares of the weight
-    gradients and adds theirs of the bias gradients (zeroed by the caller): products over all
-    rows*T rows, in chunks of rows."""
+    adds) their input gradient gx[r0:r1] = d_ih @ w_ih (none when gx is zero-size: nobody needs
+    it), writes their shares of the weight gradients and adds theirs of the bias gradients
+    (zeroed by the caller): products over all rows*T rows, in chunks of rows."""
     nb, t_len, g = d_ih.shape
     n, n_in = nb * t_len, x.shape[2]
     none = np.empty((0, 0), dtype=d_ih.dtype)
     di, dh = d_ih.reshape(n, g), d_hh.reshape(n, g)
     xr = x.reshape(x.shape[0] * t_len, n_in)[r0 * t_len : r1 * t_len]
-    gxr = gx.reshape(x.shape[0] * t_len, n_in)[r0 * t_len : r1 * t_len]
+    want_gx = gx.size > 0
+    gxr = gx.reshape(x.shape[0] * t_len, n_in)[r0 * t_len : r1 * t_len] if want_gx else none
     hpr = hp.reshape(n, hp.shape[2])
     # All three products of a chunk of rows while it is in L2: read whole three times, the
     # gradients came from memory each time (26 MB at h256 T100 B64: 28.8 -> 26.2 ms here).
@@ -108,7 +109,8 @@ def block_grads(d_ih, d_hh, x, w_ih, hp, r0, r1, gx, accumulate, gw_ih, gw_hh, g
     step = max(_KC, _CHUNK_BYTES // (g * d_ih.itemsize) // _KC * _KC)
     for r in range(0, max(n, 1), step):  # one pass even for no rows: the products are zero
         e = min(r + step, n)
-        mm(di[r:e], w_ih, gxr[r:e], gxr[r:e] if accumulate else none)
+        if want_gx:
+            mm(di[r:e], w_ih, gxr[r:e], gxr[r:e] if accumulate else none)
         mm(di[r:e].T, xr[r:e], gw_ih, gw_ih if r > 0 else none)
         mm(dh[r:e].T, hpr[r:e], gw_hh, gw_hh if r > 0 else none)
     _col_sums(di, gb_ih)

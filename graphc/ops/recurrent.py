@@ -56,7 +56,8 @@ def _rule(kind: str, doc: str):
     rule.__doc__ = doc
     flags = ("bidirectional", "last") + (("nonlinearity_tanh",) if kind == "rnn" else ())
     # wrappers over per-direction Numba cores (the output's rank depends on `output`)
-    kernel = Kernel("recurrent", params=_KERNEL_PARAMS, attrs=flags, saved=1 if kind == "rnn" else 3)
+    kernel = Kernel("recurrent", params=_KERNEL_PARAMS, attrs=flags, saved=1 if kind == "rnn" else 3,
+                    skips=("x",))
     defop(kind, family="recurrent", attrs=_attrs(kind), params=_params(kind), flops=_flops(kind),
           kernel=kernel, lower=_lowering(kind), tags=("position",))(rule)
 

@@ -9,34 +9,39 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from graphc.compiler import compile_spec
 from graphc.compiler.checks import synthetic_batch
 from graphc.ops import OPS
 
-CNN = Path(__file__).resolve().parents[2] / "specs/cnn.yaml"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+# (spec, the op reading a graph input, its backward's comment in the driver, that input's rank)
+CASES = [("cnn", "conv2d", "conv1 · conv2d backward", 4), ("lstm", "lstm", "rnn · lstm backward", 3)]
 
 
 def _grads(model):
     params = model.init_params(0)
-    batch = synthetic_batch(model, {"B": 4}, seed=1)
+    batch = synthetic_batch(model, {"B": 4, "T": 6}, seed=1)
     return model.backward(model.forward(params, batch, training=True, seed=3))
 
 
-def test_the_first_conv_is_handed_a_zero_size_input_gradient():
-    model = compile_spec(CNN)
-    first_conv_bwd = model.source.split("conv1 · conv2d backward")[1].split("\n    )")[0]
-    assert 'into_x=buf["_unneeded0"]' in first_conv_bwd
+@pytest.mark.parametrize(("spec", "op", "comment", "rank"), CASES)
+def test_the_op_reading_the_batch_is_handed_a_zero_size_input_gradient(spec, op, comment, rank):
+    model = compile_spec(SPECS / f"{spec}.yaml")
+    backward = model.source.split(comment)[1].split("\n    )")[0]
+    assert 'into_x=buf["_unneeded0"]' in backward
     (t,) = [t for t in model.buffer_plan.tensors if t.var == "_unneeded0"]
-    assert len(t.shape) == 4 and all(d == 0 for d in t.shape)  # the rank of the image batch
+    assert len(t.shape) == rank and all(d == 0 for d in t.shape)  # the rank of the batch input
     assert "_scratch" not in model.source
 
 
-def test_skipping_changes_no_gradient(monkeypatch):
-    skipping = _grads(compile_spec(CNN))
-    kernel = OPS["conv2d"].kernel
-    monkeypatch.setattr(OPS["conv2d"], "kernel", dataclasses.replace(kernel, skips=()))
-    model = compile_spec(CNN)
+@pytest.mark.parametrize(("spec", "op", "comment", "rank"), CASES)
+def test_skipping_changes_no_gradient(monkeypatch, spec, op, comment, rank):
+    skipping = _grads(compile_spec(SPECS / f"{spec}.yaml"))
+    kernel = OPS[op].kernel
+    monkeypatch.setattr(OPS[op], "kernel", dataclasses.replace(kernel, skips=()))
+    model = compile_spec(SPECS / f"{spec}.yaml")
     assert 'into_x=buf["_scratch0"]' in model.source
     computing = _grads(model)
     assert skipping.keys() == computing.keys()
