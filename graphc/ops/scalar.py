@@ -143,6 +143,20 @@ def names(e: Expr) -> set[str]:
     raise TypeError(e)
 
 
+def nodes(e: Expr) -> list[Expr]:
+    """Every subexpression of `e` (repeats included), each after its own subexpressions."""
+    match e:
+        case Fn(args=args):
+            return [n for a in args for n in nodes(a)] + [e]
+        case Neg(a=a):
+            return [*nodes(a), e]
+        case Bin(a=a, b=b) | Cmp(a=a, b=b):
+            return [*nodes(a), *nodes(b), e]
+        case Where(cond=c, a=a, b=b):
+            return [*nodes(c), *nodes(a), *nodes(b), e]
+    return [e]
+
+
 def calls(e: Expr) -> set[str]:
     """The functions an expression calls."""
     match e:
