@@ -307,16 +307,39 @@ GENERATED_COST = 0.5  # a generated pointwise loop (gelu's forward ~1 s, relu's 
 START_COST = 1.0  # a process's first compile (Numba's own set-up), a helper's imports
 
 
+def _cost(jobs: list[Job]) -> float:
+    kernels = {(j.module, j.name): j for j in jobs}  # a kernel called alike in every layer compiles once
+    return sum(GENERATED_COST if j.path else COSTS.get(j.label, DEFAULT_COST) for j in kernels.values())
+
+
 def estimate(jobs: list[Job], processes: int) -> float:
     """Seconds to compile `jobs` with this many processes, slowed by the machine's load."""
-    kernels = {(j.module, j.name): j for j in jobs}  # a kernel called alike in every layer compiles once
-    work = sum(GENERATED_COST if j.path else COSTS.get(j.label, DEFAULT_COST) for j in kernels.values())
+    work = _cost(jobs)
     seconds = START_COST + work / max(1, processes)
     try:
         busy = os.getloadavg()[0]  # other runnable processes share the cores
     except OSError:
         busy = 0.0
     return seconds * max(1.0, (busy + processes) / max(1, usable_cores()))
+
+
+def schedule(jobs: list[Job], helpers: int) -> list[int]:
+    """The order the trainer walks the list in; helpers walk it from the end. A kernel module's
+    jobs stay together: they share helper functions, compiled once by the process that takes
+    the module rather than by two at once (the transformer's attention backward took 4.2 s of
+    CPU beside its forward compiling in the other process, 2.7 s after it in the same one).
+    The modules are split between the front (the trainer) and the back (the helpers) costliest
+    first, each to the side that would finish it sooner; the back's costliest at its end."""
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.path or job.module, []).append(i)
+    front, back, loads = [], [], [0.0, 0.0]
+    for group in sorted(groups.values(), key=lambda g: -_cost([jobs[i] for i in g])):
+        cost = _cost([jobs[i] for i in group])
+        side = 0 if helpers == 0 or loads[0] + cost <= (loads[1] + cost) / helpers else 1
+        loads[side] += cost
+        (front if side == 0 else back).append(group)
+    return [i for group in front + back[::-1] for i in group]
 
 
 # ---- compiling -----------------------------------------------------------------------------
@@ -378,9 +401,10 @@ def warm(model, say=None, processes: int | None = None, extra: list[Job] = ()) -
         report.estimate = estimate(jobs[missing:], 1 + report.helpers)
         if say is not None:
             say(f"compiling kernels (first run, ~{report.estimate:.0f} s; Numba caches them for later runs)")
+        order = schedule(jobs, report.helpers)
         if team.procs:
-            team.publish(jobs)
-        work.work()  # ours compiled, the helpers' loaded from the cache
+            team.publish(jobs, order)
+        work.work(order)  # ours compiled, the helpers' loaded from the cache
         report.compiled_here = list(work.compiled)
     finally:
         team.close()

@@ -207,12 +207,12 @@ class Worklist:
             return False
         return load_cached(disp, sig) or self.compile(i)
 
-    def work(self, from_the_end: bool = False) -> None:
-        """Compile every job nobody has claimed, in call order (or from the last call back: a
-        helper works from the other end of the list from the trainer, so the two rarely
-        compile the same helper functions at the same time); a job whose types wait on
-        another process's job is taken up again after the others."""
-        todo = list(range(len(self.jobs)))[:: -1 if from_the_end else 1]
+    def work(self, order: list[int] | None = None, from_the_end: bool = False) -> None:
+        """Compile every job nobody has claimed, in `order` (default: call order), or from its
+        end back (a helper: the trainer takes the front, so the two rarely compile the same
+        helper functions at the same time); a job whose types wait on another process's job is
+        taken up again after the others."""
+        todo = list(range(len(self.jobs)) if order is None else order)[:: -1 if from_the_end else 1]
         while todo and not self.stop():
             later = [i for i in todo if self.ensure(i, wait=False) is PENDING]
             if len(later) == len(todo):  # everything left waits on the others
@@ -238,10 +238,11 @@ class Helpers:
         quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         self.procs += [subprocess.Popen(cmd, **quiet) for _ in range(n)]
 
-    def publish(self, jobs: list[Job]) -> None:
-        """Hand the list over (renamed into place: a helper never reads half of it)."""
+    def publish(self, jobs: list[Job], order: list[int]) -> None:
+        """Hand the list over, and the order the trainer walks it in (renamed into place: a
+        helper never reads half of it)."""
         tmp = Path(self.folder, "jobs.pickle.tmp")
-        tmp.write_bytes(pickle.dumps(jobs))
+        tmp.write_bytes(pickle.dumps((jobs, order)))
         tmp.rename(Path(self.folder, "jobs.pickle"))
 
     def alive(self) -> bool:
@@ -311,8 +312,9 @@ def main(folder: str) -> None:
             if not parent_alive():
                 return
             time.sleep(POLL)
-    jobs = pickle.loads(listing.read_bytes())
-    Worklist(folder, jobs, alive=parent_alive, stop=lambda: not parent_alive()).work(from_the_end=True)
+    jobs, order = pickle.loads(listing.read_bytes())
+    work = Worklist(folder, jobs, alive=parent_alive, stop=lambda: not parent_alive())
+    work.work(order, from_the_end=True)
 
 
 if __name__ == "__main__":  # through the module's own name, so that unpickled jobs are its classes

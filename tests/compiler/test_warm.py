@@ -213,3 +213,24 @@ def _not_zombie(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_schedule_keeps_a_modules_jobs_together_and_splits_the_modules_by_cost():
+    from graphc.compiler.warm import schedule
+    from graphc.kernels.precompile import Job
+
+    labels = [("attention", "attention_fwd"), ("linalg", "linear_fwd"), ("norm", "add_norm_fwd"),
+              ("loss", "cross_entropy_fwd"), ("loss", "cross_entropy_bwd"), ("norm", "add_norm_bwd"),
+              ("linalg", "linear_bwd"), ("attention", "attention_bwd")]  # call order, as predicted
+    jobs = [Job(f"graphc.kernels.{m}", name, (), name) for m, name in labels]
+    order = schedule(jobs, helpers=1)
+    assert sorted(order) == list(range(len(jobs)))
+    modules = [jobs[i].module.rsplit(".", 1)[1] for i in order]
+    runs = [m for k, m in enumerate(modules) if k == 0 or modules[k - 1] != m]
+    assert len(runs) == len(set(runs)) == 4  # each module's jobs in one run
+    # the costliest module is the trainer's (the front); the helper, walking from the end, takes
+    # the others, its costliest first
+    assert runs == ["attention", "loss", "linalg", "norm"]
+    # a module's jobs in call order (a backward's types may come from its forward)
+    assert [jobs[i].name for i in order if jobs[i].module.endswith("attention")] == ["attention_fwd", "attention_bwd"]
+    assert sorted(schedule(jobs, helpers=0)) == list(range(len(jobs)))
