@@ -329,12 +329,17 @@ def schedule(jobs: list[Job], helpers: int) -> list[int]:
     the module rather than by two at once (the transformer's attention backward took 4.2 s of
     CPU beside its forward compiling in the other process, 2.7 s after it in the same one).
     The modules are split between the front (the trainer) and the back (the helpers) costliest
-    first, each to the side that would finish it sooner; the back's costliest at its end."""
-    groups: dict[str, list[int]] = {}
+    first, each to the side that would finish it sooner; the back's costliest at its end. A
+    module that is more than one process's share of the work (the LSTM's cores) is split after
+    all: waiting costs more than compiling some helpers twice."""
+    by_module: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
-        groups.setdefault(job.path or job.module, []).append(i)
+        by_module.setdefault(job.path or job.module, []).append(i)
+    share = _cost(jobs) / (1 + helpers)
+    groups = [[i] for g in by_module.values() if _cost([jobs[i] for i in g]) > share for i in g]
+    groups += [g for g in by_module.values() if _cost([jobs[i] for i in g]) <= share]
     front, back, loads = [], [], [0.0, 0.0]
-    for group in sorted(groups.values(), key=lambda g: -_cost([jobs[i] for i in g])):
+    for group in sorted(groups, key=lambda g: -_cost([jobs[i] for i in g])):
         cost = _cost([jobs[i] for i in group])
         side = 0 if helpers == 0 or loads[0] + cost <= (loads[1] + cost) / helpers else 1
         loads[side] += cost
