@@ -5,7 +5,9 @@ training step, cold (empty Numba and graphc caches) and cached (the caches the c
 
 Each measurement is a fresh process running `graphc train SPEC` in a temporary directory, with
 NUMBA_CACHE_DIR and GRAPHC_CACHE_DIR pointing into it (so the figures do not depend on, or
-disturb, the caches of other work on this machine). The child stops right after its first step:
+disturb, the caches of other work on this machine). Python writes bytecode as it does by default
+(PYTHONDONTWRITEBYTECODE, which some images set, is dropped for the child): a cached start is a
+second run, with every cache the first one filled. The child stops right after its first step:
 what follows (validation, checkpoints) is not start-up. `uptime`'s load is printed with each
 figure, since on a shared machine the load moves the numbers a lot.
 
@@ -65,7 +67,7 @@ def snapshot(tmp: Path) -> Path:
 def first_step(spec: str, tmp: Path, extra: list[str], src: Path | None = None) -> tuple[float, str]:
     """Seconds from launch to the end of step 1, and the child's output."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
         **({"PYTHONPATH": str(src)} if src else {}),
         "NUMBA_CACHE_DIR": str(tmp / "numba-cache"),
         "GRAPHC_CACHE_DIR": str(tmp / "graphc-cache"),
