@@ -323,11 +323,11 @@ def estimate(jobs: list[Job], processes: int) -> float:
     return seconds * max(1.0, (busy + processes) / max(1, usable_cores()))
 
 
-def schedule(jobs: list[Job], helpers: int) -> list[int]:
+def schedule(jobs: list[Job], n_helpers: int) -> list[int]:
     """The order the trainer walks the list in; helpers walk it from the end. A kernel module's
     jobs stay together: they share helper functions, compiled once by the process that takes
     the module rather than by two at once (the transformer's attention backward took 4.2 s of
-    CPU beside its forward compiling in the other process, 2.7 s after it in the same one).
+    CPU beside its forward compiling in the other process, 3.0 s after it in the same one).
     The modules are split between the front (the trainer) and the back (the helpers) costliest
     first, each to the side that would finish it sooner; the back's costliest at its end. A
     module that is more than one process's share of the work (the LSTM's cores) is split after
@@ -335,13 +335,13 @@ def schedule(jobs: list[Job], helpers: int) -> list[int]:
     by_module: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         by_module.setdefault(job.path or job.module, []).append(i)
-    share = _cost(jobs) / (1 + helpers)
+    share = _cost(jobs) / (1 + n_helpers)
     groups = [[i] for g in by_module.values() if _cost([jobs[i] for i in g]) > share for i in g]
     groups += [g for g in by_module.values() if _cost([jobs[i] for i in g]) <= share]
     front, back, loads = [], [], [0.0, 0.0]
     for group in sorted(groups, key=lambda g: -_cost([jobs[i] for i in g])):
         cost = _cost([jobs[i] for i in group])
-        side = 0 if helpers == 0 or loads[0] + cost <= (loads[1] + cost) / helpers else 1
+        side = 0 if n_helpers == 0 or loads[0] + cost <= (loads[1] + cost) / n_helpers else 1
         loads[side] += cost
         (front if side == 0 else back).append(group)
     return [i for group in front + back[::-1] for i in group]

@@ -224,7 +224,7 @@ def test_the_schedule_keeps_a_modules_jobs_together_and_splits_the_modules_by_co
               ("loss", "cross_entropy_bwd"), ("norm", "add_norm_bwd"), ("linalg", "linear_bwd"),
               ("attention", "attention_bwd")]  # call order, as predicted
     jobs = [Job(f"graphc.kernels.{m}", name, (), name) for m, name in labels]
-    order = schedule(jobs, helpers=1)
+    order = schedule(jobs, n_helpers=1)
     assert sorted(order) == list(range(len(jobs)))
     modules = [jobs[i].module.rsplit(".", 1)[1] for i in order]
     runs = [m for k, m in enumerate(modules) if k == 0 or modules[k - 1] != m]
@@ -234,7 +234,7 @@ def test_the_schedule_keeps_a_modules_jobs_together_and_splits_the_modules_by_co
     assert runs == ["attention", "loss", "norm", "linalg"]
     # a module's jobs in call order (a backward's types may come from its forward)
     assert [jobs[i].name for i in order if jobs[i].module.endswith("attention")] == ["attention_fwd", "attention_bwd"]
-    assert sorted(schedule(jobs, helpers=0)) == list(range(len(jobs)))
+    assert sorted(schedule(jobs, n_helpers=0)) == list(range(len(jobs)))
 
 
 def test_a_module_over_one_process_share_is_split_between_the_trainer_and_a_helper():
@@ -244,7 +244,7 @@ def test_a_module_over_one_process_share_is_split_between_the_trainer_and_a_help
     labels = [("recurrent_lstm", "lstm_fwd"), ("linalg", "linear_fwd"), ("loss", "cross_entropy_fwd"),
               ("loss", "cross_entropy_bwd"), ("linalg", "linear_bwd"), ("recurrent_lstm", "lstm_bwd")]
     jobs = [Job(f"graphc.kernels.{m}", name, (), name) for m, name in labels]
-    order = schedule(jobs, helpers=1)
+    order = schedule(jobs, n_helpers=1)
     assert sorted(order) == list(range(len(jobs)))
     ends = {jobs[order[0]].name, jobs[order[-1]].name}  # what each side starts with
     assert ends == {"lstm_fwd", "lstm_bwd"}
