@@ -102,3 +102,40 @@ def test_eval_works_between_the_two_renames_of_a_save(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == json.loads(before.output)
     assert run("sample", MLP, "--checkpoint", out, "-n", 2).exit_code == 0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                kids.append(int(entry))
+    return kids
+
+
+def test_ctrl_c_during_a_cold_compile_stops_at_once_and_ends_the_helpers(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "GRAPHC_CACHE_DIR": str(tmp_path / "graphc"),
+           "GRAPHC_COMPILE_HELPERS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphc", "train", MLP, "--out", str(tmp_path / "run"), "--progress", "plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = proc.stdout.readline()  # the notice comes before the compile starts
+        assert line.startswith("compiling kernels (first run"), line + proc.stderr.read()
+        helpers = _children(proc.pid)
+        assert helpers, "a cold start compiles in a helper process too"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}/stat") for pid in helpers):
+        time.sleep(0.1)
+    left = [pid for pid in helpers if os.path.exists(f"/proc/{pid}/stat")]
+    assert not left, f"helper processes outlived the interrupted run: {left}"
