@@ -53,6 +53,7 @@ class Expander:
         self.train: dict = {}
         self.broken: set[str] = set()  # nodes with a reported problem: not shape-inferred
         self._interfaces: dict[str, tuple | None] = {}  # block name → its checked interface
+        self._min_nodes_memo: dict[str, tuple[int, list]] = {}  # block name → (lower bound, chain)
 
     # -- entry point
     def run(self) -> Graph:
@@ -328,6 +329,10 @@ class Expander:
         bound = {**self.constants, **self.dims, **args}
         prev: Scope | None = None
         full = scope.prefix + name
+        at_least, chain = self._min_nodes(bname)
+        if len(self.nodes) + repeat * at_least > MAX_NODES:  # refuse now, not after 100k nodes
+            raise _TooBig(full, repeat, str(bname), repeat * at_least, decl.where("repeat") if "repeat" in decl
+                          else span, chain)
         for k in range(repeat):
             prefix = f"{full}.{k}." if repeat > 1 else f"{full}."
             child = Scope(prefix, values=bound)
@@ -359,6 +364,34 @@ class Expander:
         note = (f"`{name}` repeats 0 times: only its first output `{first_out}` exists (it is the "
                 f"input `{in_names[0]}` as given)") if others else ""
         return Instance({first_out: Alias(scope, ref, where)}, first_out, note)
+
+    def _min_nodes(self, bname: str, seen: frozenset = frozenset()) -> tuple[int, list]:
+        """A lower bound on the nodes one instance of block `bname` adds, from the repeats written
+        as numbers (a repeat given by an expression counts once), and the nested `repeat:`s that
+        multiply it most, as (node path, copies, block, span)."""
+        memo = self._min_nodes_memo
+        if bname in memo:
+            return memo[bname]
+        block = self.blocks.get(bname)
+        body = block.get("nodes") if isinstance(block, MDict) else None
+        if not isinstance(body, MDict) or bname in seen:  # reported elsewhere (or recursion)
+            return 0, []
+        total, best, best_chain = 0, 0, []
+        for name, decl in body.items():
+            if not isinstance(decl, MDict):
+                continue
+            raw = decl.get("repeat", 1)
+            copies = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_REPEAT else 1
+            if isinstance(decl.get("block"), str):
+                each, chain = self._min_nodes(decl["block"], seen | {bname})
+                total += copies * each
+                if copies * each > best:
+                    where = decl.where("repeat") if "repeat" in decl else body.key_where(name)
+                    best, best_chain = copies * each, [(name, copies, decl["block"], where), *chain]
+            else:
+                total += copies
+        memo[bname] = (total, best_chain)
+        return memo[bname]
 
     def _interface(self, bname: str, block: MDict):
         """A block's (args, input names, outputs, body), checked once per block; None when it
@@ -458,6 +491,15 @@ class _TooLarge(Exception):
         self.node, self.span = node, span
 
 
+class _TooBig(Exception):
+    """An instance whose copies would add more than MAX_NODES nodes, known before expanding it."""
+
+    def __init__(self, path: str, repeat: int, block: str, at_least: int, span, chain: list):
+        super().__init__(path)
+        self.path, self.repeat, self.block, self.at_least, self.span, self.chain = (
+            path, repeat, block, at_least, span, chain)
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -481,6 +523,14 @@ def expand(doc: MDict, file: str, overrides: dict | None = None) -> tuple[Graph,
                       for f in exc.node.scope if f.span)
         ex.diags.error("GC004", f"refusing to expand: the graph has more than {MAX_NODES:,} nodes "
                        f"(reached at `{exc.node.name}`)", exc.span, related=notes,
+                       hint="check the `repeat:` counts: nested repeats multiply")
+        raise DiagnosticError(ex.diags.items) from None
+    except _TooBig as exc:
+        notes = tuple((f"each with {copies} copies of block `{block}` (`{name}`)", where)
+                      for name, copies, block, where in exc.chain if copies > 1)
+        ex.diags.error("GC004", f"refusing to expand: {exc.repeat} copies of block `{exc.block}` at "
+                       f"`{exc.path}` would make at least {exc.at_least:,} nodes, more than "
+                       f"{MAX_NODES:,}", exc.span, related=notes,
                        hint="check the `repeat:` counts: nested repeats multiply")
         raise DiagnosticError(ex.diags.items) from None
     # int2 attributes: turn scalars into pairs now that values are known

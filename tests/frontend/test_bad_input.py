@@ -322,15 +322,48 @@ def test_blocks_nested_too_deep_are_one_diagnostic(write_spec):
     assert [d.code for d in errors] == ["GC106"] and "nest more than 32 deep" in errors[0].message
 
 
-def test_nested_repeats_stop_at_the_node_limit(write_spec):
-    """1000 × 1000 × 1000 copies: refused when the graph passes 100,000 nodes, with the instances
-    that multiplied (this used to run out of memory)."""
+def test_nested_repeats_are_refused_before_they_expand(write_spec):
+    """1000 × 1000 × 1000 copies: refused from the repeat counts before any copy is made, with
+    the repeats that multiply (this used to run out of memory, then to build 100,000 nodes
+    first: 2 s and 250 MB)."""
+    import time
+
     from tests.conftest import SPECS
 
     text = (SPECS / "bad" / "repeat_bomb.yaml").read_text()
+    t0 = time.perf_counter()
+    errors = [d for d in diagnose(write_spec, text).diagnostics if d.is_error]
+    assert time.perf_counter() - t0 < 1.5  # (it took 2 s when it expanded first; typically 0.02 s)
+    assert [d.code for d in errors] == ["GC004"]
+    assert errors[0].span.line == 20 and "at least 1,000,000,000 nodes" in errors[0].message
+    assert [s.line for _, s in errors[0].related] == [17, 12]
+
+
+def test_repeats_given_by_expressions_still_stop_at_the_node_limit(write_spec):
+    """Repeat counts from block arguments are not known before expanding: the graph stops at
+    100,000 nodes, with the instances that multiplied."""
+    text = """inputs: {x: [B, 4]}
+blocks:
+  inner:
+    args: {n: null}
+    inputs: [h]
+    nodes:
+      a: {op: relu, in: h, repeat: n}
+    outputs: [a]
+  outer:
+    args: {n: null}
+    inputs: [h]
+    nodes:
+      s: {block: inner, in: h, repeat: n, n: n}
+    outputs: [s]
+nodes:
+  s: {block: outer, in: x, repeat: 1000, n: 1000}
+outputs: [s]
+"""
     errors = [d for d in diagnose(write_spec, text).diagnostics if d.is_error]
     assert [d.code for d in errors] == ["GC004"]
-    assert [s.line for _, s in errors[0].related] == [20, 17, 12]
+    assert "the graph has more than 100,000 nodes" in errors[0].message
+    assert [s.line for _, s in errors[0].related] == [16, 13]
 
 
 def test_many_undefined_references_in_a_large_graph_get_hints_in_linear_time(write_spec):
