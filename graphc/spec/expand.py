@@ -367,8 +367,8 @@ class Expander:
 
     def _min_nodes(self, bname: str, seen: frozenset = frozenset()) -> tuple[int, list]:
         """A lower bound on the nodes one instance of block `bname` adds, from the repeats written
-        as numbers (a repeat given by an expression counts once), and the nested `repeat:`s that
-        multiply it most, as (node path, copies, block, span)."""
+        as numbers (a repeat given by an expression may be 0: it counts none), and the nested
+        `repeat:`s that multiply it most, as (node name, copies, block, span)."""
         memo = self._min_nodes_memo
         if bname in memo:
             return memo[bname]
@@ -381,7 +381,7 @@ class Expander:
             if not isinstance(decl, MDict):
                 continue
             raw = decl.get("repeat", 1)
-            copies = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_REPEAT else 1
+            copies = raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_REPEAT else 0
             if isinstance(decl.get("block"), str):
                 each, chain = self._min_nodes(decl["block"], seen | {bname})
                 total += copies * each
@@ -528,7 +528,8 @@ def expand(doc: MDict, file: str, overrides: dict | None = None) -> tuple[Graph,
     except _TooBig as exc:
         notes = tuple((f"each with {copies} copies of block `{block}` (`{name}`)", where)
                       for name, copies, block, where in exc.chain if copies > 1)
-        ex.diags.error("GC004", f"refusing to expand: {exc.repeat} copies of block `{exc.block}` at "
+        copies = "1 instance" if exc.repeat == 1 else f"{exc.repeat} copies"
+        ex.diags.error("GC004", f"refusing to expand: {copies} of block `{exc.block}` at "
                        f"`{exc.path}` would make at least {exc.at_least:,} nodes, more than "
                        f"{MAX_NODES:,}", exc.span, related=notes,
                        hint="check the `repeat:` counts: nested repeats multiply")
