@@ -388,7 +388,7 @@ class Expander:
                 if copies * each > best:
                     where = decl.where("repeat") if "repeat" in decl else body.key_where(name)
                     best, best_chain = copies * each, [(name, copies, decl["block"], where), *chain]
-            else:
+            elif isinstance(decl.get("op"), str) and decl["op"] in OPS:  # (one named by a block argument: not counted)
                 total += copies
         memo[bname] = (total, best_chain)
         return memo[bname]

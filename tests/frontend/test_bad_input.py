@@ -323,17 +323,13 @@ def test_blocks_nested_too_deep_are_one_diagnostic(write_spec):
 
 
 def test_nested_repeats_are_refused_before_they_expand(write_spec):
-    """1000 × 1000 × 1000 copies: refused from the repeat counts before any copy is made, with
-    the repeats that multiply (this used to run out of memory, then to build 100,000 nodes
-    first: 2 s and 250 MB)."""
-    import time
-
+    """1000 × 1000 × 1000 copies: refused from the repeat counts before any copy is made (the
+    message is the up-front one, at the outer instance), with the repeats that multiply (this
+    used to run out of memory, then to build 100,000 nodes first: 2 s and 250 MB)."""
     from tests.conftest import SPECS
 
     text = (SPECS / "bad" / "repeat_bomb.yaml").read_text()
-    t0 = time.perf_counter()
     errors = [d for d in diagnose(write_spec, text).diagnostics if d.is_error]
-    assert time.perf_counter() - t0 < 1.5  # (it took 2 s when it expanded first; typically 0.02 s)
     assert [d.code for d in errors] == ["GC004"]
     assert errors[0].span.line == 20 and "at least 1,000,000,000 nodes" in errors[0].message
     assert [s.line for _, s in errors[0].related] == [17, 12]

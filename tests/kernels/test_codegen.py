@@ -2,10 +2,12 @@
 function compiled from the top the full one, and the caller's machine code is still optimised
 (its helper's loop inlined and vectorised)."""
 
+import platform
 import re
 
 import numba
 import numpy as np
+import pytest
 
 import graphc.kernels  # noqa: F401 - installs the pass choice
 from graphc.kernels import _codegen
@@ -50,6 +52,7 @@ def test_a_function_called_from_python_gets_the_full_pass():
     assert _codegen.optimised["full"][scaled_sum.__qualname__] == full_before + 1
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
 def test_the_callers_machine_code_vectorises_the_inlined_helper_loop():
     @numba.njit
     def axpy(x, y, k):
