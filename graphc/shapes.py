@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import sympy
-
-Dim = sympy.Expr
+# sympy is imported where a shape is worked on, not with this module: the ops' registry (and so
+# the pointwise kernels generated from it) must load without it for a saved model
+# (graphc.compiler.saved), whose shapes the run that saved it worked out.
+if TYPE_CHECKING:
+    import sympy
+    from sympy import Expr as Dim
+else:
+    Dim = "sympy.Expr"  # annotations only
 
 DTYPES = ("float32", "float64", "int64", "bool")
 FLOAT_DTYPES = ("float32", "float64")
@@ -21,11 +27,15 @@ FLOAT_DTYPES = ("float32", "float64")
 
 @cache
 def symbol(name: str) -> sympy.Symbol:
+    import sympy
+
     return sympy.Symbol(name, integer=True, positive=True)
 
 
 def dim(value) -> Dim:
     """Coerce an int or sympy expression into a Dim."""
+    import sympy
+
     if isinstance(value, sympy.Basic):
         return value
     if isinstance(value, bool):
@@ -65,12 +75,16 @@ def expanded_terms(e, cap: int = MAX_TERMS) -> int:
 
 
 def _points(e) -> list[dict]:
+    import sympy
+
     symbols = sorted(e.free_symbols, key=str)
     return [{s: sympy.Integer(_PRIMES[(i * 7 + r * 5) % len(_PRIMES)] + 1000 * i) for i, s in enumerate(symbols)}
             for r in range(3)]
 
 
 def dims_equal(a: Dim, b: Dim) -> bool:
+    import sympy
+
     a, b = sympy.sympify(a), sympy.sympify(b)
     if a == b:
         return True
@@ -82,6 +96,8 @@ def dims_equal(a: Dim, b: Dim) -> bool:
 
 def _integral_form(d) -> bool:
     """Built from integers and integer symbols by +, ·, powers, floor and ceiling: a whole number."""
+    import sympy
+
     if d.is_Integer or d.is_Symbol and d.is_integer:
         return True
     if d.is_Add or d.is_Mul or isinstance(d, sympy.Min | sympy.Max):
@@ -93,6 +109,8 @@ def _integral_form(d) -> bool:
 
 def is_integral(d: Dim) -> bool | None:
     """True/False when decidable; None when it depends on unbound symbols (e.g. H/2)."""
+    import sympy
+
     if d.is_Integer:
         return True
     if d.is_number:
@@ -139,6 +157,8 @@ class TensorType:
         return TensorType(tuple(dim(d) for d in shape), self.dtype)
 
     def numel(self) -> Dim:
+        import sympy
+
         return sympy.Mul(*self.shape) if self.shape else sympy.Integer(1)
 
 
@@ -148,5 +168,7 @@ def tensor(shape, dtype: str = "float32") -> TensorType:
 
 def bind(d: Dim, values: dict[str, int]) -> Dim:
     """Substitute concrete values for named symbols."""
+    import sympy
+
     subs = {symbol(k): v for k, v in values.items()}
     return sympy.sympify(d).subs(subs) if subs else d

@@ -18,14 +18,29 @@ from graphc.cli.compile import fuse_wanted, no_fuse_option
 
 
 def _model(spec: str, sets: tuple[str, ...]):
-    """Compile; --set keys that are not constants or dims are kept for the runtime."""
-    from graphc.compiler import compile_graph
+    """Compile (or restore the model an earlier run compiled from the same spec: see
+    graphc.compiler.saved); --set keys that are not constants or dims are kept for the runtime."""
+    from graphc.compiler import saved
 
     overrides = parse_overrides(sets)
-    analysis = analyze_or_exit(spec, {k: v for k, v in overrides.items() if "." not in k})
-    constants = set(analysis.graph.constants)
-    train_overrides = {k: v for k, v in overrides.items() if k not in constants}
-    return compile_graph(analysis.graph, fuse=fuse_wanted()), train_overrides
+    spec_overrides = {k: v for k, v in overrides.items() if "." not in k}
+    ticket = saved.ticket(spec, spec_overrides, fuse_wanted())
+    restored = saved.restore(ticket) if ticket is not None else None
+    if restored is not None:
+        if restored.diagnostics:
+            from graphc.diagnostics import DiagnosticPrinter
+
+            DiagnosticPrinter().print_all(restored.diagnostics)
+        model, constants = restored.model, restored.constants
+    else:
+        from graphc.compiler import compile_graph
+
+        analysis = analyze_or_exit(spec, spec_overrides)
+        model = compile_graph(analysis.graph, fuse=fuse_wanted())
+        constants = set(analysis.graph.constants)
+        if ticket is not None:
+            saved.save(ticket, model, analysis.diagnostics, constants)
+    return model, {k: v for k, v in overrides.items() if k not in constants}
 
 
 def _speed(summary: dict) -> str:

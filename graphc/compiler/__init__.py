@@ -6,14 +6,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graphc.compiler.cache import store
 from graphc.compiler.model import CompiledModel, ForwardResult, InputError, ParamSpec, TensorSpec
-from graphc.diagnostics import Diagnostic
 from graphc.kernels import threads
-from graphc.pipeline import Analysis, analyze, run
+
+if TYPE_CHECKING:  # the front end is imported when something is compiled, not by a saved model
+    from graphc.diagnostics import Diagnostic
 
 # One thread pool (Numba's), BLAS on one thread inside it: see graphc.kernels.threads.
 threads.ensure_configured()
@@ -31,6 +33,8 @@ def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False, fuse: bo
     """Compile an analyzed (error-free) graph: the back-end passes, then the driver is loaded.
     A failing pass raises CompileError with a GC900 diagnostic naming it. `fuse=False` keeps
     every pointwise op a call of its own (the spec's `compile: {fuse: false}` does too)."""
+    from graphc.pipeline import Analysis, run
+
     a = run(Analysis(graph.file, graph=graph, wrt_inputs=wrt_inputs, fuse=fuse), start="autodiff",
             until="codegen")
     if a.errors:
@@ -48,6 +52,8 @@ def compile_graph(graph, *, dtype=np.float32, wrt_inputs: bool = False, fuse: bo
 def compile_spec(spec: str | Path, *, overrides: dict | None = None, dtype=np.float32,
                  wrt_inputs: bool = False, fuse: bool = True) -> CompiledModel:
     """Analyze a spec file and compile it; raises CompileError when the spec has errors."""
+    from graphc.pipeline import analyze
+
     analysis = analyze(spec, overrides)
     if not analysis.ok:
         raise CompileError(analysis.diagnostics)

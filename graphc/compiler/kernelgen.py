@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-import sympy
 
 from graphc.ops import OPS
 from graphc.ops.scalar import (
@@ -157,7 +156,7 @@ def collapse(loop: tuple, shapes: list[tuple]) -> tuple[list[tuple[int, int]], l
 
 
 def _is_one(d) -> bool:
-    return d == 1 or (isinstance(d, sympy.Basic) and d.is_Integer and int(d) == 1)
+    return d == 1  # an int, or a sympy dim (Integer(1) == 1; a symbol never is)
 
 
 def sizes(loop: tuple, ranges: list[tuple[int, int]]) -> tuple:
@@ -627,7 +626,11 @@ def load(g: Group):
                 spec = importlib.util.spec_from_file_location(name, path)
                 mod = importlib.util.module_from_spec(spec)
                 sys.modules[name] = mod
-                spec.loader.exec_module(mod)
+                try:
+                    spec.loader.exec_module(mod)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
         mod.group = g
         _MODULES[g] = mod
     return mod

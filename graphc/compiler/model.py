@@ -11,13 +11,14 @@ import re
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy
 
 from graphc.compiler.plan import Arena, BufferPlan
-from graphc.ir import Graph
+
+if TYPE_CHECKING:  # a saved model (graphc.compiler.saved) runs without the front end's imports
+    from graphc.ir import Graph
 
 
 class InputError(ValueError):
@@ -105,6 +106,8 @@ def initialize(spec: ParamSpec, rng: np.random.Generator, dtype=np.float32) -> n
 class CompiledModel:
     def __init__(self, graph: Graph, tensors: dict[tuple[str, str], str], source: str,
                  source_path: str, namespace: dict, buffers: BufferPlan, dtype=np.float32):
+        import sympy
+
         self.graph = graph
         self.buffer_plan = buffers
         self._arenas = ArenaPool(buffers)
@@ -129,6 +132,37 @@ class CompiledModel:
         }
         self.train = graph.train
         self.metadata = {"spec": graph.file, "doc": graph.doc, "nodes": len(graph.nodes)}
+
+    # -- saved between runs (graphc.compiler.saved)
+    # The front end's objects: a model restored from its saved state compiles its spec again
+    # the first time one of them is asked for (a NaN diagnosis, an inference model, `sources`).
+    _FRONT_END = ("graph", "program", "fused")
+    _NOT_SAVED = (*_FRONT_END, "_arenas", "_forward", "_backward", "_inference", "_rebuild")
+
+    def saved_state(self) -> dict:
+        """Everything but the front end's objects and the loaded driver: plain data."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._NOT_SAVED}
+
+    @classmethod
+    def restore(cls, state: dict, namespace: dict, rebuild) -> CompiledModel:
+        """A model from `saved_state()`, with its driver executed into `namespace`;
+        `rebuild()` compiles the same spec again, for the front end's objects."""
+        model = object.__new__(cls)
+        model.__dict__.update(state)
+        model._arenas = ArenaPool(model.buffer_plan)
+        model._forward, model._backward = namespace["forward"], namespace["backward"]
+        model._rebuild = rebuild
+        return model
+
+    def __getattr__(self, name: str):
+        rebuild = self.__dict__.get("_rebuild")
+        if name not in self._FRONT_END or rebuild is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        fresh = rebuild()
+        for key in self._FRONT_END:
+            self.__dict__[key] = getattr(fresh, key)
+        del self.__dict__["_rebuild"]
+        return self.__dict__[name]
 
     def __repr__(self) -> str:
         n = sum(int(np.prod(p.shape)) for p in self.params.values() if p.trainable)
@@ -180,17 +214,19 @@ class CompiledModel:
 
     def _check_dim_expressions(self, fed: dict[str, np.ndarray], bound: dict) -> None:
         """Axes declared as expressions (`2*B`, `T - 1`) must match once their dims are bound."""
-        for node in self.graph.inputs:
-            for axis, d in enumerate(node.shape_spec):
-                d = sympy.sympify(d)
-                if d.is_Integer or d.is_Symbol:
+        for name, spec in self.inputs.items():
+            for axis, d in enumerate(spec.shape):
+                if isinstance(d, int) or d.isidentifier():
                     continue  # checked while binding
+                import sympy  # only for inputs declared with expressions
+
+                d = sympy.sympify(d)
                 values = {s: bound[str(s)][0] for s in d.free_symbols if str(s) in bound}
                 want = d.subs(values)
-                n = fed[node.name].shape[axis]
+                n = fed[name].shape[axis]
                 if want.is_Integer and int(want) != n:
                     where = ", ".join(f"{s}={v} from `{bound[str(s)][1]}`" for s, v in values.items())
-                    raise InputError(f"input `{node.name}` has shape {fed[node.name].shape}; axis {axis} "
+                    raise InputError(f"input `{name}` has shape {fed[name].shape}; axis {axis} "
                                      f"must be {d} = {int(want)} ({where})")
 
     def forward(self, params, batch, *, training: bool = False, seed: int = 0,
@@ -210,6 +246,17 @@ class CompiledModel:
                                params, arena)
         result.release = weakref.finalize(result, self._arenas.give_back, key, arena)
         return result
+
+    def kernel_jobs(self) -> tuple[list, list[str]]:
+        """The njit specialisations a training step calls, and the driver's kernels that are not
+        predicted (graphc.compiler.predict); worked out once per dtype."""
+        jobs = self.__dict__.setdefault("_jobs", {})  # shared with astype's copies: by dtype
+        if self.dtype.str not in jobs:
+            from graphc.compiler.predict import predict, uncovered
+
+            found = predict(self.program, self.dtype)
+            jobs[self.dtype.str] = (found, uncovered(self.program, found))
+        return jobs[self.dtype.str]
 
     def warm(self, say=None, processes: int | None = None, extra=()):
         """Load or compile the kernels a training step calls before the first one runs, on a

@@ -18,29 +18,34 @@ when their lives do not overlap, and never with an argument of the call that wri
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy
 
-from graphc.compiler.calls import Program
-from graphc.shapes import fmt_shape
+if TYPE_CHECKING:
+    from graphc.compiler.calls import Program
 
 
 @dataclass(frozen=True)
 class Planned:
     var: str
-    shape: tuple  # symbolic
+    shape: tuple[str, ...]  # the symbolic shape as text (`B×T×128` is ("B", "T", "128"))
     start: int  # the call that writes it
     end: int  # the last call that reads it (or anything aliasing it)
 
 
 @dataclass
 class BufferPlan:
+    """Plain data (no sympy): a plan is saved with a compiled model (graphc.compiler.saved) and
+    read back by a process that never imports the front end."""
+
     tensors: list[Planned]  # in order of `start`
     dims: dict[str, tuple[str, int]]  # symbolic dim → (graph input, axis) that binds it
     n_forward: int
     fresh: frozenset[str] = field(default_factory=frozenset)  # destinations that leave the step
+    shape_source: str = "def shapes(sizes):\n    return {}\n"  # every tensor's shape from the dims
 
     @property
     def owned(self) -> frozenset[str]:
@@ -48,11 +53,16 @@ class BufferPlan:
         return frozenset(t.var for t in self.tensors) | self.fresh
 
     def shapes(self, sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
-        def size(d) -> int:
-            d = sympy.sympify(d)
-            return int(d.subs({s: sizes[s.name] for s in d.free_symbols}))
+        """Every planned tensor's shape for these dims (KeyError: a dim that is not given)."""
+        fn = self.__dict__.get("_shapes")
+        if fn is None:
+            namespace = {"math": math}
+            exec(compile(self.shape_source, "<buffer plan>", "exec"), namespace)  # noqa: S102 - made by `plan`
+            fn = self.__dict__["_shapes"] = namespace["shapes"]
+        return fn(sizes)
 
-        return {t.var: tuple(size(d) for d in t.shape) for t in self.tensors}
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_shapes"}
 
     def sizes_of(self, X: dict[str, np.ndarray]) -> dict[str, int]:
         return {dim: X[inp].shape[axis] for dim, (inp, axis) in self.dims.items()}
@@ -81,6 +91,7 @@ class _Aliases:
 def plan(prog: Program) -> BufferPlan:
     """Decide where every destination of every call lives (a planned buffer or a fresh array)
     and return the live ranges of the planned tensors."""
+    from graphc.shapes import fmt_dim
     calls = prog.forward + prog.backward
     known = {v for c in calls for v in c.bound()} | {d.var for c in calls for d in c.dests()}
     defined: dict[str, int] = {}
@@ -114,8 +125,32 @@ def plan(prog: Program) -> BufferPlan:
                 fresh.add(d.var)
             elif d.var not in planned:
                 planned[d.var] = Planned(d.var, tuple(d.shape), defined[d.var], group_end[aliases.find(d.var)])
-    return BufferPlan(sorted(planned.values(), key=lambda p: p.start), dict(prog.dims), len(prog.forward),
-                      frozenset(fresh))
+    tensors = sorted(planned.values(), key=lambda p: p.start)
+    source = _shape_source(tensors, prog.dims)
+    tensors = [Planned(t.var, tuple(fmt_dim(d) for d in t.shape), t.start, t.end) for t in tensors]
+    return BufferPlan(tensors, dict(prog.dims), len(prog.forward), frozenset(fresh), source)
+
+
+def _shape_source(tensors: list[Planned], dims) -> str:
+    """Python source of `shapes(sizes)`: the tensors' symbolic shapes as arithmetic on the
+    dims, the way the driver computes them (codegen.pyexpr), so that a batch's shapes cost no
+    sympy."""
+    import sympy
+
+    from graphc.compiler.codegen import pyexpr
+
+    free = {str(s) for t in tensors for d in t.shape for s in sympy.sympify(d).free_symbols}
+    names = sorted(set(dims) | free)
+    local = {d: f"d_{i}" for i, d in enumerate(names)}
+    lines = ["def shapes(sizes):"]
+    lines += [f"    {local[d]} = sizes[{d!r}]" for d in names]
+    lines.append("    return {")
+    for t in tensors:
+        exprs = [pyexpr(d, local) for d in t.shape]
+        shape = "".join(f"{e}, " if e.isidentifier() or e.isdigit() else f"int({e}), " for e in exprs)
+        lines.append(f"        {t.var!r}: ({shape}),")
+    lines.append("    }")
+    return "\n".join(lines) + "\n"
 
 
 def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]],
@@ -181,7 +216,7 @@ def describe(plan: BufferPlan, sizes: dict[str, int] | None = None, dtype=np.flo
     shapes = plan.shapes(sizes) if sizes is not None else {}
     where, capacity = assign(plan, shapes) if sizes is not None else ({}, [])
     for t in plan.tensors:
-        shape = str(shapes[t.var]) if sizes is not None else f"({fmt_shape(t.shape)})"
+        shape = str(shapes[t.var]) if sizes is not None else f"({'×'.join(t.shape) or 'scalar'})"
         buf = f"   buffer {where[t.var]}" if sizes is not None else ""
         lines.append(f"{t.var:<28} {shape:<24} {plan.where(t.start)}..{plan.where(t.end)}{buf}")
     if sizes is not None:

@@ -1,6 +1,6 @@
 """Compile a list of predicted kernel specialisations, shared among processes.
 
-`graphc.compiler.warm` predicts, from a model's kernel calls, which njit specialisations its
+`graphc.compiler.predict` predicts, from a model's kernel calls, which njit specialisations its
 first step will ask for, as a list of `Job`s. Every process that works on the list (the
 trainer and its helpers, `python -m graphc.kernels.precompile DIR`) walks it in call order and
 *claims* each job by creating `DIR/<i>.claim` (O_EXCL: exactly one process wins). The winner
@@ -76,7 +76,11 @@ def dispatcher(job: Job):
         spec = importlib.util.spec_from_file_location(job.module, job.path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[job.module] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:  # (the file is gone): no half-made module for kernelgen to find
+            del sys.modules[job.module]
+            raise
     elif module is None:
         module = importlib.import_module(job.module)
     return getattr(module, job.name)

@@ -6,8 +6,6 @@ not a whole number the spec is wrong: graphc reports it instead of flooring sile
 
 from __future__ import annotations
 
-import sympy
-
 from graphc.ops.init import uniform_fan_in
 from graphc.ops.registry import Attr, Kernel, ParamDef, ShapeError, defop
 from graphc.shapes import fmt_dim
@@ -45,6 +43,8 @@ def _check_window(c, **values) -> None:
 
 
 def out_size(c, size, k, s, p, d, axis: str):
+    import sympy
+
     _check_window(c, kernel=k, stride=s, padding=p, dilation=d)
     span = d * (k - 1) + 1
     n = (size + 2 * p - span) / s + 1

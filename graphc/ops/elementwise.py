@@ -9,8 +9,6 @@ its cotangent `g`. The rules are the ops' only derivative definitions: their ker
 
 from __future__ import annotations
 
-import sympy
-
 from graphc.ops.registry import OPS, Attr, Kernel, axis, defop
 from graphc.ops.scalar import Pointwise
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape
@@ -18,6 +16,8 @@ from graphc.shapes import dims_equal, fmt_dim, fmt_shape
 
 def broadcast_shapes(c, a: tuple, b: tuple) -> tuple:
     """NumPy broadcasting over symbolic dims: equal, or one of them is 1."""
+    import sympy
+
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else sympy.Integer(1)

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-import sympy
-
 from graphc.ops.scalar import Pointwise
 from graphc.shapes import Dim, TensorType, dims_equal, fmt_dim
 
@@ -120,6 +118,8 @@ class Ctx:
 
     def whole(self, d: Dim, what: str, *, attr: str | None = None) -> Dim:
         """A size computed by division must be a whole number; never floor silently."""
+        import sympy
+
         d = sympy.nsimplify(d) if d.is_number else d
         if d.is_number and not d.is_Integer:
             self.fail(f"{what} is {d} = {float(d):g}, not a whole number", attr=attr,
@@ -152,7 +152,7 @@ class Kernel:
     zero-size `into_<port>`; a gradient nobody needs then costs nothing (else it goes to a
     scratch buffer). `saved_ranks`, when given, are the ranks of the saved tensors (arrays of
     the model's float dtype, C order): a cold start then compiles the backward without waiting
-    for the forward's compile to learn them (graphc.compiler.warm; its test checks them).
+    for the forward's compile to learn them (graphc.compiler.predict; its test checks them).
     `defop` fills `name`, `inputs`, `nondiff` and `variadic` from the op."""
 
     module: str

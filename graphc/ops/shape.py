@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sympy
-
 from graphc.ops.registry import Attr, Kernel, Port, RuntimeShape, axis, defop
 from graphc.shapes import MAX_TERMS, dims_equal, expanded_terms, fmt_dim, fmt_shape
 
@@ -21,6 +19,8 @@ def _axis(c, x, attr: str, value=None) -> int:
        attrs={"start": Attr("axis", 1, "first axis to merge (the batch axis 0 is kept by default)")})
 def flatten(c):
     """Merge the axes from `start` to the end into one: [B, C, H, W] → [B, C·H·W]."""
+    import sympy
+
     x = c.input("x", min_rank=1)
     s = _axis(c, x, "start")
     return x.with_shape(x.shape[:s] + (sympy.Mul(*x.shape[s:]),))
@@ -32,6 +32,8 @@ def flatten(c):
        attrs={"shape": Attr("shape", doc="new shape; dims may be symbolic, one may be -1")})
 def reshape(c):
     """View the data with a new shape of the same size; one axis may be -1 (inferred)."""
+    import sympy
+
     x = c.input("x")
     target = list(c.attrs["shape"])
     for d in target:
@@ -113,6 +115,8 @@ def _split_outputs(attrs) -> tuple[str, ...]:
               "sizes": Attr("ints", doc="sizes of the pieces; refer to them as `name.0`, `name.1`, …")})
 def split(c):
     """Cut a tensor into pieces along `axis`; the sizes must add up to that axis."""
+    import sympy
+
     x = c.input("x")
     axis = _axis(c, x, "axis")
     sizes = c.attrs["sizes"]
@@ -135,6 +139,8 @@ def split(c):
               "stop": Attr("int", None, "one past the last index (null: the end)")})
 def slice_(c):
     """x[..., start:stop, ...] along one axis (non-negative indices)."""
+    import sympy
+
     x = c.input("x")
     axis = _axis(c, x, "axis")
     n = x.shape[axis]

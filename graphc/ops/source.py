@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-import sympy
-
 from graphc.ops.registry import Attr, Kernel, ParamDef, Port, RuntimeShape, defop
 from graphc.shapes import dims_equal, fmt_dim, fmt_shape, tensor
 
@@ -58,6 +56,8 @@ def _lower_constant(a: dict, rank: int) -> dict:
 def constant(c):
     """A constant tensor filled with `value` (no gradient). Numbers written in `in:` make these
     for you: `{op: mul, in: [x, 0.5]}`, `{op: add, in: [x, [1.0, 2.0, 3.0]]}`."""
+    import sympy
+
     shape = _shape(c)
     v = c.attrs["value"]
     if isinstance(v, tuple):  # a list literal: as many values as elements

@@ -1,4 +1,4 @@
-"""Start-up: graphc.compiler.warm predicts the njit specialisations a training step calls and
+"""Start-up: graphc.compiler.predict predicts the njit specialisations a training step calls and
 compiles them before the first step (in helper processes on a cold start).
 
 The prediction is checked against Numba itself: in a fresh process, one training step runs
@@ -21,7 +21,7 @@ STEP = """
 import json, os, sys
 from numba.core.registry import CPUDispatcher
 from graphc.compiler import compile_spec
-from graphc.compiler.warm import predict, uncovered
+from graphc.compiler.predict import predict, uncovered
 from graphc.kernels.precompile import Worklist, dispatcher
 from graphc.runtime.setup import Setup
 
@@ -112,7 +112,7 @@ def test_without_helpers_the_kernels_still_compile_before_the_first_step(tmp_pat
 
 def _jobs():
     from graphc.compiler import compile_spec
-    from graphc.compiler.warm import predict
+    from graphc.compiler.predict import predict
 
     model = compile_spec(SPECS / "mlp.yaml")
     return model, predict(model.program, model.dtype)
