@@ -39,14 +39,51 @@ WIDTH = 100
 
 
 def pyexpr(d, dim_vars: dict[str, str] | None = None) -> str:
-    """A dimension (sympy) as Python source over the bound dimension variables."""
+    """A dimension (sympy) as Python source over the bound dimension variables, in exact
+    integer arithmetic: `floor(H/3 - 1/3)` is `(H - 1) // 3`. (sympy's own Python printer
+    writes `math.floor((1/3)*H - 1/3)`, which is 1 for H = 7: 7/3 - 1/3 is 1.999… in floats.)"""
     d = sympy.sympify(d)
-    if d.is_Integer:
-        return str(int(d))
     if dim_vars:  # a dim named like a driver local (`P`, `S`, a node) has a renamed variable
         d = d.subs({s: sympy.Symbol(dim_vars[str(s)]) for s in d.free_symbols
                     if dim_vars.get(str(s), str(s)) != str(s)})
-    return sympy.pycode(d)  # floor/ceil print as math.floor/math.ceil
+    return _int_source(d)
+
+
+def _int_source(e) -> str:
+    if e.is_Integer:
+        return str(int(e))
+    if e.is_Symbol:
+        return e.name
+    if isinstance(e, sympy.floor | sympy.ceiling):
+        num, den = (_operand(x) for x in sympy.fraction(sympy.together(e.args[0])))
+        return f"{num} // {den}" if isinstance(e, sympy.floor) else f"-(-{num} // {den})"
+    num, den = sympy.fraction(sympy.together(e))
+    if den != 1:  # a quotient the shape rules found whole (any other size is an error)
+        return f"{_operand(num)} // {_operand(den)}"
+    if e.is_Add:  # symbols first, the constant last, `H - 1` rather than `-1 + H`
+        terms = sorted(e.args, key=lambda a: (a.is_number, str(a)))
+        text = _int_source(terms[0])
+        for a in terms[1:]:
+            negative = a.could_extract_minus_sign()
+            text += f" - {_int_source(-a)}" if negative else f" + {_int_source(a)}"
+        return text
+    if e.is_Mul:
+        if e.args[0] == -1:
+            return "-" + _operand(sympy.Mul(*e.args[1:]))
+        return "*".join(_operand(a) for a in e.args)
+    if e.is_Pow and e.exp.is_Integer and e.exp >= 0:
+        return f"{_operand(e.base)}**{int(e.exp)}"
+    if isinstance(e, sympy.Max | sympy.Min):
+        return f"{type(e).__name__.lower()}(" + ", ".join(_int_source(a) for a in e.args) + ")"
+    if isinstance(e, sympy.Mod):
+        return f"{_operand(e.args[0])} % {_operand(e.args[1])}"
+    raise ValueError(f"a dimension graphc cannot compute in integers: {e}")
+
+
+def _operand(e) -> str:
+    """`e` as an operand of *, //, % or **: in parentheses unless a name, number or call."""
+    text = _int_source(e)
+    return text if e.is_Atom or isinstance(e, sympy.Max | sympy.Min) else f"({text})"
 
 
 class _Printer:

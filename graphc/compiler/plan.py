@@ -18,7 +18,6 @@ when their lives do not overlap, and never with an argument of the call that wri
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -56,7 +55,7 @@ class BufferPlan:
         """Every planned tensor's shape for these dims (KeyError: a dim that is not given)."""
         fn = self.__dict__.get("_shapes")
         if fn is None:
-            namespace = {"math": math}
+            namespace = {}
             exec(compile(self.shape_source, "<buffer plan>", "exec"), namespace)  # noqa: S102 - made by `plan`
             fn = self.__dict__["_shapes"] = namespace["shapes"]
         return fn(sizes)
@@ -132,9 +131,9 @@ def plan(prog: Program) -> BufferPlan:
 
 
 def _shape_source(tensors: list[Planned], dims) -> str:
-    """Python source of `shapes(sizes)`: the tensors' symbolic shapes as arithmetic on the
-    dims, the way the driver computes them (codegen.pyexpr), so that a batch's shapes cost no
-    sympy."""
+    """Python source of `shapes(sizes)`: the tensors' symbolic shapes as integer arithmetic on
+    the dims, the way the driver computes them (codegen.pyexpr), so that a batch's shapes cost
+    no sympy."""
     import sympy
 
     from graphc.compiler.codegen import pyexpr
@@ -146,8 +145,7 @@ def _shape_source(tensors: list[Planned], dims) -> str:
     lines += [f"    {local[d]} = sizes[{d!r}]" for d in names]
     lines.append("    return {")
     for t in tensors:
-        exprs = [pyexpr(d, local) for d in t.shape]
-        shape = "".join(f"{e}, " if e.isidentifier() or e.isdigit() else f"int({e}), " for e in exprs)
+        shape = "".join(f"{pyexpr(d, local)}, " for d in t.shape)
         lines.append(f"        {t.var!r}: ({shape}),")
     lines.append("    }")
     return "\n".join(lines) + "\n"

@@ -115,3 +115,70 @@ def test_generated_driver_shows_the_plan():
     for t in model.buffer_plan.tensors:
         assert f'buf["{t.var}"]' in src
         assert f"#   {t.var} " in src
+
+
+@pytest.mark.parametrize("scale", [1, 3, 1000])
+def test_the_plans_shape_arithmetic_is_the_symbolic_shapes(model, scale):
+    """The plan computes shapes with generated Python (no sympy at run time): exactly what its
+    symbolic shapes give, for small, odd and large dims."""
+    import sympy
+
+    sizes = {n: v * scale + (scale > 1) for n, v in _dims(model).items()}
+    shapes = model.buffer_plan.shapes(sizes)
+    assert set(shapes) == {t.var for t in model.buffer_plan.tensors}
+    for t in model.buffer_plan.tensors:
+        exact = tuple(int(sympy.sympify(d, locals={n: sympy.Symbol(n) for n in sizes}).subs(sizes))
+                      for d in t.shape)
+        assert shapes[t.var] == exact, (t.var, t.shape)
+
+
+def test_floored_and_symbolic_sizes_are_computed_exactly(tmp_path):
+    """A strided conv over a symbolic image with `round: floor` and a flatten of it: the plan's
+    shapes hold floor((H + 2p - k)/s) + 1 and products of dims."""
+    import sympy
+
+    from .helpers import spec_text, write
+
+    spec = write(tmp_path, spec_text(
+        {"x": ["B", 2, "H", "W"]},
+        {"conv": {"op": "conv2d", "in": "x", "out": 3, "kernel": 3, "stride": 3, "padding": 1,
+                  "round": "floor"},
+         "act": {"op": "tanh", "in": "conv"},
+         "flat": {"op": "flatten", "in": "act"},
+         "loss": {"op": "mean", "in": "flat"}},
+        losses=["loss"]))
+    model = compile_spec(spec)
+    shapes = {t.var: t.shape for t in model.buffer_plan.tensors}
+    assert any("floor" in d for s in shapes.values() for d in s), shapes
+    for H, W in [(7, 7), (8, 13), (9, 4), (1000, 999)]:
+        sizes = {"B": 2, "H": H, "W": W}
+        got = model.buffer_plan.shapes(sizes)
+        for var, shape in shapes.items():
+            exact = tuple(int(sympy.sympify(d, locals={n: sympy.Symbol(n) for n in sizes}).subs(sizes))
+                          for d in shape)
+            assert got[var] == exact, (var, shape, sizes)
+        assert got["conv"][2:] == ((H + 2 - 3) // 3 + 1, (W + 2 - 3) // 3 + 1)
+
+
+def test_dimension_source_is_exact_integer_arithmetic():
+    """codegen.pyexpr, which the driver and the plan compute sizes with, is exact where float
+    arithmetic is not (7/3 - 1/3 is 1.999… in floats: floor gives 1, not 2)."""
+    import itertools
+
+    import sympy
+
+    from graphc.compiler.codegen import pyexpr
+    from graphc.shapes import symbol
+
+    H, W = symbol("H"), symbol("W")
+    exprs = [sympy.floor((H - 1) / 3) + 1, sympy.ceiling(W / 3), sympy.floor((H + 2 - 5) / 2) + 1,
+             H * W / 4, (H - 1) * W, 3 * (sympy.floor((H - 1) / 3) + 1) ** 2, sympy.Max(H - 1, 2 * W),
+             sympy.Min(H, W) - 1, sympy.Mod(H, 3), 5 - H, W * sympy.ceiling((H - 1) / 2),
+             sympy.floor(H * W / 7) - sympy.ceiling(H / 5)]
+    for e in exprs:
+        source = pyexpr(e)
+        assert "math." not in source and "/" not in source.replace("//", ""), source
+        for h, w in itertools.product(range(1, 40), [4, 7, 12, 1000]):
+            value = e.subs({H: h, W: w})
+            if value.is_Integer:
+                assert eval(source, {"H": h, "W": w}) == int(value), (e, source, h, w)  # noqa: S307

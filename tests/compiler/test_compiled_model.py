@@ -325,3 +325,27 @@ def test_an_input_reaching_a_loss_only_as_a_label_gets_no_gradient(tmp_path):
     rng = np.random.default_rng(1)
     batch = {"x": rng.standard_normal((4, 3)), "ones": np.ones((2, 1)), "zeros": np.zeros((2, 1))}
     assert check_gradients(model, params64(model), batch, rng=rng, expect_inputs={"x"}) >= 2
+
+
+def test_a_floored_strided_conv_output_has_its_whole_size(tmp_path):
+    """The driver sizes a fresh output with integer arithmetic: a floored stride-3 conv over a
+    7x7 image is 3x3 (it was 2x2, computed with floats: 7/3 - 1/3 = 1.999…), and equals the
+    NumPy reference for every size."""
+    from tests.op_cases import np_conv2d
+
+    spec = write(tmp_path, spec_text(
+        {"x": ["B", 2, "H", "W"]},
+        {"conv": {"op": "conv2d", "in": "x", "out": 3, "kernel": 3, "stride": 3, "padding": 1,
+                  "round": "floor"},
+         "act": {"op": "tanh", "in": "conv"},
+         "loss": {"op": "mean", "in": "act"}},
+        outputs=["conv"], losses=["loss"]))
+    model = compile_spec(spec, dtype=np.float64)
+    params = {k: v.astype(np.float64) for k, v in model.init_params(0).items()}
+    rng = np.random.default_rng(0)
+    for h, w in [(7, 7), (7, 8), (9, 10), (4, 13)]:
+        x = rng.standard_normal((2, 2, h, w))
+        out = model.predict(params, {"x": x})["conv"]
+        ref = np_conv2d(x, params["conv.weight"], params["conv.bias"], (3, 3), (1, 1), (1, 1), 1)
+        assert out.shape == ref.shape == (2, 3, (h - 1) // 3 + 1, (w - 1) // 3 + 1)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
