@@ -227,3 +227,25 @@ def test_the_saved_models_are_bounded_least_recently_used_first(tmp_path, cache,
     assert "graph" not in model.__dict__
     _model(specs[2])  # a third: the least recently used (specs[1]) goes
     assert sorted((cache / "models").iterdir()) == sorted([files[0], files[2]])
+
+
+def test_no_saved_state_holds_a_front_end_object(tmp_path):
+    """What a restore unpickles names no sympy, networkx or front-end class (any of them would
+    import the front end again): every reference spec's and example's saved state, unpickled
+    in a fresh process."""
+    from graphc.compiler import compile_spec
+
+    specs = sorted(SPECS.glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+    for i, spec in enumerate(specs):
+        model = compile_spec(spec)
+        model.kernel_jobs()
+        (tmp_path / f"{i}.pickle").write_bytes(pickle.dumps(model.saved_state()))
+    code = ("import pickle, sys, pathlib\n"
+            "for p in sorted(pathlib.Path(sys.argv[1]).glob('*.pickle')): pickle.loads(p.read_bytes())\n"
+            "print(' '.join(sorted(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.split()
+    front_end = ("sympy", "networkx", "graphc.ir", "graphc.spec", "graphc.shapes", "graphc.ops", "graphc.pipeline")
+    assert len(specs) >= 10 and not [m for m in loaded if m.startswith(front_end)]
