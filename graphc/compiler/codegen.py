@@ -34,6 +34,7 @@ from graphc.compiler.calls import (
     ZerosLike,
 )
 from graphc.compiler.plan import BufferPlan, describe
+from graphc.ops.registry import Choice
 
 WIDTH = 100
 
@@ -89,6 +90,15 @@ def _operand(e) -> str:
 class _Printer:
     def __init__(self, prog: Program, buffers: BufferPlan):
         self.prog, self.buffers = prog, buffers
+        self.choices: dict[str, int] = {}  # the lowered choices the calls name, by name
+
+    def argument(self, name: str, op: Operand) -> str:
+        """A keyword argument's value; a lowered choice by a name the driver defines."""
+        if isinstance(op, Const) and isinstance(op.value, Choice):
+            constant = f"{name}_{op.value.name}".upper()
+            self.choices[constant] = int(op.value)
+            return constant
+        return self.operand(op)
 
     def operand(self, op: Operand) -> str:
         match op:
@@ -134,7 +144,7 @@ class _Printer:
             lines.append(f"{indent}{c.noise.var} = rng.random({c.noise.like}.shape, dtype=dtype) "
                          "if training else _E")
         targets = [self.result(r) for r in c.results]
-        args = [f"{k}={self.operand(v)}," for k, v in c.args.items()]
+        args = [f"{k}={self.argument(k, v)}," for k, v in c.args.items()]
         head = ", ".join(targets) + ("," if len(targets) == 1 else "") + f" = {c.kernel}("
         one = f"{indent}{head}{' '.join(args).removesuffix(',')})"
         if len(one) <= WIDTH:
@@ -252,4 +262,8 @@ def generate(prog: Program, buffers: BufferPlan, source_file: str) -> str:
     for name, var in prog.input_grads.items():
         out.append(f'    GX["{name}"] = {var}')
     out += ["    return G, GX", ""]
+    if p.choices:  # string attributes as their kernels take them (graphc.ops.registry.Choice)
+        at = out.index("import numpy as np") + 2
+        out[at:at] = ["# String attributes, as the kernels take them: the choice's index."]
+        out[at + 1:at + 1] = [f"{name} = {value}" for name, value in sorted(p.choices.items())] + [""]
     return "\n".join(out)

@@ -6,7 +6,7 @@ scalar (reduce an elementwise expression with `sum`/`mean` yourself)."""
 
 from __future__ import annotations
 
-from graphc.ops.registry import Attr, Kernel, Port, defop
+from graphc.ops.registry import Attr, Choice, Kernel, Port, defop
 from graphc.shapes import dims_equal, fmt_shape, tensor
 
 SCALAR = ()
@@ -41,7 +41,7 @@ def _lower_reduction(*kernel_attrs: str):
     def lower(attrs: dict, rank: int) -> dict:
         from graphc.kernels.loss import REDUCTIONS  # (the back end's: numba is loaded by then)
 
-        return {name: REDUCTIONS.index(attrs[name]) if name == "reduction" else attrs[name]
+        return {name: Choice.of(REDUCTIONS, attrs[name]) if name == "reduction" else attrs[name]
                 for name in kernel_attrs}
 
     return lower

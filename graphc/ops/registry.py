@@ -140,6 +140,26 @@ class RuntimeShape:
     dims: tuple
 
 
+class Choice(int):
+    """A string attribute lowered to its index among the kernel's choices (Numba kernels
+    compare ints, not strings). It is that int to everything else; the generated driver prints
+    its name (`reduction=REDUCTION_MEAN`, with `REDUCTION_MEAN = 0` at the driver's top)."""
+
+    name: str
+
+    def __new__(cls, index: int, name: str) -> Choice:
+        self = super().__new__(cls, index)
+        self.name = name
+        return self
+
+    def __getnewargs__(self) -> tuple:
+        return int(self), self.name
+
+    @classmethod
+    def of(cls, choices: tuple[str, ...], name: str) -> Choice:
+        return cls(choices.index(name), name)
+
+
 @dataclass(frozen=True)
 class Kernel:
     """How an op runs: `<name>_fwd` and `<name>_bwd` in `graphc.kernels.<module>`.
