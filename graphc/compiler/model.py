@@ -132,12 +132,19 @@ class CompiledModel:
         }
         self.train = graph.train
         self.metadata = {"spec": graph.file, "doc": graph.doc, "nodes": len(graph.nodes)}
+        # what the bound dims must satisfy for every inferred size to be whole and ≥ 1
+        # (graphc.compiler.guards): plain source and data, saved with the model
+        from graphc.compiler.guards import guard_source
+
+        bindable = {d for s in self.inputs.values() for d in s.shape if isinstance(d, str) and d.isidentifier()}
+        self.guard_source, self.guards = guard_source(graph, bindable)
 
     # -- saved between runs (graphc.compiler.saved)
     # The front end's objects: a model restored from its saved state compiles its spec again
     # the first time one of them is asked for (a NaN diagnosis, an inference model, `sources`).
     _FRONT_END = ("graph", "program", "fused")
-    _NOT_SAVED = (*_FRONT_END, "_arenas", "_forward", "_backward", "_inference", "_rebuild")
+    _NOT_SAVED = (*_FRONT_END, "_arenas", "_forward", "_backward", "_inference", "_rebuild",
+                  "_check_guards_fn")
 
     def saved_state(self) -> dict:
         """Everything but the front end's objects and the loaded driver: plain data."""
@@ -210,7 +217,26 @@ class CompiledModel:
                                      f"{n} in `{name}`")
             out[name] = x
         self._check_dim_expressions(out, bound)
+        self._check_guards({d: n for d, (n, _) in bound.items()})
         return out
+
+    def _check_guards(self, sizes: dict[str, int]) -> None:
+        """Every size the front end inferred must be whole and ≥ 1 at these dims: an `exact`
+        conv's (H - 3)/2 + 1 at an even H is an error, not the floor the driver's integer
+        arithmetic would silently take (graphc.compiler.guards)."""
+        if not self.__dict__.get("guards"):
+            return
+        fn = self.__dict__.get("_check_guards_fn")
+        if fn is None:
+            namespace: dict = {}
+            exec(compile(self.guard_source, "<dimension guards>", "exec"), namespace)  # noqa: S102 - made by guards
+            fn = self.__dict__["_check_guards_fn"] = namespace["check"]
+        failed = fn(sizes)
+        if failed is not None:
+            from graphc.compiler.guards import message
+
+            i, value = failed
+            raise InputError(message(self.guards[i], value, sizes))
 
     def _check_dim_expressions(self, fed: dict[str, np.ndarray], bound: dict) -> None:
         """Axes declared as expressions (`2*B`, `T - 1`) must match once their dims are bound."""
@@ -224,10 +250,12 @@ class CompiledModel:
                 values = {s: bound[str(s)][0] for s in d.free_symbols if str(s) in bound}
                 want = d.subs(values)
                 n = fed[name].shape[axis]
-                if want.is_Integer and int(want) != n:
+                # a size that is not whole there (`H/2` at an odd H) fits no batch: it used to
+                # pass unchecked, whatever the axis held
+                if want.is_number and (not want.is_Integer or int(want) != n):
                     where = ", ".join(f"{s}={v} from `{bound[str(s)][1]}`" for s, v in values.items())
                     raise InputError(f"input `{name}` has shape {fed[name].shape}; axis {axis} "
-                                     f"must be {d} = {int(want)} ({where})")
+                                     f"must be {d} = {int(want) if want.is_Integer else want} ({where})")
 
     def forward(self, params, batch, *, training: bool = False, seed: int = 0,
                 reuse: bool = True) -> ForwardResult:

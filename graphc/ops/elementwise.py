@@ -144,6 +144,9 @@ def _reduce(name: str, doc: str):
         for a in axes:
             if not -x.rank <= a < x.rank:
                 c.fail(f"axis {a} is out of range for a rank-{x.rank} input {x}", attr="axis")
+            if a % x.rank in norm:  # NumPy's and PyTorch's sums refuse it too: it was a crash at run time
+                c.fail(f"axis {a} repeats axis {a % x.rank} in {list(axes)} (a rank-{x.rank} input {x})",
+                       attr="axis")
             norm.add(a % x.rank)
         keep = c.attrs["keepdims"]
         shape = [1 if i in norm else d for i, d in enumerate(x.shape) if keep or i not in norm]

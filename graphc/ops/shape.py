@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphc.ops.registry import Attr, Kernel, Port, RuntimeShape, axis, defop
+from graphc.ops.registry import OPS, Attr, Kernel, Port, RuntimeShape, axis, defop
 from graphc.shapes import MAX_TERMS, dims_equal, expanded_terms, fmt_dim, fmt_shape
 
 
@@ -153,3 +153,19 @@ def slice_(c):
     if n.is_Integer and start >= n:
         c.fail(f"start {start} is past the end of axis {axis} (size {n})", attr="start")
     return x.with_shape(x.shape[:axis] + (stop_d - start,) + x.shape[axis + 1:])
+
+
+def _slice_guards(attrs: dict, inputs: dict) -> list:
+    """What a batch must satisfy beyond the output's size (graphc.compiler.guards): with a
+    `stop`, the output is `stop - start` whatever the axis, so a symbolic axis shorter than `stop`
+    would give NumPy's clipped slice, smaller than every buffer sized from the type."""
+    x = inputs["x"]
+    axis = attrs["axis"] % x.rank
+    n, start, stop = x.shape[axis], attrs["start"], attrs["stop"]
+    if stop is None:  # the output, n - start, is guarded ≥ 1 like every size
+        return []
+    return [(n - stop, f"slice {start}:{stop} needs axis {axis} of its input, {fmt_dim(n)}, to be at "
+             f"least {stop}")]
+
+
+OPS["slice"].rules["guards"] = _slice_guards

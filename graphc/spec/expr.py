@@ -138,7 +138,13 @@ def evaluate(text: str, scope: Mapping[str, object]):
     if isinstance(tree, str):
         raise ExprError(f"cannot parse expression `{text}`: {tree}")
     try:
-        return check_number(_eval(tree.body, scope, text), text)
+        value = check_number(_eval(tree.body, scope, text), text)
+        if isinstance(value, sympy.Basic) and not value.is_number and value.has(sympy.Float):
+            # `/` of integers that do not divide is a float (`lr: 1/3`), but in a symbolic size it
+            # must stay exact: `W/3 + 2/3` (how graphc prints an exact pool's size) was
+            # W/3 + 0.666666666666667, a size no batch makes whole, accepted by a reshape's -1
+            return check_number(_eval(tree.body, scope, text, exact=True), text)
+        return value
     except RecursionError:
         raise ExprError(f"expression nested too deeply: `{text}`") from None
 
@@ -155,11 +161,11 @@ def _parse(text: str):
         return str(exc) or type(exc).__name__
 
 
-def _eval(node, scope, text):
-    return check_number(_eval_node(node, scope, text), text)
+def _eval(node, scope, text, exact=False):
+    return check_number(_eval_node(node, scope, text, exact), text)
 
 
-def _eval_node(node, scope, text):
+def _eval_node(node, scope, text, exact=False):
     match node:
         case ast.Constant(value=v) if isinstance(v, int | float | bool):
             return v
@@ -179,11 +185,11 @@ def _eval_node(node, scope, text):
                 name=name,
             )
         case ast.UnaryOp(op=ast.USub(), operand=x):
-            return -_eval(x, scope, text)
+            return -_eval(x, scope, text, exact)
         case ast.UnaryOp(op=ast.UAdd(), operand=x):
-            return _eval(x, scope, text)
+            return _eval(x, scope, text, exact)
         case ast.BinOp(left=l, op=op, right=r) if type(op) in _BINOPS:
-            a, b = _eval(l, scope, text), _eval(r, scope, text)
+            a, b = _eval(l, scope, text, exact), _eval(r, scope, text, exact)
             if isinstance(op, ast.Pow):
                 if isinstance(b, sympy.Basic) and not b.is_number:
                     raise ExprError(f"the exponent `{b}` in `{text}` must be a number, not a dimension")
@@ -196,11 +202,20 @@ def _eval_node(node, scope, text):
                     return _symbolic_floordiv(a, b)
                 if isinstance(op, ast.Div) and isinstance(a, int) and isinstance(b, int) and a % b == 0:
                     return a // b  # keep exact integers integral: 128 / 4 is the int 32
+                if exact and isinstance(op, ast.Div) and isinstance(a, int | sympy.Rational) \
+                        and isinstance(b, int | sympy.Rational) and not isinstance(a, bool) and not isinstance(b, bool):
+                    return sympy.Rational(a) / sympy.Rational(b)
                 return _BINOPS[type(op)](a, b)
             except (ArithmeticError, ValueError, TypeError) as exc:
                 raise ExprError(f"cannot compute `{ast.unparse(node)}` in `{text}`: {exc}") from None
         case ast.Call(func=ast.Name(id=fname), args=args, keywords=[]) if fname in _FUNCS:
-            values = [_eval(a, scope, text) for a in args]
+            values = [_eval(a, scope, text, exact) for a in args]
+            if exact and not any(isinstance(v, sympy.Basic) and not v.is_number for v in values):
+                if fname in ("min", "max", "abs"):  # exact on rationals too
+                    return _FUNCS[fname](*values)
+                # the others (int, round, sqrt, …) take the first pass's numbers
+                values = [(int(v) if v.is_Integer else float(v)) if isinstance(v, sympy.Basic) else v
+                          for v in values]
             if any(isinstance(v, sympy.Basic) for v in values):
                 if fname in ("min", "max") and values:
                     return (sympy.Min if fname == "min" else sympy.Max)(*values)

@@ -249,7 +249,7 @@ def input_decl(diags: Diagnostics, name: str, raw, inputs: MDict, span, override
         if isinstance(v, sympy.Basic) and v.is_number:
             v = int(v) if v.is_Integer else float(v)
         if isinstance(v, bool | float) or isinstance(v, int) and v < 1 or \
-                isinstance(v, sympy.Basic) and v.is_positive is False:
+                isinstance(v, sympy.Basic) and (v.is_positive is False or v.has(sympy.Float)):
             diags.error("GC104", f"input `{name}`: dimension {v} must be a positive integer", dspan)
             continue
         shape.append(v)
@@ -376,7 +376,12 @@ def _scalar(diags: Diagnostics, what, attr: Attr, raw, scope: Mapping, span):
         if isinstance(v, float):
             diags.error("GC104", f"{what}: dimension {v} is not an integer", span)
             return sympy.Integer(1)
-        return sympy.sympify(v)
+        v = sympy.sympify(v)
+        if v.has(sympy.Float):  # `W * 0.5`: a float in a size is never whole for sure (nor exact)
+            diags.error("GC104", f"{what}: dimension `{v}` holds a fractional number", span,
+                        hint="write fractions of dims exactly (`W/2`), or floor them (`W // 2`)")
+            return sympy.Integer(1)
+        return v
     if isinstance(v, sympy.Basic):
         if v.is_Integer:
             return int(v)
