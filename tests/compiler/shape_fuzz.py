@@ -246,8 +246,21 @@ def _roundtrip(case: Case, rng, cur: str, c: int) -> tuple[str, int]:
     return case.add("reshape", flat, lambda v, P: v[flat].reshape(v[cur].shape), shape=target), c
 
 
+def _expand_gain(case: Case, rng, cur: str, c: int) -> tuple[str, int]:
+    """A learned [1, C, 1, 1] gain expanded to the inferred shape written out (`B`, `(H - 1) // 3
+    + 1`, …): the driver evaluates a symbolic target; the backward sums over the copies."""
+    t = case.infer(cur) if case.infer else None
+    if t is None:
+        return _tanh(case, rng, cur, c)
+    gain = case.add("param", None, lambda v, P: None, shape=[1, c, 1, 1], init="normal(1.0)")
+    case.refs[gain] = lambda v, P: P[f"{gain}.weight"]
+    target = ["B", c, *(int(d) if d.is_Integer else spec_dim(d) for d in t.shape[2:])]
+    big = case.add("expand", gain, lambda v, P: np.broadcast_to(v[gain], v[cur].shape), shape=target)
+    return case.add("add", [cur, big], lambda v, P: v[cur] + v[big]), c
+
+
 IMAGE_OPS = [_conv2d, _conv2d, _conv_transpose2d, _pool, _pool, _upsample, _slice, _concat, _split,
-             _transpose_hw, _reshape_swap, _channel_scale, _mean_last, _roundtrip]
+             _transpose_hw, _reshape_swap, _channel_scale, _mean_last, _roundtrip, _expand_gain]
 
 
 def _linear(case: Case, rng, cur: str, e: int, out: int | None = None) -> tuple[str, int]:
@@ -272,6 +285,9 @@ def _self_scores(case: Case, rng, cur: str, e: int) -> tuple[str, int]:
         z = np.exp(v[s] - v[s].max(-1, keepdims=True))
         return z / z.sum(-1, keepdims=True)
 
+    if rng.random() < 0.5:  # the future masked: -inf above the diagonal of [T, T]
+        s = case.add("causal_mask", s, lambda v, P, s=s: np.where(np.triu(np.ones(v[s].shape[-2:], bool), 1),
+                                                                   -np.inf, v[s]))
     p = case.add("softmax", s, softmax, axis=-1)
     return case.add("matmul", [p, cur], lambda v, P: v[p] @ v[cur]), e
 
