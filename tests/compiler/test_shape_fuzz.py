@@ -110,8 +110,10 @@ def _run_case(case, tmp_path) -> str:
         for k, v in first.items():
             assert np.all(np.isfinite(v)), k
         if fitted <= 1:  # finite differences at the first dims that fit
+            # their round-off grows with the loss (~1e-11·L at ε = 1e-5): a gradient that is
+            # zero by symmetry (attention's key bias) came out 9e-8 at L = 4541
             check_gradients(model, params, batch, rng=np.random.default_rng(i), n_elements=2,
-                            rtol=1e-5, atol=1e-8)
+                            rtol=1e-5, atol=1e-9 * max(1.0, abs(r.losses[loss])))
         if case.expr_input and fitted <= 1:  # an input axis declared `2 * B` that is not 2·B
             bad = dict(batch)
             bad[case.expr_input] = np.concatenate([batch[case.expr_input]] * 2, 0)[:-1]
