@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import UNLIMITED, Budget, Estimate, nbytes, optimizer_slots, step_estimate
+from .budget import UNLIMITED, Budget, Estimate, batch_sizes, nbytes, optimizer_slots, step_estimate
 from .config import TrainConfig, apply_overrides
 from .data import DataBundle, Dataset, Feeder, build_data
 from .errors import ConfigError, DataError
@@ -212,6 +212,12 @@ class Setup:
         if self.probe is None:
             return
         inputs = _probe_inputs(self.feed(self.probe))
+        check_sizes = getattr(model, "check_sizes", None)  # (a CompiledModel's; not every model's)
+        if check_sizes is not None:
+            # a full batch's dims must fit every size of the spec (a sequence longer than max_len,
+            # an image smaller than a window): said now, before the run directory is written
+            n = len(next(iter(self.probe.values())))
+            check_sizes(batch_sizes(model, inputs, getattr(self.data.train, "batch", self.cfg.batch), n))
         try:
             with np.errstate(all="ignore"):
                 result = model.forward(params, inputs, training=False, seed=0)

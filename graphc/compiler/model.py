@@ -217,13 +217,13 @@ class CompiledModel:
                                      f"{n} in `{name}`")
             out[name] = x
         self._check_dim_expressions(out, bound)
-        self._check_guards({d: n for d, (n, _) in bound.items()})
+        self.check_sizes({d: n for d, (n, _) in bound.items()})
         return out
 
-    def _check_guards(self, sizes: dict[str, int]) -> None:
+    def check_sizes(self, sizes: dict[str, int]) -> None:
         """Every size the front end inferred must be whole and ≥ 1 at these dims: an `exact`
         conv's (H - 3)/2 + 1 at an even H is an error, not the floor the driver's integer
-        arithmetic would silently take (graphc.compiler.guards)."""
+        arithmetic would silently take (graphc.compiler.guards). InputError if not."""
         if not self.__dict__.get("guards"):
             return
         fn = self.__dict__.get("_check_guards_fn")

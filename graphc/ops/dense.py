@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from graphc.ops.init import uniform_fan_in
-from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop
-from graphc.shapes import dims_equal, fmt_shape, tensor
+from graphc.ops.registry import Attr, Kernel, ParamDef, Port, defop, register
+from graphc.shapes import dims_equal, fmt_dim, fmt_shape, tensor
 
 
 def _linear_params(c):
@@ -68,6 +68,15 @@ def positional_encoding(c):
     if c.attrs["kind"] == "sinusoidal" and d.is_Integer and int(d) % 2:
         c.fail(f"sinusoidal encoding needs an even model width, found {d}", port="x")
     return x
+
+
+@register("positional_encoding", "guards")
+def _positional_encoding_guards(attrs: dict, inputs: dict) -> list:
+    """A symbolic sequence axis must fit max_len when a batch binds it (graphc.compiler.guards):
+    the kernel would refuse it with a bare ValueError."""
+    t, max_len = inputs["x"].shape[1], attrs["max_len"]
+    return [(max_len - t, f"max_len {max_len} is shorter than the sequence (axis 1 of its input, "
+             f"{fmt_dim(t)})")]
 
 
 def _matmul_flops(c):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphc.ops.registry import OPS, Attr, Kernel, Port, RuntimeShape, axis, defop
+from graphc.ops.registry import Attr, Kernel, Port, RuntimeShape, axis, defop, register
 from graphc.shapes import MAX_TERMS, dims_equal, expanded_terms, fmt_dim, fmt_shape
 
 
@@ -155,6 +155,7 @@ def slice_(c):
     return x.with_shape(x.shape[:axis] + (stop_d - start,) + x.shape[axis + 1:])
 
 
+@register("slice", "guards")
 def _slice_guards(attrs: dict, inputs: dict) -> list:
     """What a batch must satisfy beyond the output's size (graphc.compiler.guards): with a
     `stop`, the output is `stop - start` whatever the axis, so a symbolic axis shorter than `stop`
@@ -167,5 +168,3 @@ def _slice_guards(attrs: dict, inputs: dict) -> list:
     return [(n - stop, f"slice {start}:{stop} needs axis {axis} of its input, {fmt_dim(n)}, to be at "
              f"least {stop}")]
 
-
-OPS["slice"].rules["guards"] = _slice_guards

@@ -93,6 +93,18 @@ def test_a_huge_batch_is_refused_in_seconds_not_after_gigabytes(tmp_path):
     assert time.perf_counter() - start < 30
 
 
+def test_data_longer_than_max_len_is_refused_before_the_run_starts(tmp_path):
+    """The transformer's data has T = 16: a positional encoding of max_len 4 cannot take it.
+    One clear line naming the node, before the run directory is written (not the kernel's
+    ValueError at the first step)."""
+    r = run("train", SPECS / "transformer.yaml", "--set", "max_len=4", "--out", tmp_path / "r", *QUIET)
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == ("error: the batch's dims (B=64, T=16) do not fit node `pos` "
+                                "(positional_encoding): max_len 4 is shorter than the sequence "
+                                "(axis 1 of its input, T) (short by 12)"), r.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_eval_works_between_the_two_renames_of_a_save(tmp_path):
     out = tmp_path / "run"
     assert run("train", MLP, "--out", out, "--steps", 3, *QUIET).exit_code == 0

@@ -236,7 +236,9 @@ def test_a_loss_that_is_not_a_scalar_is_a_compile_error(tmp_path):
 @pytest.mark.parametrize(("change", "pattern"), [
     (lambda b: b["tokens"].__setitem__((0, 0), 13), "embedding: id out of range"),
     (lambda b: b["targets"].__setitem__((1, 2), -3), "cross_entropy: target class out of range"),
-    (lambda b: b.update({k: np.tile(v, (1, 9)) for k, v in b.items()}), "sequence longer than max_len"),
+    (lambda b: b.update({k: np.tile(v, (1, 9)) for k, v in b.items()}),
+     r"do not fit node `pos` \(positional_encoding\): max_len 64 is shorter than the sequence "
+     r"\(axis 1 of its input, T\) \(short by 8\)"),
 ], ids=["token-id", "target-class", "too-long"])
 def test_out_of_range_values_raise_instead_of_reading_garbage(change, pattern):
     from tests.conftest import SPECS
