@@ -33,6 +33,13 @@ A kernel the driver calls is compiled from the top and keeps Numba's own engine.
 pass choice, a function compiled first as a callee and later called from Python with the same
 types keeps its callee code (a kernel that is also called by another kernel with the very
 types the driver uses: none in the library today but conv2d under conv1d).
+
+And a callee gets no C-ABI wrapper: Numba lowers, optimises and emits one for every function
+(``Lower.create_cfunc_wrapper``), for its use as a first-class function value (a
+``types.FunctionType`` argument), which no graphc kernel is; its Python entry point (the
+CPython wrapper) stays. That wrapper's IR text, parsing, function passes and machine code were
+~1 s of the transformer's callees' ~3.5 s there (add_ir_module 2.4-2.7 -> 1.7-1.8 s,
+finalize 1.2-1.3 -> 0.8 s; whole list 16.3/17.7 -> 14.9/16.0 s, alternating, load 1.1-1.7).
 """
 
 import threading
@@ -93,6 +100,26 @@ def install() -> bool:
     event.register("numba:compile", Depth())
     library._optimize_final_module = optimize_final_module
     _emit_callees_at_o0(codegen)
+    _no_cfunc_wrapper_for_callees()
+    return True
+
+
+def _no_cfunc_wrapper_for_callees() -> bool:
+    """Skip Numba's C-ABI wrapper of a function compiled for a caller (see the module doc)."""
+    try:
+        from numba.core import lowering
+    except ImportError:
+        return False
+    numba_wrapper = getattr(lowering.Lower, "create_cfunc_wrapper", None)
+    if numba_wrapper is None:
+        return False
+
+    def create_cfunc_wrapper(self):
+        if _depth() > 1:
+            return None
+        return numba_wrapper(self)
+
+    lowering.Lower.create_cfunc_wrapper = create_cfunc_wrapper
     return True
 
 

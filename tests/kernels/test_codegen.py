@@ -59,6 +59,18 @@ def test_a_callees_machine_code_comes_from_the_o0_engine_and_still_runs_from_pyt
     assert len(scaled_sum.signatures) == 1
 
 
+def test_a_callee_gets_no_c_abi_wrapper_and_its_caller_keeps_its_own():
+    caller, scaled_sum = _fresh_pair()
+    a = np.arange(10, dtype=np.float64)
+    assert caller(a) == 2.0 * a.sum() + 1.0
+
+    def has_cfunc_wrapper(disp) -> bool:
+        (cres,) = disp.overloads.values()
+        return any(f.name == cres.fndesc.llvm_cfunc_wrapper_name for f in cres.library.get_defined_functions())
+
+    assert has_cfunc_wrapper(caller) and not has_cfunc_wrapper(scaled_sum)
+
+
 def test_a_function_called_from_python_gets_the_full_pass():
     _, scaled_sum = _fresh_pair()
     full_before = _codegen.optimised["full"][scaled_sum.__qualname__]
