@@ -1,4 +1,4 @@
-"""Optimise each kernel once at -O3, not each helper again on its own.
+"""Optimise and emit each kernel once at -O3, not each helper again on its own.
 
 Numba compiles every njit function into its own LLVM module, optimises it at -O3 and emits
 machine code for it. A helper called from another njit function is compiled during the
@@ -32,13 +32,13 @@ the transformer's kernel list: 16.0 -> 15.0 s of CPU, mean of 8 alternating runs
 A kernel the driver calls is compiled from the top and keeps Numba's own engine. As with the
 pass choice, a function compiled first as a callee and later called from Python with the same
 types keeps its callee code (a kernel that is also called by another kernel with the very
-types the driver uses: none in the library today but conv2d under conv1d).
+types the driver uses: in the library today at most conv2d under conv1d, in a spec with both).
 
 And a callee gets no C-ABI wrapper: Numba lowers, optimises and emits one for every function
 (``Lower.create_cfunc_wrapper``), for its use as a first-class function value (a
 ``types.FunctionType`` argument), which no graphc kernel is; its Python entry point (the
 CPython wrapper) stays. That wrapper's IR text, parsing, function passes and machine code were
-~1 s of the transformer's callees' ~3.5 s there (add_ir_module 2.4-2.7 -> 1.7-1.8 s,
+~1 s of the transformer's compile (the callees' add_ir_module 2.4-2.7 -> 1.7-1.8 s, their
 finalize 1.2-1.3 -> 0.8 s; whole list 16.3/17.7 -> 14.9/16.0 s, alternating, load 1.1-1.7).
 """
 
