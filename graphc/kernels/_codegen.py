@@ -34,12 +34,14 @@ pass choice, a function compiled first as a callee and later called from Python 
 types keeps its callee code (a kernel that is also called by another kernel with the very
 types the driver uses: in the library today at most conv2d under conv1d, in a spec with both).
 
-And a callee gets no C-ABI wrapper: Numba lowers, optimises and emits one for every function
-(``Lower.create_cfunc_wrapper``), for its use as a first-class function value (a
-``types.FunctionType`` argument), which no graphc kernel is; its Python entry point (the
-CPython wrapper) stays. That wrapper's IR text, parsing, function passes and machine code were
-~1 s of the transformer's compile (the callees' add_ir_module 2.4-2.7 -> 1.7-1.8 s, their
-finalize 1.2-1.3 -> 0.8 s; whole list 16.3/17.7 -> 14.9/16.0 s, alternating, load 1.1-1.7).
+And a callee, or any function of graphc's, gets no C-ABI wrapper: Numba lowers, optimises and
+emits one for every function (``Lower.create_cfunc_wrapper``), for its use as a first-class
+function value (a ``types.FunctionType`` argument), which no graphc kernel is; its Python entry
+point (the CPython wrapper) stays. That wrapper's IR text, parsing, function passes and machine
+code were ~1 s of the transformer's compile in the callees (their add_ir_module 2.4-2.7 ->
+1.7-1.8 s, finalize 1.2-1.3 -> 0.8 s; whole list 16.3/17.7 -> 14.9/16.0 s, alternating, load
+1.1-1.7) and ~0.5 s in the kernels themselves (add_ir_module 1.32-1.38 -> 0.93-1.10 s,
+finalize 3.68-3.88 -> 3.40-3.75 s).
 """
 
 import threading
@@ -115,7 +117,10 @@ def _no_cfunc_wrapper_for_callees() -> bool:
         return False
 
     def create_cfunc_wrapper(self):
-        if _depth() > 1:
+        # graphc's own functions (its kernel modules and generated ones, graphc_fused_*) at any
+        # depth; any other function only when compiled for a caller (a user's function called
+        # from Python may be a first-class value)
+        if _depth() > 1 or str(getattr(self.fndesc, "modname", "")).startswith("graphc"):
             return None
         return numba_wrapper(self)
 

@@ -68,7 +68,25 @@ def test_a_callee_gets_no_c_abi_wrapper_and_its_caller_keeps_its_own():
         (cres,) = disp.overloads.values()
         return any(f.name == cres.fndesc.llvm_cfunc_wrapper_name for f in cres.library.get_defined_functions())
 
+    # a function of this test module (not graphc's) keeps it when compiled from Python
     assert has_cfunc_wrapper(caller) and not has_cfunc_wrapper(scaled_sum)
+
+
+def test_a_graphc_function_gets_no_c_abi_wrapper_even_from_python():
+    def square_sum(a):
+        s = 0.0
+        for j in range(a.size):
+            s += a[j] * a[j]
+        return s
+
+    square_sum.__module__ = "graphc.kernels.probe"  # as if defined there (not cached: fresh)
+    kernel = numba.njit(square_sum)
+    x = np.arange(5, dtype=np.float64)
+    assert kernel(x) == 30.0
+    (cres,) = kernel.overloads.values()
+    names = {f.name for f in cres.library.get_defined_functions()}
+    assert cres.fndesc.llvm_cpython_wrapper_name in names
+    assert cres.fndesc.llvm_cfunc_wrapper_name not in names
 
 
 def test_a_function_called_from_python_gets_the_full_pass():
