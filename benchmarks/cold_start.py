@@ -14,6 +14,9 @@ figure, since on a shared machine the load moves the numbers a lot.
 `--snapshot` runs a copy of graphc taken at the start (in the temporary directory): editing a
 kernel module invalidates Numba's cache of every kernel (graphc.kernels._cache), so on a machine
 where someone edits the kernels, a measurement of the working tree is not a measurement.
+`--source DIR [DIR ...]` snapshots those checkouts instead of this one (another worktree, a
+`git archive` of a base commit); with several, each repeat runs them in turn, so an A/B
+comparison sees the same load.
 """
 
 from __future__ import annotations
@@ -55,12 +58,13 @@ def load() -> str:
     return out.rsplit("load average:", 1)[-1].strip()
 
 
-def snapshot(tmp: Path) -> Path:
-    """A copy of the package as it is installed (graphc.runtime lives in runtime/)."""
+def snapshot(tmp: Path, root: Path = ROOT) -> Path:
+    """A copy of the package in checkout `root` as it is installed (graphc.runtime lives in
+    runtime/)."""
     src = tmp / "src"
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "graphc", src / "graphc", ignore=ignore)
-    shutil.copytree(ROOT / "runtime", src / "graphc" / "runtime", ignore=ignore)
+    shutil.copytree(root / "graphc", src / "graphc", ignore=ignore)
+    shutil.copytree(root / "runtime", src / "graphc" / "runtime", ignore=ignore)
     return src
 
 
@@ -99,29 +103,36 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="cold and cached runs per spec")
     ap.add_argument("--show", action="store_true", help="print the cold run's output")
     ap.add_argument("--snapshot", action="store_true", help="run a copy of graphc taken now")
+    ap.add_argument("--source", nargs="+", type=Path, help="run copies of these checkouts, in turn (implies --snapshot)")
     ap.add_argument("--helpers", help="GRAPHC_COMPILE_HELPERS for the runs (0: compile serially, as before)")
     args = ap.parse_args()
     if args.helpers is not None:
         os.environ["GRAPHC_COMPILE_HELPERS"] = args.helpers
+    sources = [p.resolve() for p in args.source] if args.source else [ROOT if args.snapshot else None]
+    name = {src: (str(src) if len(sources) > 1 else "") for src in sources}
     print(f"{'spec':<28} {'run':<7} {'seconds':>8}   load (1, 5, 15 min)")
     for spec in args.spec:
-        cold, cached = [], []
+        cold = {src: [] for src in sources}
+        cached = {src: [] for src in sources}
         for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory(prefix="graphc-cold-") as d:
-                tmp = Path(d)
-                src = snapshot(tmp) if args.snapshot else None
-                before = load()
-                seconds, out = first_step(spec, tmp, [], src)
-                cold.append(seconds)
-                print(f"{spec:<28} {'cold':<7} {seconds:8.2f}   {before}", flush=True)
-                if args.show:
-                    print(out)
-                for _ in range(args.repeat):
+            for root in sources:
+                with tempfile.TemporaryDirectory(prefix="graphc-cold-") as d:
+                    tmp = Path(d)
+                    src = snapshot(tmp, root) if root is not None else None
                     before = load()
-                    seconds, _ = first_step(spec, tmp, [], src)
-                    cached.append(seconds)
-                    print(f"{spec:<28} {'cached':<7} {seconds:8.2f}   {before}", flush=True)
-        print(f"{spec:<28} median cold {median(cold):.2f} s, cached {median(cached):.2f} s", flush=True)
+                    seconds, out = first_step(spec, tmp, [], src)
+                    cold[root].append(seconds)
+                    print(f"{spec:<28} {'cold':<7} {seconds:8.2f}   {before}   {name[root]}", flush=True)
+                    if args.show:
+                        print(out)
+                    for _ in range(args.repeat):
+                        before = load()
+                        seconds, _ = first_step(spec, tmp, [], src)
+                        cached[root].append(seconds)
+                        print(f"{spec:<28} {'cached':<7} {seconds:8.2f}   {before}   {name[root]}", flush=True)
+        for root in sources:
+            print(f"{spec:<28} median cold {median(cold[root]):.2f} s, cached {median(cached[root]):.2f} s"
+                  f"   {name[root]}", flush=True)
 
 
 if __name__ == "__main__":

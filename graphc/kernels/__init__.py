@@ -54,7 +54,7 @@ lowered attributes. Non-differentiable inputs are the ports marked so there.
 Float32 transcendental functions (exp, sigmoid, tanh, the GELU normal CDF) use the SIMD
 forms in ``graphc.kernels.vmath`` (relative error <= 5e-7, bounds tested); float64 uses libm.
 ``graphc.kernels._codegen`` gives a helper compiled for its caller only Numba's cheap pass (the
-caller's -O3 optimises it inlined). ``graphc.kernels._cache`` drops numba's cache files when any
+caller's -O3 optimises it inlined), machine code from an -O0 engine and no C-ABI wrapper. ``graphc.kernels._cache`` drops numba's cache files when any
 njit source changes (a cached kernel embeds the helpers it calls from other modules, which numba
 does not track).
 ``python -m graphc.kernels.bench [--torch] [--threads 1]`` times fwd+bwd per op.

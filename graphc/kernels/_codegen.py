@@ -1,4 +1,4 @@
-"""Optimise each kernel once at -O3, not each helper again on its own.
+"""Optimise and emit each kernel once at -O3, not each helper again on its own.
 
 Numba compiles every njit function into its own LLVM module, optimises it at -O3 and emits
 machine code for it. A helper called from another njit function is compiled during the
@@ -18,6 +18,30 @@ types runs its lightly optimised code: correct, slower (the kernel tests do; tra
 This replaces one method of Numba's code library (``CPUCodeLibrary._optimize_final_module``)
 and listens to Numba's "numba:compile" events; if either is not there (another Numba), or the
 cheap pass cannot be built, Numba's own method runs.
+
+The same holds for a callee's machine code: Numba emits every library's code as soon as it is
+compiled (its Python entry point needs an address), and a callee's module holds the code of
+everything below it, so a kernel five calls deep had its innermost helpers emitted five times
+over, all at LLVM's -O3 instruction selection and register allocation: ~2 s of the
+transformer's ~16 s of compile CPU. Only a Python call of the helper itself (a test) or a
+later process loading it from the disk cache to call it runs that code; a caller links the
+helper's IR, never its machine code. So callees' libraries belong to a second JIT engine whose
+target machine emits at -O0 (fast instruction selection, no machine-level optimisation):
+correct code, slower when called from Python, ~0.6 s instead of ~2 s (the serial compile of
+the transformer's kernel list: 16.0 -> 15.0 s of CPU, mean of 8 alternating runs at load 1.4-2.9).
+A kernel the driver calls is compiled from the top and keeps Numba's own engine. As with the
+pass choice, a function compiled first as a callee and later called from Python with the same
+types keeps its callee code (a kernel that is also called by another kernel with the very
+types the driver uses: in the library today at most conv2d under conv1d, in a spec with both).
+
+And a callee, or any function of graphc's, gets no C-ABI wrapper: Numba lowers, optimises and
+emits one for every function (``Lower.create_cfunc_wrapper``), for its use as a first-class
+function value (a ``types.FunctionType`` argument), which no graphc kernel is; its Python entry
+point (the CPython wrapper) stays. That wrapper's IR text, parsing, function passes and machine
+code were ~1 s of the transformer's compile in the callees (their add_ir_module 2.4-2.7 ->
+1.7-1.8 s, finalize 1.2-1.3 -> 0.8 s; whole list 16.3/17.7 -> 14.9/16.0 s, alternating, load
+1.1-1.7) and ~0.5 s in the kernels themselves (add_ir_module 1.32-1.38 -> 0.93-1.10 s,
+finalize 3.68-3.88 -> 3.40-3.75 s).
 """
 
 import threading
@@ -26,6 +50,8 @@ from collections import Counter
 _local = threading.local()  # Numba compiles under a global lock; per thread all the same
 # Libraries optimised each way in this process, by name (one entry per function compiled).
 optimised = {"full": Counter(), "cheap": Counter()}
+# Libraries whose machine code the -O0 engine emitted (callees), by name.
+emitted = {"o0": Counter()}
 
 
 def _depth() -> int:
@@ -75,4 +101,58 @@ def install() -> bool:
     optimize_final_module.graphc = True
     event.register("numba:compile", Depth())
     library._optimize_final_module = optimize_final_module
+    _emit_callees_at_o0(codegen)
+    _no_cfunc_wrapper_for_callees()
+    return True
+
+
+def _no_cfunc_wrapper_for_callees() -> bool:
+    """Skip Numba's C-ABI wrapper of a function compiled for a caller (see the module doc)."""
+    try:
+        from numba.core import lowering
+    except ImportError:
+        return False
+    numba_wrapper = getattr(lowering.Lower, "create_cfunc_wrapper", None)
+    if numba_wrapper is None:
+        return False
+
+    def create_cfunc_wrapper(self):
+        # graphc's own functions (its kernel modules and generated ones, graphc_fused_*) at any
+        # depth; any other function only when compiled for a caller (a user's function called
+        # from Python may be a first-class value)
+        if _depth() > 1 or str(getattr(self.fndesc, "modname", "")).startswith("graphc"):
+            return None
+        return numba_wrapper(self)
+
+    lowering.Lower.create_cfunc_wrapper = create_cfunc_wrapper
+    return True
+
+
+def _emit_callees_at_o0(codegen) -> bool:
+    """Create the libraries of functions compiled for a caller in a second JIT engine that
+    emits machine code at -O0; False (Numba's engine for all) if this Numba lacks the parts."""
+    jit = getattr(codegen, "JITCPUCodegen", None)
+    numba_create = getattr(jit, "create_library", None)
+    if numba_create is None or not hasattr(jit, "_customize_tm_options"):
+        return False
+
+    class CalleeCodegen(jit):
+        def _customize_tm_options(self, options):
+            super()._customize_tm_options(options)
+            options["opt"] = 0  # the target machine's: instruction selection and after
+
+    try:
+        callees = CalleeCodegen("graphc.callees")
+    except Exception:  # noqa: BLE001 - another Numba's internals: one engine as before
+        return False
+
+    def create_library(self, name, **kwargs):
+        # Numba's own CPU engine only (not another target's subclass); the second engine has
+        # the same CPU, features and cache key (magic_tuple), only another codegen level
+        if _depth() > 1 and type(self) is jit:
+            emitted["o0"][name] += 1
+            self = callees
+        return numba_create(self, name, **kwargs)
+
+    jit.create_library = create_library
     return True

@@ -62,7 +62,7 @@ _REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "ns
 
 
 # --------------------------------------------------------------------------- projections
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _col_sums(g):
     return col_sums(g, np.empty(g.shape[1], dtype=g.dtype))
 
@@ -82,7 +82,7 @@ def _stacked(a, b, c):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _project(x2, w):
     """x2 @ w.T for stacked weights (the biases are added as the heads are copied out)."""
     no_bias = np.empty(0, dtype=x2.dtype)
@@ -148,7 +148,7 @@ def _get_band(x, r0, c0, bias, band, factor):
             dst[c] = (src[c] + b[c]) * factor
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _put_band(x, r0, c0, band, factor):
     """x[r0 : r0 + rows, c0 : c0 + width] = factor * band."""
     w = band.shape[1]
@@ -174,7 +174,7 @@ def _put_band_sums(x, r0, c0, band, factor, sums):
 
 
 # --------------------------------------------------------------------------- one head
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _first_visible(mrow):
     """The first key the padding mask row leaves visible (len(mrow) if none; 0 without a mask)."""
     for s in range(mrow.size):
@@ -183,13 +183,13 @@ def _first_visible(mrow):
     return mrow.size
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _tile_rows(t_len, causal):
     """Query rows per tile: causal attention tiles the rows, otherwise one tile holds all."""
     return max(1, min(_ROW_BLOCK, t_len)) if causal else max(1, t_len)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _key_end(r0, r1, s_len, causal, first):
     """Keys the rows [r0, r1) see: < r1 when causal, unless a row there sees none (t < first,
     every key up to t padded): that row attends uniformly to all s_len keys."""
@@ -198,7 +198,7 @@ def _key_end(r0, r1, s_len, causal, first):
     return s_len
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _visible(mrow, lim):
     """How many of the keys < lim the padding mask leaves visible."""
     if mrow.size == 0:
@@ -278,60 +278,15 @@ def _softmax_tile_vjp(g_t, p_t, mrow, r0, causal):
         g[lim:] = 0.0
 
 
-@numba.njit(cache=True)
-def _head_fwd(qh, kh, vh, mrow, causal, probs, ctx, c_r0, c_c0, sc, cb):
-    """One (batch item, head): probs (flat [T*S], in tiles) = softmax(mask(qh khᵀ)); its
-    product with vh into ctx[c_r0 : c_r0 + T, c_c0 : c_c0 + dh]. Scratch: sc [rows * S],
-    cb [rows, dh] (rows: _tile_rows)."""
-    t_len, s_len = qh.shape[0], kh.shape[0]
-    rows = _tile_rows(t_len, causal)
-    first = _first_visible(mrow)
-    for r0 in range(0, t_len, rows):
-        r1 = min(r0 + rows, t_len)
-        n = r1 - r0
-        kend = _key_end(r0, r1, s_len, causal, first)
-        s_t = sc[: n * kend].reshape(n, kend)
-        p_t = probs[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
-        probs[r0 * s_len + n * kend : r1 * s_len] = 0.0
-        np.dot(qh[r0:r1], kh[:kend].T, s_t)
-        _softmax_tile(s_t, p_t, mrow, r0, causal)
-        np.dot(p_t, vh[:kend], cb[:n])
-        _put_band(ctx, c_r0 + r0, c_c0, cb[:n], 1.0)
-
-
-@numba.njit(cache=True)
-def _head_bwd(qh, kh, vh, gc, mrow, causal, probs, gqh, gkh, gvh, gb, tmp):
-    """One (batch item, head): from the context's gradient gc [T, dh], the gradients of the
-    head's scaled Q, K and V (gqh [T, dh]; gkh, gvh [S, dh], zeros on entry). Scratch:
-    gb [rows * S], tmp [S, dh]."""
-    t_len, s_len = qh.shape[0], kh.shape[0]
-    rows = _tile_rows(t_len, causal)
-    first = _first_visible(mrow)
-    for r0 in range(0, t_len, rows):
-        r1 = min(r0 + rows, t_len)
-        n = r1 - r0
-        kend = _key_end(r0, r1, s_len, causal, first)
-        p_t = probs[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
-        g_t = gb[: n * kend].reshape(n, kend)
-        t_k = tmp[:kend]
-        # dV[:kend] += Pᵀ dC; dP = dC Vᵀ
-        np.dot(p_t.T, gc[r0:r1], t_k)
-        add_into(gvh, t_k)
-        np.dot(gc[r0:r1], vh[:kend].T, g_t)
-        _softmax_tile_vjp(g_t, p_t, mrow, r0, causal)
-        # dQ = dS K; dK[:kend] += dSᵀ Q
-        np.dot(g_t, kh[:kend], gqh[r0:r1])
-        np.dot(g_t.T, qh[r0:r1], t_k)
-        add_into(gkh, t_k)
-
-
 # --------------------------------------------------------------------------- the kernels
 @numba.njit(cache=True)
 def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
     """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: its Q, K, V
-    bands (with their biases) into qh[b, h], kh[b, h], vh[b, h]; its probabilities and
-    context. (One function, not a block calling a per-pair one: every level of njit calls
-    re-optimises and re-emits all the code below it, ~0.5 s of a cold start each.)"""
+    bands (with their biases) into qh[b, h], kh[b, h], vh[b, h]; then, per tile of query rows,
+    its probabilities (probs[b, h] flat, in tiles) = softmax(mask(Q Kᵀ)) and their product with
+    V into the pair's band of ctx. (One function, not a block calling a per-pair one calling a
+    per-tile one: every njit function costs a compile of its own and re-emits the machine code
+    of everything it calls, ~0.2-0.5 s of a cold start per level.)"""
     heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
@@ -345,12 +300,24 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
-        _get_band(qp, b * t_len, c0, qb, qh[b, h], 1.0 / math.sqrt(dh))
-        _get_band(ks, b * s_len, kc + c0, kb, kh[b, h], 1.0)
-        _get_band(vs, b * s_len, vc + c0, vb, vh[b, h], 1.0)
+        q, k, v = qh[b, h], kh[b, h], vh[b, h]
+        _get_band(qp, b * t_len, c0, qb, q, 1.0 / math.sqrt(dh))
+        _get_band(ks, b * s_len, kc + c0, kb, k, 1.0)
+        _get_band(vs, b * s_len, vc + c0, vb, v, 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         p_flat = probs[b, h].reshape(-1)
-        _head_fwd(qh[b, h], kh[b, h], vh[b, h], mrow, causal, p_flat, ctx, b * t_len, c0, sc, cb)
+        first = _first_visible(mrow)
+        for r0 in range(0, t_len, rows):
+            r1 = min(r0 + rows, t_len)
+            n = r1 - r0
+            kend = _key_end(r0, r1, s_len, causal, first)
+            s_t = sc[: n * kend].reshape(n, kend)
+            p_t = p_flat[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
+            p_flat[r0 * s_len + n * kend : r1 * s_len] = 0.0
+            np.dot(q[r0:r1], k[:kend].T, s_t)
+            _softmax_tile(s_t, p_t, mrow, r0, causal)
+            np.dot(p_t, v[:kend], cb[:n])
+            _put_band(ctx, b * t_len + r0, c0, cb[:n], 1.0)
 
 
 @numba.njit(cache=True)
@@ -388,33 +355,52 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
 
 @numba.njit(cache=True)
 def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
-    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: the
-    gradients of its Q, K, V bands into gqp, gkvp (laid out as the forward's projections),
-    their column sums into sq[b], skv[b]."""
+    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair, tile by tile
+    as the forward: from its band of the context's gradient, the gradients of its (scaled) Q,
+    K and V into gqp, gkvp (laid out as the forward's projections), their column sums into
+    sq[b], skv[b] (one function, as _pairs_fwd)."""
     heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
     s_len = kh.shape[2]
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
     sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
     no_bias = np.zeros(heads * dh, dtype=qh.dtype)
     # the block's buffers, allocated once (see _pairs_fwd)
+    rows = _tile_rows(t_len, causal)
     gc = np.empty((t_len, dh), dtype=qh.dtype)
     gqh = np.empty((t_len, dh), dtype=qh.dtype)
     gkh = np.empty((s_len, dh), dtype=qh.dtype)
     gvh = np.empty((s_len, dh), dtype=qh.dtype)
-    gb = np.empty(_tile_rows(t_len, causal) * s_len, dtype=qh.dtype)
+    gb = np.empty(rows * s_len, dtype=qh.dtype)
     tmp = np.empty((s_len, dh), dtype=qh.dtype)
     gk_flat, gv_flat = gkh.reshape(-1), gvh.reshape(-1)
     p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
+        q, k, v = qh[b, h], kh[b, h], vh[b, h]
         _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         for j in range(gk_flat.size):  # they accumulate over the tiles
             gk_flat[j] = 0.0
             gv_flat[j] = 0.0
         p_flat = probs[b, h].reshape(-1)
-        _head_bwd(qh[b, h], kh[b, h], vh[b, h], gc, mrow, causal, p_flat, gqh, gkh, gvh, gb, tmp)
+        first = _first_visible(mrow)
+        for r0 in range(0, t_len, rows):
+            r1 = min(r0 + rows, t_len)
+            n = r1 - r0
+            kend = _key_end(r0, r1, s_len, causal, first)
+            p_t = p_flat[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
+            g_t = gb[: n * kend].reshape(n, kend)
+            t_k = tmp[:kend]
+            # dV[:kend] += Pᵀ dC; dP = dC Vᵀ
+            np.dot(p_t.T, gc[r0:r1], t_k)
+            add_into(gvh, t_k)
+            np.dot(gc[r0:r1], v[:kend].T, g_t)
+            _softmax_tile_vjp(g_t, p_t, mrow, r0, causal)
+            # dQ = dS K; dK[:kend] += dSᵀ Q
+            np.dot(g_t, k[:kend], gqh[r0:r1])
+            np.dot(g_t.T, q[r0:r1], t_k)
+            add_into(gkh, t_k)
         _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
         _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
         _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])

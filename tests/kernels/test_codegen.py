@@ -1,6 +1,7 @@
-"""graphc.kernels._codegen: a helper compiled for its caller gets Numba's cheap pass only, the
-function compiled from the top the full one, and the caller's machine code is still optimised
-(its helper's loop inlined and vectorised)."""
+"""graphc.kernels._codegen: a helper compiled for its caller gets Numba's cheap pass only and
+its machine code from the -O0 engine, the function compiled from the top the full pass and
+Numba's engine, and the caller's machine code is still optimised (its helper's loop inlined and
+vectorised)."""
 
 import platform
 import re
@@ -43,6 +44,49 @@ def test_a_callee_gets_the_cheap_pass_and_its_caller_the_full_one():
     after = {kind: [counts[n] for n in names] for kind, counts in _codegen.optimised.items()}
     grew = {kind: [n1 - n0 for n0, n1 in zip(before[kind], after[kind], strict=True)] for kind in before}
     assert grew == {"full": [1, 0], "cheap": [0, 1]}  # caller full, its helper cheap
+
+
+def test_a_callees_machine_code_comes_from_the_o0_engine_and_still_runs_from_python():
+    caller, scaled_sum = _fresh_pair()
+    before = _codegen.emitted["o0"].copy()
+    a = np.arange(100, dtype=np.float64)
+    assert caller(a) == 2.0 * a.sum() + 1.0
+    grew = {n for n, k in _codegen.emitted["o0"].items() if k > before[n]}
+    assert any(scaled_sum.__qualname__ in n for n in grew)  # the helper's library
+    assert not any(caller.__qualname__ in n and scaled_sum.__qualname__ not in n for n in grew)
+    # the helper's own (callee) code, called from Python with the same types: correct
+    assert scaled_sum(a, 2.0) == 2.0 * a.sum()
+    assert len(scaled_sum.signatures) == 1
+
+
+def test_a_callee_gets_no_c_abi_wrapper_and_its_caller_keeps_its_own():
+    caller, scaled_sum = _fresh_pair()
+    a = np.arange(10, dtype=np.float64)
+    assert caller(a) == 2.0 * a.sum() + 1.0
+
+    def has_cfunc_wrapper(disp) -> bool:
+        (cres,) = disp.overloads.values()
+        return any(f.name == cres.fndesc.llvm_cfunc_wrapper_name for f in cres.library.get_defined_functions())
+
+    # a function of this test module (not graphc's) keeps it when compiled from Python
+    assert has_cfunc_wrapper(caller) and not has_cfunc_wrapper(scaled_sum)
+
+
+def test_a_graphc_function_gets_no_c_abi_wrapper_even_from_python():
+    def square_sum(a):
+        s = 0.0
+        for j in range(a.size):
+            s += a[j] * a[j]
+        return s
+
+    square_sum.__module__ = "graphc.kernels.probe"  # as if defined there (not cached: fresh)
+    kernel = numba.njit(square_sum)
+    x = np.arange(5, dtype=np.float64)
+    assert kernel(x) == 30.0
+    (cres,) = kernel.overloads.values()
+    names = {f.name for f in cres.library.get_defined_functions()}
+    assert cres.fndesc.llvm_cpython_wrapper_name in names
+    assert cres.fndesc.llvm_cfunc_wrapper_name not in names
 
 
 def test_a_function_called_from_python_gets_the_full_pass():
