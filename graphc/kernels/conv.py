@@ -167,6 +167,13 @@ def _conv2d_bwd_block(
 
 @numba.njit(cache=True)
 def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out=None):
+    return _conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out)
+
+
+# conv2d's bodies, which conv1d calls too: a kernel the driver calls must not be compiled first
+# as another kernel's callee, whose machine code is Numba's quick one (graphc.kernels._codegen)
+@numba.njit(cache=True)
+def _conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out):
     b_n, c_n, h, w = x.shape
     o_n, cg, kh, kw = weight.shape
     oh, ow = _conv2d_out_size(h, w, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
@@ -183,6 +190,12 @@ def conv2d_fwd(x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, 
 def conv2d_bwd(
     g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, out, into_x=None
 ):
+    return _conv2d_bwd(g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias,
+                       into_x)
+
+
+@numba.njit(cache=True)
+def _conv2d_bwd(g_out, x, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups, has_bias, into_x):
     b_n = x.shape[0]
     o_n, cg, kh, kw = weight.shape
     oh, ow = g_out.shape[2], g_out.shape[3]
@@ -212,10 +225,10 @@ def conv1d_fwd(x, weight, bias, stride, padding, dilation, groups, has_bias, out
     x4 = x.reshape(b_n, c_n, 1, length)
     w4 = weight.reshape(o_n, cg, 1, k)
     if out is None:
-        out4 = conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias)[0]
+        out4 = _conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, None)[0]
         return (out4.reshape(b_n, o_n, out4.shape[3]),)
     out4 = out.reshape(b_n, o_n, 1, out.shape[2])
-    conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, out4)
+    _conv2d_fwd(x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, out4)
     return (out,)
 
 
@@ -228,12 +241,8 @@ def conv1d_bwd(g_out, x, weight, bias, stride, padding, dilation, groups, has_bi
     w4 = weight.reshape(o_n, cg, 1, k)
     g4 = g_out.reshape(b_n, o_n, 1, g_out.shape[2])
     if into_x is None:
-        gx, gw, gb = conv2d_bwd(
-            g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, g4
-        )
+        gx, gw, gb = _conv2d_bwd(g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, None)
         return gx.reshape(x.shape), gw.reshape(weight.shape), gb
     gx4 = into_x.reshape(b_n, c_n, 1, length) if into_x.size == x.size else into_x.reshape(0, 0, 0, 0)
-    _, gw, gb = conv2d_bwd(
-        g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, g4, gx4
-    )
+    _, gw, gb = _conv2d_bwd(g4, x4, w4, bias, one, stride, zero, padding, one, dilation, groups, has_bias, gx4)
     return into_x, gw.reshape(weight.shape), gb

@@ -114,3 +114,22 @@ def test_the_callers_machine_code_vectorises_the_inlined_helper_loop():
     asm = kernel.inspect_asm(kernel.signatures[0])
     packed = [ln for ln in asm.splitlines() if re.search(r"\tv?(add|mul|fmadd\w*)ps\s.*%[xyz]mm", ln)]
     assert packed, "the inlined axpy loop should use packed float32 instructions"
+
+
+def test_no_kernel_the_driver_calls_is_another_kernels_callee():
+    """A kernel compiled first as another's callee keeps Numba's quick code for that signature,
+    and the driver would later call it (conv1d called conv2d_fwd with conv2d's own argument
+    types): the kernels the ops name (graphc.ops, `<kernel>_fwd`/`_bwd`) are never called from
+    njit code; shared bodies are helpers of their own."""
+    from pathlib import Path
+
+    from graphc.ops import OPS
+
+    names = {f"{op.kernel.name}_{kind}" for op in OPS.values() if op.kernel for kind in ("fwd", "bwd")}
+    calls = []
+    for path in sorted((Path(_codegen.__file__).parent).glob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for name in names:
+                if re.search(rf"(?<![\w.]){name}\(", line) and not line.lstrip().startswith("def "):
+                    calls.append(f"{path.name}:{n}: {line.strip()}")
+    assert len(names) > 50 and not calls, calls
