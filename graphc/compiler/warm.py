@@ -32,33 +32,33 @@ from graphc.kernels.threads import usable_cores
 
 # ---- the estimate --------------------------------------------------------------------------
 
-# Seconds of one core to compile a kernel, measured on the reference specs' cold starts (CPU
-# time per job, numba 0.68, 2026-12-01, after helpers got Numba's cheap pass only,
-# graphc.kernels._codegen); a kernel that shares helpers with one compiled before it costs
-# less than listed. Not listed: DEFAULT_COST.
+# Seconds of one core to compile a kernel, measured on the reference specs (CPU time per job,
+# compiled serially in a fresh process with empty caches; numba 0.68, 2026-12-01, after the
+# callees' quick machine code, graphc.kernels._codegen); a kernel that shares helpers with one
+# compiled before it costs less than listed. Not listed: DEFAULT_COST.
 COSTS = {
-    "attention_fwd": 3.7,
-    "attention_bwd": 2.7,
-    "linear_fwd": 0.7,
+    "attention_fwd": 3.2,
+    "attention_bwd": 2.8,
+    "linear_fwd": 0.5,
     "linear_bwd": 1.2,
-    "add_norm_fwd": 1.3,
+    "add_norm_fwd": 1.25,
     "add_norm_bwd": 1.4,
     "layernorm_fwd": 1.2,
     "layernorm_bwd": 1.3,
     "embedding_fwd": 0.5,
-    "embedding_bwd": 0.2,
-    "positional_encoding_fwd": 0.45,
+    "embedding_bwd": 0.15,
+    "positional_encoding_fwd": 0.5,
     "positional_encoding_bwd": 0.3,
-    "cross_entropy_fwd": 1.0,
-    "cross_entropy_bwd": 0.5,
+    "cross_entropy_fwd": 0.9,
+    "cross_entropy_bwd": 0.4,
     "adam_update": 0.5,
     "sum_of_squares": 0.3,
-    "conv2d_fwd": 3.0,
-    "conv2d_bwd": 3.5,
+    "conv2d_fwd": 3.2,
+    "conv2d_bwd": 3.4,
     "maxpool2d_fwd": 1.2,
-    "maxpool2d_bwd": 0.5,
-    "lstm_fwd": 3.9,
-    "lstm_bwd": 4.1,
+    "maxpool2d_bwd": 0.3,
+    "lstm_fwd": 3.5,
+    "lstm_bwd": 3.9,
 }
 DEFAULT_COST = 0.8
 GENERATED_COST = 0.5  # a generated pointwise loop (gelu's forward ~1 s, relu's ~0.2 s, backwards ~0.2 s)
