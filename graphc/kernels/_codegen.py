@@ -31,8 +31,9 @@ correct code, slower when called from Python, ~0.6 s instead of ~2 s (the serial
 the transformer's kernel list: 16.0 -> 15.0 s of CPU, mean of 8 alternating runs at load 1.4-2.9).
 A kernel the driver calls is compiled from the top and keeps Numba's own engine. As with the
 pass choice, a function compiled first as a callee and later called from Python with the same
-types keeps its callee code (a kernel that is also called by another kernel with the very
-types the driver uses: in the library today at most conv2d under conv1d, in a spec with both).
+types keeps its callee code, in this process and, through the disk cache, in later ones: so no
+kernel the driver calls is called by another kernel (conv1d calls conv2d's bodies, not
+conv2d_fwd; tests/kernels/test_codegen.py checks the library).
 
 And a callee, or any function of graphc's, gets no C-ABI wrapper: Numba lowers, optimises and
 emits one for every function (``Lower.create_cfunc_wrapper``), for its use as a first-class
