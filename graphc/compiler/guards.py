@@ -79,13 +79,10 @@ def guards_of(graph, dims: set[str]) -> list[tuple[Guard, object, object]]:
 
 def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard]]:
     """Python source of `check(sizes)` and the guards it checks, in order."""
-    from graphc.compiler.codegen import pyexpr
+    from graphc.compiler.codegen import pyexpr, sizes_function
 
     found = guards_of(graph, dims)
-    names = sorted(dims)
-    local = {d: f"d_{i}" for i, d in enumerate(names)}
-    lines = ["def check(sizes):"]
-    lines += [f"    {local[d]} = sizes[{d!r}]" for d in names]
+    lines, local = sizes_function("check", dims)
     for i, (g, num, den) in enumerate(found):
         n, m = pyexpr(num, local), pyexpr(den, local)
         if g.kind == "whole":

@@ -136,13 +136,10 @@ def _shape_source(tensors: list[Planned], dims) -> str:
     no sympy."""
     import sympy
 
-    from graphc.compiler.codegen import pyexpr
+    from graphc.compiler.codegen import pyexpr, sizes_function
 
     free = {str(s) for t in tensors for d in t.shape for s in sympy.sympify(d).free_symbols}
-    names = sorted(set(dims) | free)
-    local = {d: f"d_{i}" for i, d in enumerate(names)}
-    lines = ["def shapes(sizes):"]
-    lines += [f"    {local[d]} = sizes[{d!r}]" for d in names]
+    lines, local = sizes_function("shapes", set(dims) | free)
     lines.append("    return {")
     for t in tensors:
         shape = "".join(f"{pyexpr(d, local)}, " for d in t.shape)
