@@ -150,10 +150,33 @@ def _emit_callees_at_o0(codegen) -> bool:
     def create_library(self, name, **kwargs):
         # Numba's own CPU engine only (not another target's subclass); the second engine has
         # the same CPU, features and cache key (magic_tuple), only another codegen level
-        if _depth() > 1 and type(self) is jit:
+        if _for_caller() and type(self) is jit:
             emitted["o0"][name] += 1
             self = callees
         return numba_create(self, name, **kwargs)
 
+    numba_unserialize = jit.unserialize_library
+
+    def unserialize_library(self, serialized):
+        _local.loading = True
+        try:
+            return numba_unserialize(self, serialized)
+        finally:
+            _local.loading = False
+
     jit.create_library = create_library
+    jit.unserialize_library = unserialize_library
     return True
+
+
+def _for_caller() -> bool:
+    """Whether the library being created is a callee's: one compiled while another function
+    compiles (depth 2 and more: the callee's own compile event counts), or one loaded from the
+    disk cache while a function compiles (depth 1: Numba loads a cached overload before, not
+    inside, its compile event). A cached callee loaded into Numba's engine would define its
+    symbols there, and a kernel compiled in that process, whose module holds its own -O3 copy
+    of the callee (linked IR it did not inline), then ran the cached copy instead: the -O0 code
+    of whichever process compiled the callee first (the register-tiled GEMM at 30 instead of
+    180 GFLOP/s)."""
+    depth = _depth()
+    return depth > 1 or (depth == 1 and getattr(_local, "loading", False))

@@ -133,3 +133,58 @@ def test_no_kernel_the_driver_calls_is_another_kernels_callee():
                 if re.search(rf"(?<![\w.]){name}\(", line) and not line.lstrip().startswith("def "):
                     calls.append(f"{path.name}:{n}: {line.strip()}")
     assert len(names) > 50 and not calls, calls
+
+
+_CACHED_PAIR = '''
+import numba
+import numpy as np
+import graphc.kernels  # installs the engine choice
+from graphc.kernels import _codegen
+
+@numba.njit(cache=True)
+def helper(a, k):
+    s = 0.0
+    for j in range(a.size):
+        s += a[j] * k
+    return s
+
+@numba.njit(cache=True)
+def first(a):
+    return helper(a, 2.0) + 1.0
+
+@numba.njit(cache=True)
+def second(a):
+    return helper(a, 2.0) - 1.0
+
+if __name__ == "__main__":
+    import sys
+    a = np.arange(100, dtype=np.float64)
+    fn, expect = (first, 9901.0) if sys.argv[1] == "first" else (second, 9899.0)
+    assert fn(a) == expect
+    print(",".join(n for n in _codegen.emitted["o0"] if "helper" in n))
+'''
+
+
+def test_a_callee_loaded_from_the_disk_cache_for_a_caller_goes_to_the_o0_engine(tmp_path):
+    """A process compiles `first` and caches its callee `helper` (its -O0 code); the next
+    compiles `second`, which loads `helper` from the cache. Loaded into Numba's own engine, the
+    cached -O0 code would define helper's symbol there, and `second` (which holds its own -O3
+    copy of helper's IR) would call it: the register-tiled GEMM ran at 30 instead of 180
+    GFLOP/s that way. Loaded for a caller, it belongs to the callee engine like a compiled one."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "pair.py").write_text(_CACHED_PAIR)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run(which: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "pair.py", which], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert run("first")  # compiled for its caller: the callee engine
+    assert run("second")  # loaded from the cache for its caller: the callee engine too
+    assert list((tmp_path / "cache").rglob("*helper*.nbc"))  # it was loaded, not compiled again
