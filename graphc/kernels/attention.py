@@ -14,26 +14,37 @@ touches those values anyway.
 
 Heads. The (batch item, head) pairs are independent, so they are the parallel loop (a block
 of consecutive pairs per thread, `run_blocks`). Each pair copies its head's column band of
-Q, K and V into the contiguous head layout [B, H, L, E/H] (BLAS wants contiguous operands),
-which is saved for the backward, and writes its context straight into the head's columns of
-the [B*T, E] context that the output projection reads. Q is stored pre-scaled by 1/sqrt(E/H)
-so the scores need no scaling pass.
+Q, K and V into the head layout [B, H, L, E/H], saved for the backward; Q is stored
+pre-scaled by 1/sqrt(E/H) so the scores need no scaling pass. Its products go through the
+register-tiled GEMM (`tile_gemm.mm`), not BLAS: they are small ([32, 32] x [32, 64] at
+d=128), where a BLAS call pays more in packing and dispatch than it computes (Q Kᵀ ran at
+90 GFLOP/s through np.dot, 180 through mm), and mm reads its operands in place with any row
+stride: the context goes straight into the head's columns of the [B*T, E] context that the
+output projection reads, and the backward reads its band of the context's gradient there.
 
-Causal tiling. With `causal`, query rows go in tiles of `_ROW_BLOCK`; a tile of rows ending at
-r1 only sees keys < r1, so its score, context and gradient products stop there: about half of
-the T x S work of a long sequence is skipped (5/8 of it remains at T = 4 tiles).
+Transposed tiles. A tile's scores are made keys by queries, Sᵀ = K Qᵀ, and the softmax runs
+down the columns: every step (mask, max, exp, sum, scale, and the backward's p (g - p·g)) is
+elementwise over a row of queries, in whole vectors, with no per-query row reduction and
+none of the scalar remainders a row cut at each query's causal limit leaves (row by row, the
+softmax was half of the forward's per-head time at d=128). The products read the transposed
+tiles as they are: C = P V is mm(Pᵀ viewed transposed, V), dV = Pᵀ dC, dPᵀ = V dCᵀ (the
+context's gradient band copied transposed per pair), dQ = dS K, dK = dSᵀ Q.
 
-Masking (causal: key s > query t; key_padding_mask[b, s] > 0.5): a masked key gets
-probability exactly 0 and no gradient, as if its score were -inf, except that a query whose
-keys are all masked attends *uniformly to all S keys* (finite, where -inf gives NaN); its
-scores are constants, so it passes no gradient to Q or K. A tile holding such a row uses all
-S keys.
+Causal tiling. With `causal`, queries go in tiles of `_ROW_BLOCK`; a tile of queries ending
+at r1 only sees keys < r1, so its score, context and gradient products stop there: about
+half of the T x S work of a long sequence is skipped (5/8 of it remains at T = 4 tiles).
+
+Masking (causal: key s > query t; key_padding_mask[b, s] > 0.5): a masked key's score is
+_MASKED, so it gets probability exactly 0 and no gradient, as if its score were -inf, except
+that a query whose keys are all masked attends *uniformly to all S keys* (finite, where -inf
+gives NaN: all its scores are _MASKED, so they are equal); its scores are constants, so it
+passes no gradient to Q or K. A tile holding such a query uses all S keys.
 
 Saved for the backward: Q (scaled), K and V in head layout [B, H, L, E/H] (saved0-2); the
-probabilities (saved3, [B, H, T, S], in tiles: the tile of rows [r0, r1) that sees keys
-< kend is a contiguous [r1 - r0, kend] block at the start of its rows' span, the rest of the
-span zero; with one tile, or kend = S, that is the plain layout); the concatenated per-head
-context [B*T, E] (saved4, input of the output projection).
+probabilities (saved3, [B, H, T, S], in tiles: the tile of queries [r0, r1) that sees keys
+< kend is a contiguous [kend, r1 - r0] block, keys by queries, at the start of its queries'
+span, the rest of the span zero); the concatenated per-head context [B*T, E] (saved4, input
+of the output projection).
 """
 
 import math
@@ -42,7 +53,6 @@ import numba
 import numpy as np
 
 from graphc.kernels.parallel import (
-    add_into,
     block_bounds,
     col_sums,
     linear_rows,
@@ -50,15 +60,13 @@ from graphc.kernels.parallel import (
     row_blocks,
     run_blocks,
 )
+from graphc.kernels.tile_gemm import mm
 from graphc.kernels.vmath import vexp
 
 _MASKED = -1.0e30  # finite in float32 and float64; exp(_MASKED - max) underflows to 0
 # Query rows per causal tile: smaller tiles skip more of the masked triangle ((n+1)/2n of
 # the square is computed with n tiles) but make smaller, less efficient GEMMs.
 _ROW_BLOCK = 32
-# The max and sum reductions of the softmax only vectorise if LLVM may reorder them (and
-# treat max as NaN-free); a NaN score still gives NaN probabilities through exp.
-_REDUCE = dict(cache=True, error_model="numpy", fastmath={"reassoc", "nnan", "nsz", "contract"})
 
 
 # --------------------------------------------------------------------------- projections
@@ -173,6 +181,16 @@ def _put_band_sums(x, r0, c0, band, factor, sums):
         acc[c] *= factor
 
 
+@numba.njit(cache=True, inline="always")
+def _transpose(x, xt):
+    """xt[:] = x.T ([L, E/H] -> [E/H, L]): the register-tiled GEMM reads its right operand
+    by rows."""
+    for r in range(x.shape[0]):
+        src = x[r]
+        for c in range(x.shape[1]):
+            xt[c, r] = src[c]
+
+
 # --------------------------------------------------------------------------- one head
 @numba.njit(cache=True, inline="always")
 def _first_visible(mrow):
@@ -198,84 +216,72 @@ def _key_end(r0, r1, s_len, causal, first):
     return s_len
 
 
-@numba.njit(cache=True, inline="always")
-def _visible(mrow, lim):
-    """How many of the keys < lim the padding mask leaves visible."""
-    if mrow.size == 0:
-        return lim
-    n = 0
-    for s in range(lim):
-        if mrow[s] <= 0.5:
-            n += 1
-    return n
-
-
-@numba.njit(**_REDUCE)
-def _row_max(x, n):
-    m = x[0]
-    for s in range(1, n):
-        m = max(m, x[s])
-    return m
-
-
-@numba.njit(**_REDUCE)
-def _normalise(p, n):
-    """p[:n] /= sum(p[:n])."""
-    tot = p[0] * 0  # in p's dtype
-    for s in range(n):
-        tot += p[s]
-    inv = 1.0 / tot
-    for s in range(n):
-        p[s] *= inv
-
-
-@numba.njit(**_REDUCE)
-def _row_dot(a, b, n):
-    tot = a[0] * 0
-    for s in range(n):
-        tot += a[s] * b[s]
-    return tot
+@numba.njit(cache=True)
+def _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot):
+    """p_t[:, j] = the softmax of the scores s_t[:, j] of query r0 + j over its visible keys
+    (rows: keys < r0 + j + 1 when causal, not padded), 0 at the others; uniform over the
+    tile's keys if it sees none. The tile is transposed, keys by queries, so that every step
+    is elementwise over a row of queries, in whole vectors: the maxima and sums per query
+    are vertical, no row reduction (per query row, the forward's head work ran 2x slower).
+    s_t is overwritten (scratch); mx and tot are scratch of at least n values."""
+    kend, n = s_t.shape
+    if mrow.size > 0:
+        for s in range(kend):
+            if mrow[s] > 0.5:
+                s_t[s, :] = _MASKED
+    if causal:
+        for s in range(r0 + 1, kend):  # key s is hidden from the queries before it
+            row, lo = s_t[s], s - r0
+            for j in range(n):
+                row[j] = row[j] if j >= lo else _MASKED
+    # a masked score's exp(_MASKED - max) is exactly 0; a query that sees no key has
+    # _MASKED everywhere, so exp(0) = 1 at every key: uniform (kend == S then, _key_end)
+    m = mx[:n]
+    for j in range(n):  # a loop: an array-to-array slice assignment compiles Numba's
+        m[j] = s_t[0, j]  # shape-mismatch message formatting (~1 s of a cold start)
+    for s in range(1, kend):
+        row = s_t[s]
+        for j in range(n):
+            m[j] = row[j] if row[j] > m[j] else m[j]
+    for s in range(kend):
+        row = s_t[s]
+        for j in range(n):
+            row[j] -= m[j]
+    vexp(s_t.reshape(-1), p_t.reshape(-1))
+    t = tot[:n]
+    t[:] = 0.0
+    for s in range(kend):
+        row = p_t[s]
+        for j in range(n):
+            t[j] += row[j]
+    for j in range(n):
+        t[j] = 1.0 / t[j]
+    for s in range(kend):
+        row = p_t[s]
+        for j in range(n):
+            row[j] *= t[j]
 
 
 @numba.njit(cache=True)
-def _softmax_tile(s_t, p_t, mrow, r0, causal):
-    """p_t[i] = the softmax of the scores s_t[i] of query row r0 + i over its visible keys
-    (< r0 + i + 1 when causal, not padded), 0 elsewhere; uniform if it sees none. s_t is
-    overwritten (scratch)."""
-    n, kend = s_t.shape
-    for i in range(n):
-        sc, p = s_t[i], p_t[i]
-        lim = min(r0 + i + 1, kend) if causal else kend
-        if _visible(mrow, lim) == 0:
-            p[:] = 1.0 / kend  # kend == S here (see _key_end)
-            continue
-        if mrow.size > 0:
-            for s in range(lim):
-                if mrow[s] > 0.5:
-                    sc[s] = _MASKED  # exp(_MASKED - max) is exactly 0
-        m = _row_max(sc, lim)
-        for s in range(lim):
-            sc[s] -= m
-        vexp(sc[:lim], p[:lim])
-        _normalise(p, lim)
-        p[lim:] = 0.0
-
-
-@numba.njit(cache=True)
-def _softmax_tile_vjp(g_t, p_t, mrow, r0, causal):
-    """g_t <- the gradient of the scores from the gradient g_t of the probabilities p_t;
-    zero for masked keys and for rows that see no key."""
-    n, kend = g_t.shape
-    for i in range(n):
-        g, p = g_t[i], p_t[i]
-        lim = min(r0 + i + 1, kend) if causal else kend
-        if _visible(mrow, lim) == 0:
-            g[:] = 0.0
-            continue
-        dot = _row_dot(g, p, lim)
-        for s in range(lim):
-            g[s] = p[s] * (g[s] - dot)  # p is 0 at padded keys
-        g[lim:] = 0.0
+def _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot):
+    """g_t <- the gradient of the (transposed, as _softmax_cols) scores from the gradient g_t
+    of the probabilities p_t: p (g - p·g) per query, 0 at its hidden keys (p is 0 at padded
+    ones) and for a query that sees no key (its scores were constants). `first` is the first
+    key the padding leaves visible; dot is scratch of at least n values."""
+    kend, n = g_t.shape
+    d = dot[:n]
+    d[:] = 0.0
+    for s in range(kend):
+        g, p = g_t[s], p_t[s]
+        for j in range(n):
+            d[j] += g[j] * p[j]
+    for s in range(kend):
+        g, p, lo = g_t[s], p_t[s], s - r0 if causal else 0
+        for j in range(n):
+            g[j] = p[j] * (g[j] - d[j]) if j >= lo else 0.0
+    for j in range(n):  # a query sees no key if every key up to its limit is padded
+        if first >= (min(r0 + j + 1, kend) if causal else kend):
+            g_t[:, j] = 0.0
 
 
 # --------------------------------------------------------------------------- the kernels
@@ -283,7 +289,7 @@ def _softmax_tile_vjp(g_t, p_t, mrow, r0, causal):
 def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
     """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: its Q, K, V
     bands (with their biases) into qh[b, h], kh[b, h], vh[b, h]; then, per tile of query rows,
-    its probabilities (probs[b, h] flat, in tiles) = softmax(mask(Q Kᵀ)) and their product with
+    its probabilities (probs[b, h] flat, in transposed tiles) = softmax(mask(Q Kᵀ)) and their product with
     V into the pair's band of ctx. (One function, not a block calling a per-pair one calling a
     per-tile one: every njit function costs a compile of its own and re-emits the machine code
     of everything it calls, ~0.2-0.5 s of a cold start per level.)"""
@@ -295,7 +301,10 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
     # at once slowed the region by a third
     rows = _tile_rows(t_len, causal)
     sc = np.empty(rows * s_len, dtype=qh.dtype)
-    cb = np.empty((rows, dh), dtype=qh.dtype)
+    qt = np.empty((dh, t_len), dtype=qh.dtype)
+    mx = np.empty(rows, dtype=qh.dtype)
+    tot = np.empty(rows, dtype=qh.dtype)
+    zero = np.empty((0, 0), dtype=qh.dtype)
     p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
@@ -304,6 +313,7 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
         _get_band(qp, b * t_len, c0, qb, q, 1.0 / math.sqrt(dh))
         _get_band(ks, b * s_len, kc + c0, kb, k, 1.0)
         _get_band(vs, b * s_len, vc + c0, vb, v, 1.0)
+        _transpose(q, qt)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         p_flat = probs[b, h].reshape(-1)
         first = _first_visible(mrow)
@@ -311,13 +321,13 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
             r1 = min(r0 + rows, t_len)
             n = r1 - r0
             kend = _key_end(r0, r1, s_len, causal, first)
-            s_t = sc[: n * kend].reshape(n, kend)
-            p_t = p_flat[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
-            p_flat[r0 * s_len + n * kend : r1 * s_len] = 0.0
-            np.dot(q[r0:r1], k[:kend].T, s_t)
-            _softmax_tile(s_t, p_t, mrow, r0, causal)
-            np.dot(p_t, v[:kend], cb[:n])
-            _put_band(ctx, b * t_len + r0, c0, cb[:n], 1.0)
+            s_t = sc[: kend * n].reshape(kend, n)
+            p_t = p_flat[r0 * s_len : r0 * s_len + kend * n].reshape(kend, n)
+            p_flat[r0 * s_len + kend * n : r1 * s_len] = 0.0
+            # Sᵀ = K Qᵀ, Pᵀ = softmax by columns, C = P V (into the pair's band of ctx)
+            mm(k[:kend], qt[:, r0:r1], s_t, zero)
+            _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot)
+            mm(p_t.T, v[:kend], ctx[b * t_len + r0 : b * t_len + r1, c0 : c0 + dh], zero)
 
 
 @numba.njit(cache=True)
@@ -363,22 +373,23 @@ def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq
     s_len = kh.shape[2]
     gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
     sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
-    no_bias = np.zeros(heads * dh, dtype=qh.dtype)
     # the block's buffers, allocated once (see _pairs_fwd)
     rows = _tile_rows(t_len, causal)
-    gc = np.empty((t_len, dh), dtype=qh.dtype)
     gqh = np.empty((t_len, dh), dtype=qh.dtype)
     gkh = np.empty((s_len, dh), dtype=qh.dtype)
     gvh = np.empty((s_len, dh), dtype=qh.dtype)
     gb = np.empty(rows * s_len, dtype=qh.dtype)
-    tmp = np.empty((s_len, dh), dtype=qh.dtype)
+    gct = np.empty((dh, t_len), dtype=qh.dtype)
+    dot = np.empty(rows, dtype=qh.dtype)
+    zero = np.empty((0, 0), dtype=qh.dtype)
     gk_flat, gv_flat = gkh.reshape(-1), gvh.reshape(-1)
     p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
         q, k, v = qh[b, h], kh[b, h], vh[b, h]
-        _get_band(gctx, b * t_len, c0, no_bias, gc, 1.0)
+        gc = gctx[b * t_len : (b + 1) * t_len, c0 : c0 + dh]  # the pair's band, read in place
+        _transpose(gc, gct)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         for j in range(gk_flat.size):  # they accumulate over the tiles
             gk_flat[j] = 0.0
@@ -389,18 +400,15 @@ def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq
             r1 = min(r0 + rows, t_len)
             n = r1 - r0
             kend = _key_end(r0, r1, s_len, causal, first)
-            p_t = p_flat[r0 * s_len : r0 * s_len + n * kend].reshape(n, kend)
-            g_t = gb[: n * kend].reshape(n, kend)
-            t_k = tmp[:kend]
-            # dV[:kend] += Pᵀ dC; dP = dC Vᵀ
-            np.dot(p_t.T, gc[r0:r1], t_k)
-            add_into(gvh, t_k)
-            np.dot(gc[r0:r1], v[:kend].T, g_t)
-            _softmax_tile_vjp(g_t, p_t, mrow, r0, causal)
+            p_t = p_flat[r0 * s_len : r0 * s_len + kend * n].reshape(kend, n)
+            g_t = gb[: kend * n].reshape(kend, n)
+            # dV[:kend] += Pᵀ dC; dPᵀ = V dCᵀ
+            mm(p_t, gc[r0:r1], gvh[:kend], gvh[:kend])
+            mm(v[:kend], gct[:, r0:r1], g_t, zero)
+            _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot)
             # dQ = dS K; dK[:kend] += dSᵀ Q
-            np.dot(g_t, k[:kend], gqh[r0:r1])
-            np.dot(g_t.T, q[r0:r1], t_k)
-            add_into(gkh, t_k)
+            mm(g_t.T, k[:kend], gqh[r0:r1], zero)
+            mm(g_t, q[r0:r1], gkh[:kend], gkh[:kend])
         _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
         _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
         _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
