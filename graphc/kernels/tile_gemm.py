@@ -28,8 +28,11 @@ _AVX512 = "+avx512f" in get_host_cpu_features().flatten()
 _VEC_BYTES = 64 if _AVX512 else 32
 # A tile is 8 rows x 3 vector registers of columns: 24 partial sums and 3 vectors of b in 27
 # of the 32 AVX-512 registers, 24 FMAs per 8 broadcasts and 3 loads (4 x 4 tiles, 16 FMAs per
-# 8 loads, ran at 185 GFLOP/s here). AVX2 has 16 registers: there tiles are 4 x 3. Four-row
-# and single-row tiles take the rows left over, 2- and 1-vector tiles the columns.
+# 8 loads, ran at 185 GFLOP/s here). AVX2 has 16 registers: there tiles are 4 x 3. Single-row
+# tiles take the rows left over, 2- and 1-vector tiles the columns. (No 4-row tiles for the
+# rows left over on AVX-512: every tile variant is machine code each caller compiles, and
+# with them the attention kernels' cold compile took ~0.5 s of CPU more.)
+_MR = 8 if _AVX512 else 4  # rows per tile (a global: Numba reads it as a literal)
 _KC = 128  # K per pass: the tile's [_KC, 3 vectors] slice of b (24 KB) stays in L1
 
 
@@ -115,26 +118,16 @@ def _mm_core(dtype, es, m, n, k_len, pa, a_rs, a_ks, pb, ldb, pc, ldc, pi, ldi):
                 co = pc + (i0 * ldc + j0) * es
                 io = pi + (i0 * ldi + j0) * es if pi != 0 else 0
                 rows = m - i0
-                if _AVX512 and rows >= 8:
+                if rows >= _MR:
                     if not wide:
-                        _tile(dtype, 8, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                        _tile(dtype, _MR, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     elif nv == 3:
-                        _tile(dtype, 8, 3, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                        _tile(dtype, _MR, 3, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     elif nv == 2:
-                        _tile(dtype, 8, 2, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                        _tile(dtype, _MR, 2, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
                     else:
-                        _tile(dtype, 8, 1, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    i0 += 8
-                elif rows >= 4:
-                    if not wide:
-                        _tile(dtype, 4, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    elif nv == 3:
-                        _tile(dtype, 4, 3, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    elif nv == 2:
-                        _tile(dtype, 4, 2, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    else:
-                        _tile(dtype, 4, 1, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
-                    i0 += 4
+                        _tile(dtype, _MR, 1, True, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)
+                    i0 += _MR
                 else:  # the last rows, one at a time
                     if not wide:
                         _tile(dtype, 1, 1, False, io, ldi, co, ldc, ao, a_rs, a_ks, bo, ldb, kc)

@@ -1,5 +1,5 @@
 """The register-tiled GEMM (`graphc.kernels.tile_gemm`) equals NumPy's product at every tile
-remainder (rows left after the 8- and 4-row tiles, columns after the 3-, 2- and 1-vector
+remainder (rows left after the 8-row tiles, or 4-row ones without AVX-512, columns after the 3-, 2- and 1-vector
 tiles), K across several passes, any row strides, and from a start matrix or a bias row."""
 
 import numpy as np
