@@ -229,5 +229,6 @@ def _col_sums_block(i, n_blocks, g, partial):
     r0, r1 = block_bounds(i, n_blocks, g.shape[0])
     acc = partial[i]
     for r in range(r0, r1):
-        for o in range(g.shape[1]):
-            acc[o] += g[r, o]
+        row = g[r]  # a row view: g[r, o] would not vectorise (its negative-index checks)
+        for o in range(row.size):
+            acc[o] += row[o]
