@@ -9,18 +9,21 @@ as one [B*T, 3E] product, cross attention Q and [K | V]. Each projection is one 
 region, forward (product and bias) and backward (the input's gradient and the blocks' parts
 of the weight's): on a busy machine every region waits for its slowest thread, and measured
 with other processes running, 2 threads ran a step 20-25% faster in 6 regions than in 11.
-The q/k/v biases are added, and their gradients summed, in the per-head loop below, which
-touches those values anyway.
+The q/k/v biases are added by the projection's blocks (as a linear layer's), and their
+gradients are the column sums of the projections' gradients.
 
 Heads. The (batch item, head) pairs are independent, so they are the parallel loop (a block
-of consecutive pairs per thread, `run_blocks`). Each pair copies its head's column band of
-Q, K and V into the head layout [B, H, L, E/H], saved for the backward; Q is stored
-pre-scaled by 1/sqrt(E/H) so the scores need no scaling pass. Its products go through the
-register-tiled GEMM (`tile_gemm.mm`), not BLAS: they are small ([32, 32] x [32, 64] at
-d=128), where a BLAS call pays more in packing and dispatch than it computes (Q Kᵀ ran at
-90 GFLOP/s through np.dot, 180 through mm), and mm reads its operands in place with any row
-stride: the context goes straight into the head's columns of the [B*T, E] context that the
-output projection reads, and the backward reads its band of the context's gradient there.
+of consecutive pairs per thread, `run_blocks`). A head's Q, K and V are its column bands of
+the projections, read in place: its products go through the register-tiled GEMM
+(`tile_gemm.mm`), not BLAS, which reads operands with any row stride and writes into them
+(BLAS wants contiguous ones: copying each head's bands out, and its gradients' back, was ~7%
+of the d=128 step), and the products are small ([64, 32] x [32, 32] at d=128), where a BLAS
+call pays more in packing and dispatch than it computes (Q Kᵀ ran at 90 GFLOP/s through
+np.dot, 180 through mm). The context goes straight into the head's columns of the [B*T, E]
+context that the output projection reads; the backward reads its band of the context's
+gradient there and writes dQ, dK and dV into the bands of the projections' gradients. The
+scores' 1/sqrt(E/H) is applied in the softmax's subtraction of the maximum, and its
+gradient's in the softmax's backward.
 
 Transposed tiles. A tile's scores are made keys by queries, Sᵀ = K Qᵀ, and the softmax runs
 down the columns: every step (mask, max, exp, sum, scale, and the backward's p (g - p·g)) is
@@ -40,11 +43,12 @@ that a query whose keys are all masked attends *uniformly to all S keys* (finite
 gives NaN: all its scores are _MASKED, so they are equal); its scores are constants, so it
 passes no gradient to Q or K. A tile holding such a query uses all S keys.
 
-Saved for the backward: Q (scaled), K and V in head layout [B, H, L, E/H] (saved0-2); the
-probabilities (saved3, [B, H, T, S], in tiles: the tile of queries [r0, r1) that sees keys
-< kend is a contiguous [kend, r1 - r0] block, keys by queries, at the start of its queries'
-span, the rest of the span zero); the concatenated per-head context [B*T, E] (saved4, input
-of the output projection).
+Saved for the backward: the projections with their biases, [Q | K | V] [B*T, 3E] (or Q
+[B*T, E] for cross attention, saved0) and [K | V] [B*S, 2E] (no rows for self-attention,
+saved1); the probabilities (saved2, [B, H, T, S], in tiles: the tile of queries [r0, r1) that
+sees keys < kend is a contiguous [kend, r1 - r0] block, keys by queries, at the start of its
+queries' span, the rest of the span zero); the concatenated per-head context [B*T, E]
+(saved3, input of the output projection).
 """
 
 import math
@@ -91,23 +95,23 @@ def _stacked(a, b, c):
 
 
 @numba.njit(cache=True, inline="always")
-def _project(x2, w):
-    """x2 @ w.T for stacked weights (the biases are added as the heads are copied out)."""
-    no_bias = np.empty(0, dtype=x2.dtype)
-    return linear_rows(x2, w, no_bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
+def _project(x2, w, bias):
+    """x2 @ w.T + bias for stacked weights and biases (bias zero-size: none)."""
+    return linear_rows(x2, w, bias, np.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype))
 
 
 @numba.njit(cache=True)
-def _stacked_bias(b0, b1, b2, has_bias, width):
-    """[b0, b1, b2] flat (b1, b2 may be empty), or zeros(width) without biases."""
-    out = np.zeros(width, dtype=b0.dtype)
-    if has_bias and b0.size > 0:
-        r = 0
-        for b in (b0, b1, b2):
-            flat = b.reshape(-1)
-            for j in range(flat.size):
-                out[r + j] = flat[j]
-            r += flat.size
+def _stacked_bias(b0, b1, b2, has_bias):
+    """[b0, b1, b2] flat (b1, b2 may be empty), or zero-size without biases."""
+    if not (has_bias and b0.size > 0):
+        return np.empty(0, dtype=b0.dtype)
+    out = np.empty(b0.size + b1.size + b2.size, dtype=b0.dtype)
+    r = 0
+    for b in (b0, b1, b2):
+        flat = b.reshape(-1)
+        for j in range(flat.size):
+            out[r + j] = flat[j]
+        r += flat.size
     return out
 
 
@@ -135,52 +139,13 @@ def _source(q, kv, ekv):
 @numba.njit(cache=True, inline="always")
 def _kv_columns(qp, kvp, e):
     """Where K and V are: (array, first column) of each, in [Q | K | V] (kvp has no rows:
-    self-attention) or in [K | V]. Also for the biases and gradients laid out alike."""
+    self-attention) or in [K | V]. Also for the gradients, laid out alike."""
     if kvp.shape[0] == 0:
         return qp, e, qp, 2 * e
     return kvp, 0, kvp, e
 
 
 # --------------------------------------------------------------------------- copies
-@numba.njit(cache=True)
-def _get_band(x, r0, c0, bias, band, factor):
-    """band[:] = factor * (x[r0 : r0 + rows, c0 : c0 + width] + bias[c0 : c0 + width]): a
-    head's columns of some rows."""
-    # a row slice per row: LLVM vectorises the copy (2-D indexing x[r0 + r, c0 + c] it
-    # does not, for the negative-index checks; measured 3.6x slower)
-    w = band.shape[1]
-    b = bias[c0 : c0 + w]
-    for r in range(band.shape[0]):
-        src, dst = x[r0 + r, c0 : c0 + w], band[r]
-        for c in range(w):
-            dst[c] = (src[c] + b[c]) * factor
-
-
-@numba.njit(cache=True, inline="always")
-def _put_band(x, r0, c0, band, factor):
-    """x[r0 : r0 + rows, c0 : c0 + width] = factor * band."""
-    w = band.shape[1]
-    for r in range(band.shape[0]):
-        src, dst = band[r], x[r0 + r, c0 : c0 + w]
-        for c in range(w):
-            dst[c] = src[c] * factor
-
-
-@numba.njit(cache=True)
-def _put_band_sums(x, r0, c0, band, factor, sums):
-    """_put_band, and sums[c0 : c0 + width] = the band's column sums (for a bias gradient)."""
-    _put_band(x, r0, c0, band, factor)
-    w = band.shape[1]
-    acc = sums[c0 : c0 + w]
-    acc[:] = 0.0
-    for r in range(band.shape[0]):
-        src = band[r]
-        for c in range(w):
-            acc[c] += src[c]
-    for c in range(w):
-        acc[c] *= factor
-
-
 @numba.njit(cache=True, inline="always")
 def _transpose(x, xt):
     """xt[:] = x.T ([L, E/H] -> [E/H, L]): the register-tiled GEMM reads its right operand
@@ -189,6 +154,15 @@ def _transpose(x, xt):
         src = x[r]
         for c in range(x.shape[1]):
             xt[c, r] = src[c]
+
+
+@numba.njit(cache=True, inline="always")
+def _zero_rows(x):
+    """x[:] = 0 for a band of columns, row by row (a row slice vectorises)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        for c in range(row.size):
+            row[c] = 0.0
 
 
 # --------------------------------------------------------------------------- one head
@@ -217,8 +191,8 @@ def _key_end(r0, r1, s_len, causal, first):
 
 
 @numba.njit(cache=True)
-def _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot):
-    """p_t[:, j] = the softmax of the scores s_t[:, j] of query r0 + j over its visible keys
+def _softmax_cols(s_t, p_t, mrow, r0, causal, scale, mx, tot):
+    """p_t[:, j] = the softmax of the scores scale * s_t[:, j] of query r0 + j over its visible keys
     (rows: keys < r0 + j + 1 when causal, not padded), 0 at the others; uniform over the
     tile's keys if it sees none. The tile is transposed, keys by queries, so that every step
     is elementwise over a row of queries, in whole vectors: the maxima and sums per query
@@ -243,10 +217,10 @@ def _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot):
         row = s_t[s]
         for j in range(n):
             m[j] = row[j] if row[j] > m[j] else m[j]
-    for s in range(kend):
+    for s in range(kend):  # scale > 0: the scaled scores' maximum is scale * m
         row = s_t[s]
         for j in range(n):
-            row[j] -= m[j]
+            row[j] = (row[j] - m[j]) * scale
     vexp(s_t.reshape(-1), p_t.reshape(-1))
     t = tot[:n]
     t[:] = 0.0
@@ -263,9 +237,9 @@ def _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot):
 
 
 @numba.njit(cache=True)
-def _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot):
-    """g_t <- the gradient of the (transposed, as _softmax_cols) scores from the gradient g_t
-    of the probabilities p_t: p (g - p·g) per query, 0 at its hidden keys (p is 0 at padded
+def _softmax_cols_vjp(g_t, p_t, r0, causal, first, scale, dot):
+    """g_t <- the gradient of the (transposed, as _softmax_cols, unscaled) scores from the
+    gradient g_t of the probabilities p_t: scale p (g - p·g) per query, 0 at its hidden keys (p is 0 at padded
     ones) and for a query that sees no key (its scores were constants). `first` is the first
     key the padding leaves visible; dot is scratch of at least n values."""
     kend, n = g_t.shape
@@ -278,7 +252,7 @@ def _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot):
     for s in range(kend):
         g, p, lo = g_t[s], p_t[s], s - r0 if causal else 0
         for j in range(n):
-            g[j] = p[j] * (g[j] - d[j]) if j >= lo else 0.0
+            g[j] = scale * p[j] * (g[j] - d[j]) if j >= lo else 0.0
     for j in range(n):  # a query sees no key if every key up to its limit is padded
         if first >= (min(r0 + j + 1, kend) if causal else kend):
             g_t[:, j] = 0.0
@@ -286,34 +260,32 @@ def _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot):
 
 # --------------------------------------------------------------------------- the kernels
 @numba.njit(cache=True)
-def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx):
-    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair: its Q, K, V
-    bands (with their biases) into qh[b, h], kh[b, h], vh[b, h]; then, per tile of query rows,
-    its probabilities (probs[b, h] flat, in transposed tiles) = softmax(mask(Q Kᵀ)) and their product with
-    V into the pair's band of ctx. (One function, not a block calling a per-pair one calling a
+def _pairs_fwd(blk, n_blocks, heads, qp, kvp, mf, causal, probs, ctx):
+    """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair, per tile of
+    queries: its probabilities (probs[b, h] flat, in transposed tiles) = softmax(mask(Q Kᵀ)
+    / sqrt(E/H)) and their product with V into the pair's band of ctx, reading Q, K and V in
+    place in the projections. (One function, not a block calling a per-pair one calling a
     per-tile one: every njit function costs a compile of its own and re-emits the machine code
     of everything it calls, ~0.2-0.5 s of a cold start per level.)"""
-    heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
-    s_len = kh.shape[2]
+    t_len, s_len = probs.shape[2], probs.shape[3]
+    dh = ctx.shape[1] // heads
     ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
-    kb, _, vb, _ = _kv_columns(qb, kvb, heads * dh)
+    scale = qp.dtype.type(1.0 / math.sqrt(dh))
     # scratch for the block's pairs, allocated once: allocations per pair from both threads
     # at once slowed the region by a third
     rows = _tile_rows(t_len, causal)
-    sc = np.empty(rows * s_len, dtype=qh.dtype)
-    qt = np.empty((dh, t_len), dtype=qh.dtype)
-    mx = np.empty(rows, dtype=qh.dtype)
-    tot = np.empty(rows, dtype=qh.dtype)
-    zero = np.empty((0, 0), dtype=qh.dtype)
-    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
+    sc = np.empty(rows * s_len, dtype=qp.dtype)
+    qt = np.empty((dh, t_len), dtype=qp.dtype)
+    mx = np.empty(rows, dtype=qp.dtype)
+    tot = np.empty(rows, dtype=qp.dtype)
+    zero = np.empty((0, 0), dtype=qp.dtype)
+    p0, p1 = block_bounds(blk, n_blocks, probs.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
-        q, k, v = qh[b, h], kh[b, h], vh[b, h]
-        _get_band(qp, b * t_len, c0, qb, q, 1.0 / math.sqrt(dh))
-        _get_band(ks, b * s_len, kc + c0, kb, k, 1.0)
-        _get_band(vs, b * s_len, vc + c0, vb, v, 1.0)
-        _transpose(q, qt)
+        k = ks[b * s_len : (b + 1) * s_len, kc + c0 : kc + c0 + dh]
+        v = vs[b * s_len : (b + 1) * s_len, vc + c0 : vc + c0 + dh]
+        _transpose(qp[b * t_len : (b + 1) * t_len, c0 : c0 + dh], qt)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
         p_flat = probs[b, h].reshape(-1)
         first = _first_visible(mrow)
@@ -326,7 +298,7 @@ def _pairs_fwd(blk, n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, c
             p_flat[r0 * s_len + kend * n : r1 * s_len] = 0.0
             # Sᵀ = K Qᵀ, Pᵀ = softmax by columns, C = P V (into the pair's band of ctx)
             mm(k[:kend], qt[:, r0:r1], s_t, zero)
-            _softmax_cols(s_t, p_t, mrow, r0, causal, mx, tot)
+            _softmax_cols(s_t, p_t, mrow, r0, causal, scale, mx, tot)
             mm(p_t.T, v[:kend], ctx[b * t_len + r0 : b * t_len + r1, c0 : c0 + dh], zero)
 
 
@@ -335,65 +307,56 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     b_n, t_len, e = q.shape
     src = _source(q, kv, wk.shape[1])
     s_len = src.shape[0] // b_n
-    dh = e // heads
     q2 = q.reshape(b_n * t_len, e)
     no_w, no_b = wq[:0], bq.reshape(-1)[:0]
     if kv.size == 0:
-        qp = _project(q2, _stacked(wq, wk, wv))
-        qb = _stacked_bias(bq, bk, bv, has_bias, 3 * e)
+        qp = _project(q2, _stacked(wq, wk, wv), _stacked_bias(bq, bk, bv, has_bias))
         kvp = np.empty((0, 2 * e), dtype=q.dtype)
-        kvb = np.empty(0, dtype=q.dtype)
     else:
-        qp = _project(q2, _stacked(wq, no_w, no_w))
-        qb = _stacked_bias(bq, no_b, no_b, has_bias, e)
-        kvp = _project(src, _stacked(wk, wv, no_w))
-        kvb = _stacked_bias(bk, bv, no_b, has_bias, 2 * e)
-    qh = np.empty((b_n, heads, t_len, dh), dtype=q.dtype)
-    kh = np.empty((b_n, heads, s_len, dh), dtype=q.dtype)
-    vh = np.empty_like(kh)
+        qp = _project(q2, _stacked(wq, no_w, no_w), _stacked_bias(bq, no_b, no_b, has_bias))
+        kvp = _project(src, _stacked(wk, wv, no_w), _stacked_bias(bk, bv, no_b, has_bias))
     probs = np.empty((b_n, heads, t_len, s_len), dtype=q.dtype)
     ctx = np.empty((b_n * t_len, e), dtype=q.dtype)
     n_blocks = row_blocks(b_n * heads, 1)
     mf = key_padding_mask.reshape(-1)
-    run_blocks(_pairs_fwd, n_blocks, (n_blocks, qp, qb, kvp, kvb, mf, causal, qh, kh, vh, probs, ctx))
+    run_blocks(_pairs_fwd, n_blocks, (n_blocks, heads, qp, kvp, mf, causal, probs, ctx))
     if out is None:
         out = np.empty((b_n, t_len, e), dtype=q.dtype)
     out2 = out.reshape(b_n * t_len, e)
     linear_rows(ctx, wo, bo.reshape(-1) if has_bias else bo.reshape(-1)[:0], out2)
-    return out, qh, kh, vh, probs, ctx
+    return out, qp, kvp, probs, ctx
 
 
 @numba.njit(cache=True)
-def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv):
+def _pairs_bwd(blk, n_blocks, heads, qp, kvp, probs, mf, causal, gctx, gqp, gkvp):
     """Block blk of the (batch item b, head h) pairs, a thread's share. Per pair, tile by tile
-    as the forward: from its band of the context's gradient, the gradients of its (scaled) Q,
-    K and V into gqp, gkvp (laid out as the forward's projections), their column sums into
-    sq[b], skv[b] (one function, as _pairs_fwd)."""
-    heads, t_len, dh = qh.shape[1], qh.shape[2], qh.shape[3]
-    s_len = kh.shape[2]
-    gks, kc, gvs, vc = _kv_columns(gqp, gkvp, heads * dh)
-    sk, _, sv, _ = _kv_columns(sq, skv, heads * dh)
+    as the forward: from its band of the context's gradient, the gradients of its Q, K and V
+    straight into their bands of gqp, gkvp (laid out as the forward's projections), the dK and
+    dV bands accumulated over the tiles (one function, as _pairs_fwd)."""
+    t_len, s_len = probs.shape[2], probs.shape[3]
+    dh = gctx.shape[1] // heads
+    ks, kc, vs, vc = _kv_columns(qp, kvp, heads * dh)
+    gks, _, gvs, _ = _kv_columns(gqp, gkvp, heads * dh)
+    scale = qp.dtype.type(1.0 / math.sqrt(dh))
     # the block's buffers, allocated once (see _pairs_fwd)
     rows = _tile_rows(t_len, causal)
-    gqh = np.empty((t_len, dh), dtype=qh.dtype)
-    gkh = np.empty((s_len, dh), dtype=qh.dtype)
-    gvh = np.empty((s_len, dh), dtype=qh.dtype)
-    gb = np.empty(rows * s_len, dtype=qh.dtype)
-    gct = np.empty((dh, t_len), dtype=qh.dtype)
-    dot = np.empty(rows, dtype=qh.dtype)
-    zero = np.empty((0, 0), dtype=qh.dtype)
-    gk_flat, gv_flat = gkh.reshape(-1), gvh.reshape(-1)
-    p0, p1 = block_bounds(blk, n_blocks, qh.shape[0] * heads)
+    gb = np.empty(rows * s_len, dtype=qp.dtype)
+    gct = np.empty((dh, t_len), dtype=qp.dtype)
+    dot = np.empty(rows, dtype=qp.dtype)
+    zero = np.empty((0, 0), dtype=qp.dtype)
+    p0, p1 = block_bounds(blk, n_blocks, probs.shape[0] * heads)
     for i in range(p0, p1):
         b, h = i // heads, i % heads
         c0 = h * dh
-        q, k, v = qh[b, h], kh[b, h], vh[b, h]
-        gc = gctx[b * t_len : (b + 1) * t_len, c0 : c0 + dh]  # the pair's band, read in place
+        qr, kr = slice(b * t_len, (b + 1) * t_len), slice(b * s_len, (b + 1) * s_len)
+        q, gq = qp[qr, c0 : c0 + dh], gqp[qr, c0 : c0 + dh]
+        k, gk = ks[kr, kc + c0 : kc + c0 + dh], gks[kr, kc + c0 : kc + c0 + dh]
+        v, gv = vs[kr, vc + c0 : vc + c0 + dh], gvs[kr, vc + c0 : vc + c0 + dh]
+        gc = gctx[qr, c0 : c0 + dh]
         _transpose(gc, gct)
+        _zero_rows(gk)  # they accumulate over the tiles
+        _zero_rows(gv)
         mrow = mf[b * s_len : (b + 1) * s_len] if mf.size > 0 else mf
-        for j in range(gk_flat.size):  # they accumulate over the tiles
-            gk_flat[j] = 0.0
-            gv_flat[j] = 0.0
         p_flat = probs[b, h].reshape(-1)
         first = _first_visible(mrow)
         for r0 in range(0, t_len, rows):
@@ -402,16 +365,13 @@ def _pairs_bwd(blk, n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq
             kend = _key_end(r0, r1, s_len, causal, first)
             p_t = p_flat[r0 * s_len : r0 * s_len + kend * n].reshape(kend, n)
             g_t = gb[: kend * n].reshape(kend, n)
-            # dV[:kend] += Pᵀ dC; dPᵀ = V dCᵀ
-            mm(p_t, gc[r0:r1], gvh[:kend], gvh[:kend])
+            # dV[:kend] += Pᵀ dC; dPᵀ = V dCᵀ; dSᵀ (with the 1/sqrt(E/H) of the scores)
+            mm(p_t, gc[r0:r1], gv[:kend], gv[:kend])
             mm(v[:kend], gct[:, r0:r1], g_t, zero)
-            _softmax_cols_vjp(g_t, p_t, r0, causal, first, dot)
+            _softmax_cols_vjp(g_t, p_t, r0, causal, first, scale, dot)
             # dQ = dS K; dK[:kend] += dSᵀ Q
-            mm(g_t.T, k[:kend], gqh[r0:r1], zero)
-            mm(g_t, q[r0:r1], gkh[:kend], gkh[:kend])
-        _put_band_sums(gqp, b * t_len, c0, gqh, 1.0 / math.sqrt(dh), sq[b])  # Q was scaled
-        _put_band_sums(gks, b * s_len, kc + c0, gkh, 1.0, sk[b])
-        _put_band_sums(gvs, b * s_len, vc + c0, gvh, 1.0, sv[b])
+            mm(g_t.T, k[:kend], gq[r0:r1], zero)
+            mm(g_t, q[r0:r1], gk[:kend], gk[:kend])
 
 
 @numba.njit(cache=True)
@@ -435,16 +395,14 @@ def attention_bwd(
     saved1,
     saved2,
     saved3,
-    saved4,
     out,
     into_q=None,
     into_kv=None,
 ):
-    qh, kh, vh, probs, ctx = saved0, saved1, saved2, saved3, saved4
+    qp, kvp, probs, ctx = saved0, saved1, saved2, saved3
     b_n, t_len, e = q.shape
     q2 = q.reshape(b_n * t_len, e)
     src = _source(q, kv, wk.shape[1])
-    s_len = src.shape[0] // b_n
 
     # output projection
     g2 = g_out.reshape(b_n * t_len, e)
@@ -453,17 +411,11 @@ def attention_bwd(
     gbo = _bias_grad(bo, _col_sums(g2), 0, has_bias)
 
     # per head: the gradients of the projections, laid out as the forward made them
-    if kv.size == 0:
-        gqp = np.empty((b_n * t_len, 3 * e), dtype=q.dtype)
-        gkvp = np.empty((0, 2 * e), dtype=q.dtype)
-    else:
-        gqp = np.empty((b_n * t_len, e), dtype=q.dtype)
-        gkvp = np.empty((b_n * s_len, 2 * e), dtype=q.dtype)
-    sq = np.empty((b_n, gqp.shape[1]), dtype=q.dtype)
-    skv = np.empty((b_n if kv.size > 0 else 0, 2 * e), dtype=q.dtype)
+    gqp = np.empty_like(qp)
+    gkvp = np.empty_like(kvp)
     n_blocks = row_blocks(b_n * heads, 1)
     mf = key_padding_mask.reshape(-1)
-    run_blocks(_pairs_bwd, n_blocks, (n_blocks, qh, kh, vh, probs, mf, causal, gctx, gqp, gkvp, sq, skv))
+    run_blocks(_pairs_bwd, n_blocks, (n_blocks, heads, qp, kvp, probs, mf, causal, gctx, gqp, gkvp))
 
     # input projections: per stacked weight, its gradient and its input's in one region
     if into_q is None:
@@ -471,7 +423,7 @@ def attention_bwd(
     if into_kv is None:
         into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
     gq2 = into_q.reshape(b_n * t_len, e)
-    sums_q = _col_sums(sq)
+    sums_q = _col_sums(gqp)
     if kv.size == 0:
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
         gw_q = linear_rows_bwd(gqp, q2, _stacked(wq, wk, wv), gq2)
@@ -480,7 +432,7 @@ def attention_bwd(
     else:
         gw_q = linear_rows_bwd(gqp, q2, wq, gq2)
         gw_kv = linear_rows_bwd(gkvp, src, _stacked(wk, wv, wq[:0]), into_kv.reshape(src.shape))
-        sums_kv = _col_sums(skv)
+        sums_kv = _col_sums(gkvp)
     return (
         into_q,
         into_kv,

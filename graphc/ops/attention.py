@@ -36,7 +36,7 @@ def _flops(c):
 @defop("attention", family="attention",
        inputs=(Port("q"), Port("kv", optional=True), Port("key_padding_mask", optional=True, grad=False)),
        kernel=Kernel("attention", params=("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"),
-                     attrs=("heads", "causal", "has_bias"), saved=5, saved_ranks=(4, 4, 4, 4, 2)),
+                     attrs=("heads", "causal", "has_bias"), saved=4, saved_ranks=(2, 2, 4, 2)),
        lower=lambda a, rank: {"heads": a["heads"], "causal": a["causal"], "has_bias": a["bias"]},
        attrs={"heads": Attr("int", doc="number of heads; must divide the width", min=1),
               "causal": Attr("bool", False, "position t attends only to positions ≤ t"),

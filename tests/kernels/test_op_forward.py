@@ -60,7 +60,7 @@ def test_batchnorm_updates_running_stats_in_place(training):
 def test_attention_fully_masked_row_is_finite_and_uniform():
     run = Run(case(by_key("attention-self-fully-masked-row")), np.float32)
     outs, saved, _ = run.forward(run.args())
-    probs = saved[3]  # [B, H, T, S]
+    probs = saved[2]  # [B, H, T, S]
     assert np.all(np.isfinite(outs["out"]))
     np.testing.assert_allclose(probs[0], 1.0 / probs.shape[-1], rtol=1e-6)
 
