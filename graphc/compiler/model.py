@@ -103,6 +103,25 @@ def initialize(spec: ParamSpec, rng: np.random.Generator, dtype=np.float32) -> n
     return (rng.standard_normal(spec.shape) * scale).astype(dtype)
 
 
+def _id_range(graph: Graph, name: str) -> int:
+    """How many distinct ids an int input may hold: the vocabulary of an embedding or the class
+    count of a loss reading it, else 2 (for synthetic batches, graphc.compiler.checks: kept as
+    plain data so that a restored model makes them without its graph)."""
+    from graphc.ops import OPS
+
+    for node in graph.nodes.values():
+        for inp in node.inputs:
+            if inp.src != name:
+                continue
+            if node.op == "embedding":
+                return node.attrs["num"]
+            if OPS[node.op].loss:
+                t = graph.types.get(node.inputs[0].tensor)
+                if t is not None and t.shape[-1].is_Integer:
+                    return int(t.shape[-1])
+    return 2
+
+
 class CompiledModel:
     def __init__(self, graph: Graph, tensors: dict[tuple[str, str], str], source: str,
                  source_path: str, namespace: dict, buffers: BufferPlan, dtype=np.float32):
@@ -132,6 +151,7 @@ class CompiledModel:
         }
         self.train = graph.train
         self.metadata = {"spec": graph.file, "doc": graph.doc, "nodes": len(graph.nodes)}
+        self.id_ranges = {n.name: _id_range(graph, n.name) for n in graph.inputs if n.dtype == "int64"}
         # what the bound dims must satisfy for every inferred size to be whole and ≥ 1, and the
         # input axes declared as expressions (graphc.compiler.guards): plain source and data,
         # saved with the model

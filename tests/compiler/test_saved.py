@@ -136,7 +136,7 @@ from graphc.cli.train import _model
 from graphc.compiler.checks import synthetic_batch
 
 model, _ = _model(sys.argv[1], ())
-how = "compiled" if "graph" in model.__dict__ else "restored"  # (synthetic_batch reads the graph)
+how = "compiled" if "graph" in model.__dict__ else "restored"
 result = model.forward(model.init_params(0), synthetic_batch(model, {"B": 5}, seed=0), training=True)
 print(how, repr(result.losses["loss"]))
 """
