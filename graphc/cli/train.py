@@ -17,14 +17,16 @@ from graphc.cli.common import analyze_or_exit, parse_overrides, set_option, user
 from graphc.cli.compile import fuse_wanted, no_fuse_option
 
 
-def _model(spec: str, sets: tuple[str, ...]):
+def _model(spec: str, sets: tuple[str, ...], fuse: bool | None = None):
     """Compile (or restore the model an earlier run compiled from the same spec: see
-    graphc.compiler.saved); --set keys that are not constants or dims are kept for the runtime."""
+    graphc.compiler.saved); --set keys that are not constants or dims are kept for the runtime.
+    `fuse` defaults to the running command's --no-fuse (`graphc bench` runs this outside one)."""
     from graphc.compiler import saved
 
+    fuse = fuse_wanted() if fuse is None else fuse
     overrides = parse_overrides(sets)
     spec_overrides = {k: v for k, v in overrides.items() if "." not in k}
-    ticket = saved.ticket(spec, spec_overrides, fuse_wanted())
+    ticket = saved.ticket(spec, spec_overrides, fuse)
     restored = saved.restore(ticket) if ticket is not None else None
     if restored is not None:
         if restored.diagnostics:
@@ -36,7 +38,7 @@ def _model(spec: str, sets: tuple[str, ...]):
         from graphc.compiler import compile_graph
 
         analysis = analyze_or_exit(spec, spec_overrides)
-        model = compile_graph(analysis.graph, fuse=fuse_wanted())
+        model = compile_graph(analysis.graph, fuse=fuse)
         constants = set(analysis.graph.constants)
         if ticket is not None:
             saved.save(ticket, model, analysis.diagnostics, constants)

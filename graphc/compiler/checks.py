@@ -13,32 +13,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import sympy
 
 from graphc.compiler.model import CompiledModel
-from graphc.ops import OPS
-from graphc.shapes import symbol
-
-
-def _int_range(model: CompiledModel, name: str) -> int:
-    """How many distinct ids an int input may hold: vocabulary or class count of its readers."""
-    g = model.graph
-    for node in g.nodes.values():
-        for inp in node.inputs:
-            if inp.src != name:
-                continue
-            if node.op == "embedding":
-                return node.attrs["num"]
-            if OPS[node.op].loss:
-                scores = node.inputs[0].tensor
-                t = g.types.get(scores)
-                if t is not None and t.shape[-1].is_Integer:
-                    return int(t.shape[-1])
-    return 2
 
 
 def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of the right shapes, dtypes and id ranges (dims: values for B, T, …)."""
+    """Random inputs of the right shapes, dtypes and id ranges (dims: values for B, T, …); from
+    the model's plain data, so a restored model (graphc.compiler.saved) keeps its front end
+    unloaded (sympy only for an input declared with an expression)."""
     rng = np.random.default_rng(seed)
     batch = {}
     for name, spec in model.inputs.items():
@@ -46,7 +28,13 @@ def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -
         for d in spec.shape:
             if isinstance(d, int):
                 shape.append(d)
+            elif d in dims:
+                shape.append(int(dims[d]))
             else:
+                import sympy
+
+                from graphc.shapes import symbol
+
                 # every name is a dimension here, even one spelled like a sympy function (`N`)
                 names = {k: symbol(k) for k in re.findall(r"[A-Za-z_]\w*", d)}
                 value = sympy.sympify(d, locals=names).subs(
@@ -55,7 +43,7 @@ def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -
                     raise ValueError(f"give a size for dimension `{d}` of input `{name}` (e.g. --dim {d}=8)")
                 shape.append(int(value))
         if spec.dtype == "int64":
-            batch[name] = rng.integers(0, _int_range(model, name), shape)
+            batch[name] = rng.integers(0, model.id_ranges.get(name, 2), shape)
         else:
             batch[name] = rng.random(shape) if "mask" in name else rng.standard_normal(shape)
     return batch

@@ -50,12 +50,14 @@ def pyexpr(d, dim_vars: dict[str, str] | None = None) -> str:
     return _int_source(d)
 
 
-def sizes_function(name: str, dims) -> tuple[list[str], dict[str, str]]:
+def sizes_function(name: str, dims, more: str = "") -> tuple[list[str], dict[str, str]]:
     """The head of a generated `name(sizes)` that computes with the dims (the buffer plan's
-    shapes, the guards' checks): its lines so far, and each dim's local variable for pyexpr."""
+    shapes, the guards' checks), `more` its further parameters: its lines so far, and each
+    dim's local variable for pyexpr."""
     names = sorted(dims)
     local = {d: f"d_{i}" for i, d in enumerate(names)}
-    return [f"def {name}(sizes):", *[f"    {local[d]} = sizes[{d!r}]" for d in names]], local
+    head = f"def {name}(sizes{', ' + more if more else ''}):"
+    return [head, *[f"    {local[d]} = sizes[{d!r}]" for d in names]], local
 
 
 def _int_source(e) -> str:

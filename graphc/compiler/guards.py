@@ -10,10 +10,16 @@ negative size deep inside a kernel. Some ops also constrain their input's dims b
 output's size (a slice's `stop` must not pass the end of a symbolic axis); they register a
 `guards` rule (graphc.ops.registry) returning expressions that must be ≥ 0.
 
-`guard_source(graph, dims)` writes `check(sizes)` as plain Python over the bound dims (no sympy:
-it is saved with a compiled model, graphc.compiler.saved); it returns None when every guard
-holds, else the index of the first that fails and the value found there. `CompiledModel.feed`
-turns that into an InputError naming the node.
+An input may declare an axis as an expression of dims that other inputs bind (`[2*B, 3]`,
+`[B, H/2 + 1/2]`): the batch's axis must be the expression's value there (an `InputGuard`).
+Its value is computed exactly, as sympy would (ints, and `Fraction`s where a quotient need not
+be whole), so `H/2 + 1/2` at an even H is 7/2 and fits no batch.
+
+`guard_source(graph, dims)` writes `check(sizes, fed=None)` as plain Python over the bound dims
+(no sympy: it is saved with a compiled model, graphc.compiler.saved, and a restored model feeds
+batches without the front end); given the fed arrays it checks the declared input axes first.
+It returns None when every guard holds, else the index of the first that fails and the value
+found there. `CompiledModel.feed` turns that into an InputError naming the node or input.
 """
 
 from __future__ import annotations
@@ -27,6 +33,62 @@ class Guard:
     op: str
     what: str  # e.g. "output axis 2, (H/2 - 1/2)"
     kind: str  # "whole": must be a whole number; "size": must be ≥ 1; "bound": must be ≥ 0
+
+
+@dataclass(frozen=True)
+class InputGuard:
+    """An input axis declared as an expression (`2*B`) must hold its value at the bound dims."""
+
+    input: str
+    axis: int
+    expr: str  # as the model's TensorSpec shows it
+    bound_by: tuple[tuple[str, str], ...]  # (dim, the input it is bound from), the expression's dims
+
+
+def _input_guards(graph, dims: set[str]) -> list[tuple[InputGuard, object]]:
+    """(guard, expression) per input axis declared as an expression over the dims a batch binds
+    (one over a dim no input binds has no value to check), in the order `feed` reads them."""
+    import sympy
+
+    binder: dict[str, str] = {}  # each dim's first input, where `feed` binds it
+    for node in graph.inputs:
+        for d in node.shape_spec:
+            if str(d).isidentifier():
+                binder.setdefault(str(d), node.name)
+    found = []
+    for node in graph.inputs:
+        for axis, d in enumerate(node.shape_spec):
+            d = sympy.sympify(d)
+            names = {str(s) for s in d.free_symbols}
+            if d.is_Integer or str(d).isidentifier() or not names or not names <= dims:
+                continue
+            found.append((InputGuard(node.name, axis, str(d), tuple((n, binder[n]) for n in sorted(names))), d))
+    return found
+
+
+def _exact(e, local: dict[str, str]) -> str:
+    """`e` as Python over the dims' locals in exact arithmetic: ints, and `F` (Fraction) for a
+    rational or a negative power, so the value is sympy's (codegen.pyexpr floors quotients)."""
+    import sympy
+
+    if e.is_Integer:
+        return str(int(e))
+    if e.is_Rational:
+        return f"F({e.p}, {e.q})"
+    if e.is_Symbol:
+        return local[e.name]
+    args = [_exact(a, local) for a in e.args]
+    if e.is_Add or e.is_Mul:
+        return "(" + (" + " if e.is_Add else " * ").join(args) + ")"
+    if e.is_Pow and e.exp.is_Integer:
+        return f"F({args[0]}) ** {int(e.exp)}" if e.exp < 0 else f"({args[0]}) ** {int(e.exp)}"
+    if isinstance(e, sympy.floor | sympy.ceiling):
+        return f"{'floor' if isinstance(e, sympy.floor) else 'ceil'}({args[0]})"
+    if isinstance(e, sympy.Max | sympy.Min):
+        return f"{type(e).__name__.lower()}({', '.join(args)})"
+    if isinstance(e, sympy.Mod):
+        return f"({args[0]} % {args[1]})"
+    raise ValueError(f"a dimension graphc cannot compute exactly: {e}")
 
 
 def _axes_of(graph, node) -> list[tuple[str, object]]:
@@ -77,13 +139,30 @@ def guards_of(graph, dims: set[str]) -> list[tuple[Guard, object, object]]:
     return found
 
 
-def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard]]:
-    """Python source of `check(sizes)` and the guards it checks, in order."""
+def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard | InputGuard]]:
+    """Python source of `check(sizes, fed=None)` and the guards it checks, in order."""
+    import sympy
+
     from graphc.compiler.codegen import pyexpr, sizes_function
 
+    inputs = _input_guards(graph, dims)
     found = guards_of(graph, dims)
-    lines, local = sizes_function("check", dims)
-    for i, (g, num, den) in enumerate(found):
+    lines, local = sizes_function("check", dims, "fed=None")
+    if inputs:
+        lines[:0] = ["from fractions import Fraction as F", "from math import ceil, floor", ""]
+        lines.append("    if fed is not None:")
+    for i, (g, e) in enumerate(inputs):
+        value = _exact(e, local)
+        got = f"fed[{g.input!r}].shape"
+        undefined = any(p.exp.is_negative for p in e.atoms(sympy.Pow))  # at a dim of 0 (no samples)
+        if undefined:
+            lines += ["        try:", f"            _v = {value}", "        except ZeroDivisionError:",
+                      "            _v = None"]
+        else:
+            lines.append(f"        _v = {value}")
+        lines.append(f"        if {'_v is None or ' if undefined else ''}_v != {got}[{g.axis}]:")
+        lines.append(f"            return {i}, ({got}, _v)")
+    for i, (g, num, den) in enumerate(found, len(inputs)):
         n, m = pyexpr(num, local), pyexpr(den, local)
         if g.kind == "whole":
             lines.append(f"    if (_n := {n}) % (_m := {m}):")
@@ -95,10 +174,15 @@ def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard]]:
             lines.append(f"    if (_v := {n}) < 0:")
             lines.append(f"        return {i}, _v")
     lines.append("    return None")
-    return "\n".join(lines) + "\n", [g for g, _, _ in found]
+    return "\n".join(lines) + "\n", [g for g, _ in inputs] + [g for g, _, _ in found]
 
 
-def message(g: Guard, value, sizes: dict[str, int]) -> str:
+def message(g: Guard | InputGuard, value, sizes: dict[str, int]) -> str:
+    if isinstance(g, InputGuard):
+        shape, want = value
+        where = ", ".join(f"{d}={sizes[d]} from `{binder}`" for d, binder in g.bound_by)
+        want = "undefined (a division by zero)" if want is None else want
+        return f"input `{g.input}` has shape {shape}; axis {g.axis} must be {g.expr} = {want} ({where})"
     where = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))
     head = f"the batch's dims ({where}) do not fit node `{g.node}` ({g.op}): "
     if g.kind == "whole":

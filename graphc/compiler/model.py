@@ -103,6 +103,25 @@ def initialize(spec: ParamSpec, rng: np.random.Generator, dtype=np.float32) -> n
     return (rng.standard_normal(spec.shape) * scale).astype(dtype)
 
 
+def _id_range(graph: Graph, name: str) -> int:
+    """How many distinct ids an int input may hold: the vocabulary of an embedding or the class
+    count of a loss reading it, else 2 (for synthetic batches, graphc.compiler.checks: kept as
+    plain data so that a restored model makes them without its graph)."""
+    from graphc.ops import OPS
+
+    for node in graph.nodes.values():
+        for inp in node.inputs:
+            if inp.src != name:
+                continue
+            if node.op == "embedding":
+                return node.attrs["num"]
+            if OPS[node.op].loss:
+                t = graph.types.get(node.inputs[0].tensor)
+                if t is not None and t.shape[-1].is_Integer:
+                    return int(t.shape[-1])
+    return 2
+
+
 class CompiledModel:
     def __init__(self, graph: Graph, tensors: dict[tuple[str, str], str], source: str,
                  source_path: str, namespace: dict, buffers: BufferPlan, dtype=np.float32):
@@ -132,8 +151,10 @@ class CompiledModel:
         }
         self.train = graph.train
         self.metadata = {"spec": graph.file, "doc": graph.doc, "nodes": len(graph.nodes)}
-        # what the bound dims must satisfy for every inferred size to be whole and ≥ 1
-        # (graphc.compiler.guards): plain source and data, saved with the model
+        self.id_ranges = {n.name: _id_range(graph, n.name) for n in graph.inputs if n.dtype == "int64"}
+        # what the bound dims must satisfy for every inferred size to be whole and ≥ 1, and the
+        # input axes declared as expressions (graphc.compiler.guards): plain source and data,
+        # saved with the model
         from graphc.compiler.guards import guard_source
 
         bindable = {d for s in self.inputs.values() for d in s.shape if isinstance(d, str) and d.isidentifier()}
@@ -216,14 +237,15 @@ class CompiledModel:
                     raise InputError(f"dimension {d} is {bound[d][0]} in `{bound[d][1]}` but "
                                      f"{n} in `{name}`")
             out[name] = x
-        self._check_dim_expressions(out, bound)
-        self.check_sizes({d: n for d, (n, _) in bound.items()})
+        self.check_sizes({d: n for d, (n, _) in bound.items()}, out)
         return out
 
-    def check_sizes(self, sizes: dict[str, int]) -> None:
+    def check_sizes(self, sizes: dict[str, int], fed: dict[str, np.ndarray] | None = None) -> None:
         """Every size the front end inferred must be whole and ≥ 1 at these dims: an `exact`
         conv's (H - 3)/2 + 1 at an even H is an error, not the floor the driver's integer
-        arithmetic would silently take (graphc.compiler.guards). InputError if not."""
+        arithmetic would silently take; and given the `fed` inputs, each axis declared as an
+        expression (`2*B`, `H/2 + 1/2`) must hold its value (graphc.compiler.guards: generated
+        Python, no sympy). InputError if not."""
         if not self.__dict__.get("guards"):
             return
         fn = self.__dict__.get("_check_guards_fn")
@@ -231,31 +253,12 @@ class CompiledModel:
             namespace: dict = {}
             exec(compile(self.guard_source, "<dimension guards>", "exec"), namespace)  # noqa: S102 - made by guards
             fn = self.__dict__["_check_guards_fn"] = namespace["check"]
-        failed = fn(sizes)
+        failed = fn(sizes, fed)
         if failed is not None:
             from graphc.compiler.guards import message
 
             i, value = failed
             raise InputError(message(self.guards[i], value, sizes))
-
-    def _check_dim_expressions(self, fed: dict[str, np.ndarray], bound: dict) -> None:
-        """Axes declared as expressions (`2*B`, `T - 1`) must match once their dims are bound."""
-        for name, spec in self.inputs.items():
-            for axis, d in enumerate(spec.shape):
-                if isinstance(d, int) or d.isidentifier():
-                    continue  # checked while binding
-                import sympy  # only for inputs declared with expressions
-
-                d = sympy.sympify(d)
-                values = {s: bound[str(s)][0] for s in d.free_symbols if str(s) in bound}
-                want = d.subs(values)
-                n = fed[name].shape[axis]
-                # a size that is not whole there (`H/2` at an odd H) fits no batch: it used to
-                # pass unchecked, whatever the axis held
-                if want.is_number and (not want.is_Integer or int(want) != n):
-                    where = ", ".join(f"{s}={v} from `{bound[str(s)][1]}`" for s, v in values.items())
-                    raise InputError(f"input `{name}` has shape {fed[name].shape}; axis {axis} "
-                                     f"must be {d} = {int(want) if want.is_Integer else want} ({where})")
 
     def forward(self, params, batch, *, training: bool = False, seed: int = 0,
                 reuse: bool = True) -> ForwardResult:

@@ -74,6 +74,24 @@ def test_bench_reports_times_and_memory():
     assert 0 < data["buffer_plan_mb"] < data["peak_rss_mb"]
 
 
+def test_bench_saves_and_restores_the_compiled_model_as_train_does(tmp_path, monkeypatch):
+    """Its cached start is a user's: the model saved by an earlier run (of bench, or of train,
+    under the same key) is restored, not compiled again."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    args = ("bench", MLP, "--no-cold", "--steps", "1", "--set", "hidden=16")
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert "cached start (to first step):" in first.output and "(compiled: no saved model" in first.output
+    second = run(*args, "--format", "json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.output)["cached_start_restored"] is True
+    from graphc.cli.train import _model
+
+    model, _ = _model(MLP, ("hidden=16",))
+    assert "graph" not in model.__dict__  # train restores the model bench saved
+    assert model.params["hidden_layers.0.fc.weight"].shape == (16, 2)
+
+
 def test_train_resume_eval_sample(tmp_path):
     out = tmp_path / "run"
     r = run("train", MLP, "--steps", 30, "--out", out, "--progress", "none", "--seed", 3)

@@ -3,6 +3,7 @@ determinism, and the generated driver's backward in training mode."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,31 @@ def test_expression_dims_of_inputs_are_checked(tmp_path):
     assert ok.losses["loss"] == 0.0
     with pytest.raises(InputError, match=r"input `b` has shape \(2, 3\); axis 0 must be 2\*B = 4 \(B=2 from `a`\)"):
         model.forward({}, {"a": np.ones((2, 3)), "b": np.ones((2, 3))})
+
+
+@pytest.mark.parametrize("expr", ["max(B/2, 3)", "B//2 + H/3", "(B + 1) % 2 + 1", "(H - B)**2", "H/B"])
+def test_declared_input_sizes_are_computed_exactly(tmp_path, expr):
+    """The generated check (graphc.compiler.guards) computes an expression-declared axis as sympy
+    does: a quotient inside max() is not floored, 7/2 is reported as 7/2."""
+    import sympy
+
+    from graphc.shapes import symbol
+
+    text = spec_text({"a": ["B", "H"], "b": [expr, 3]},
+                     {"p": {"op": "mean", "in": "a"}, "q": {"op": "mean", "in": "b"},
+                      "loss": {"op": "add", "in": ["p", "q"]}}, losses=["loss"])
+    model = compile_spec(write(tmp_path, text))
+    declared = model.inputs["b"].shape[0]
+    for b, h in [(1, 1), (2, 5), (3, 6), (7, 6), (4, 9)]:
+        want = sympy.sympify(declared, locals={"B": symbol("B"), "H": symbol("H")}).subs(
+            {symbol("B"): b, symbol("H"): h})
+        n = int(want) if want.is_Integer and want > 0 else 1
+        batch = {"a": np.ones((b, h)), "b": np.ones((n, 3))}
+        if want.is_Integer and want > 0:
+            model.forward({}, batch)
+        else:
+            with pytest.raises(InputError, match=f"axis 0 must be {re.escape(declared)} = {re.escape(str(want))} "):
+                model.forward({}, batch)
 
 
 def test_backward_weights_the_losses():

@@ -136,7 +136,7 @@ from graphc.cli.train import _model
 from graphc.compiler.checks import synthetic_batch
 
 model, _ = _model(sys.argv[1], ())
-how = "compiled" if "graph" in model.__dict__ else "restored"  # (synthetic_batch reads the graph)
+how = "compiled" if "graph" in model.__dict__ else "restored"
 result = model.forward(model.init_params(0), synthetic_batch(model, {"B": 5}, seed=0), training=True)
 print(how, repr(result.losses["loss"]))
 """
@@ -201,11 +201,44 @@ main(sys.argv[1:], prog_name="graphc")
 """
 
 
-def test_a_restored_run_starts_without_the_front_end(tmp_path, cache):
+# `t` is declared with an expression of the dims `x` binds: each feed checks it
+SHIFTED = """
+graphc: 1
+name: shifted
+inputs:
+  x: {shape: [B, T, 3]}
+  t: {shape: [B, T - 1, 3], doc: x one step on}
+nodes:
+  fc: {op: linear, in: x, out: 3}
+  next: {op: slice, in: fc, axis: 1, start: 1}
+  loss: {op: mse, in: [next, t]}
+losses: [loss]
+train:
+  data: {file: data.npz}
+  batch: 4
+  steps: 2
+  optimizer: {name: sgd, lr: 0.1}
+"""
+
+
+def _shifted(folder, t_length: int = 4):
+    """SHIFTED with its data file: x [16, 5, 3] and t [16, t_length, 3] (4 fits, T - 1)."""
+    rng = np.random.default_rng(0)
+    np.savez(folder / "data.npz", x=rng.standard_normal((16, 5, 3)).astype(np.float32),
+             t=rng.standard_normal((16, t_length, 3)).astype(np.float32))
+    return write(folder, SHIFTED, "shifted.yaml")
+
+
+@pytest.mark.parametrize("name", ["transformer", "gan", "shifted"])
+def test_a_restored_run_starts_without_the_front_end(tmp_path, cache, name):
+    """Up to the end of the first step (its feed checks the batch against the inputs and the
+    guards: `shifted`'s `T - 1`, in Python generated at compile time)."""
+    spec = {"transformer": SPECS / "transformer.yaml", "gan": ROOT / "examples" / "gan.yaml"}.get(name)
+    spec = spec or _shifted(tmp_path)
     env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache)}
     loaded = []
     for run in ("first", "second"):
-        r = subprocess.run([sys.executable, "-c", FIRST_STEP, "train", str(SPECS / "transformer.yaml"),
+        r = subprocess.run([sys.executable, "-c", FIRST_STEP, "train", str(spec),
                             "--out", str(tmp_path / run), "--progress", "plain"],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
         assert r.returncode == 0, r.stderr
@@ -213,6 +246,51 @@ def test_a_restored_run_starts_without_the_front_end(tmp_path, cache):
     front_end = {"sympy", "networkx", "graphc.ir", "graphc.spec.expand", "graphc.compiler.autodiff"}
     assert front_end <= loaded[0]
     assert not front_end & loaded[1], front_end & loaded[1]
+
+
+# Runs `graphc train SPEC` and says at exit whether it imported sympy.
+SYMPY_AT_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("sympy" in sys.modules, flush=True))
+from graphc.cli import main
+main(sys.argv[1:], prog_name="graphc")
+"""
+
+
+def test_a_wrong_size_for_an_input_declared_with_an_expression(tmp_path, cache):
+    """The same message and exit status whether the model was compiled or restored; a restored
+    model checks `T - 1` without sympy."""
+    spec = _shifted(tmp_path, t_length=5)
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache)}
+    for run, sympy_loaded in (("compiled", "True"), ("restored", "False")):
+        r = subprocess.run([sys.executable, "-c", SYMPY_AT_EXIT, "train", str(spec),
+                            "--out", str(tmp_path / run), "--progress", "none"],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        assert r.returncode == 1, (run, r.stdout, r.stderr)
+        assert r.stderr.strip() == ("error: input `t` has shape (4, 5, 3); axis 1 must be T - 1 = 4 "
+                                    "(T=5 from `x`)"), (run, r.stderr)
+        assert r.stdout.split() == [sympy_loaded], (run, r.stdout)
+
+
+def test_a_restored_model_checks_inputs_declared_with_expressions(tmp_path, cache):
+    from graphc.compiler import InputError
+
+    spec = write(tmp_path, spec_text({"a": ["B", "H"], "b": ["2 * B", "H/2 + 1/2"]},
+                                     {"p": {"op": "mean", "in": "a"}, "q": {"op": "mean", "in": "b"},
+                                      "loss": {"op": "add", "in": ["p", "q"]}}, losses=["loss"]))
+    _model(spec)
+    model, _ = _model(spec)
+    assert "graph" not in model.__dict__
+    assert model.forward({}, {"a": np.ones((2, 5)), "b": np.ones((4, 3))}).losses["loss"] == 2.0
+    with pytest.raises(InputError, match=r"^input `b` has shape \(4, 4\); axis 1 must be H/2 \+ 1/2 = 3 "
+                                         r"\(H=5 from `a`\)$"):
+        model.forward({}, {"a": np.ones((2, 5)), "b": np.ones((4, 4))})
+    with pytest.raises(InputError, match=r"^input `b` has shape \(4, 3\); axis 1 must be H/2 \+ 1/2 = 7/2 "
+                                         r"\(H=6 from `a`\)$"):
+        model.forward({}, {"a": np.ones((2, 6)), "b": np.ones((4, 3))})
+    with pytest.raises(InputError, match=r"^input `b` has shape \(2, 3\); axis 0 must be 2\*B = 4 \(B=2 from `a`\)$"):
+        model.forward({}, {"a": np.ones((2, 5)), "b": np.ones((2, 3))})
+    assert "graph" not in model.__dict__  # checked without the front end
 
 
 def test_the_saved_models_are_bounded_least_recently_used_first(tmp_path, cache, monkeypatch):
