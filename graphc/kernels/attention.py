@@ -1,6 +1,8 @@
 """Multi-head attention (batch-first), matching torch.nn.MultiheadAttention.
 
-q[B,T,E] attends to kv[B,S,Ekv] (kv zero-size -> self-attention on q).
+q[B,T,E] attends to kv[B,S,Ekv], or to itself when kv is the driver's stand-in for an absent
+input (a 1-D zero-size array). That test is on kv's rank, known when Numba types the call, so
+a self-attention kernel compiles without the cross-attention path and the other way round.
 
 Projections. Row-blocked GEMMs on graphc's thread pool, as `graphc.kernels.parallel`'s (one
 block of B*T or B*S rows per thread, each a single-threaded BLAS call), with the weights
@@ -131,7 +133,7 @@ def _bias_grad(b, sums, start, has_bias):
 def _source(q, kv, ekv):
     """The key/value source rows [B*S, Ekv]: kv, or q itself for self-attention."""
     b_n, t_len, e = q.shape
-    if kv.size == 0:
+    if kv.ndim == 1:  # a constant where Numba types the call: the other branch is not compiled
         return q.reshape(b_n * t_len, e)
     return kv.reshape(kv.size // ekv, ekv)
 
@@ -309,7 +311,7 @@ def attention_fwd(q, kv, key_padding_mask, wq, bq, wk, bk, wv, bv, wo, bo, heads
     s_len = src.shape[0] // b_n
     q2 = q.reshape(b_n * t_len, e)
     no_w, no_b = wq[:0], bq.reshape(-1)[:0]
-    if kv.size == 0:
+    if kv.ndim == 1:  # self-attention (see the module's doc)
         qp = _project(q2, _stacked(wq, wk, wv), _stacked_bias(bq, bk, bv, has_bias))
         kvp = np.empty((0, 2 * e), dtype=q.dtype)
     else:
@@ -421,10 +423,10 @@ def attention_bwd(
     if into_q is None:
         into_q = np.empty_like(q)
     if into_kv is None:
-        into_kv = np.empty_like(kv)  # zero-size for self-attention, like kv
+        into_kv = np.empty_like(kv)  # the 1-D zero-size stand-in for self-attention, like kv
     gq2 = into_q.reshape(b_n * t_len, e)
     sums_q = _col_sums(gqp)
-    if kv.size == 0:
+    if kv.ndim == 1:  # self-attention (see the module's doc)
         # q fed Q, K and V: its gradient is [dQ | dK | dV] [Wq; Wk; Wv]
         gw_q = linear_rows_bwd(gqp, q2, _stacked(wq, wk, wv), gq2)
         gw_kv = gw_q[e:]
