@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import graphc  # noqa: E402
+from benchmarks.neighbour import busy_neighbour  # noqa: E402
 from benchmarks.torch_models import by_name, sliced, torch_model  # noqa: E402
 from graphc.compiler.checks import synthetic_batch  # noqa: E402
 from graphc.kernels.threads import ThreadGovernor, default_threads, set_threads  # noqa: E402
@@ -141,11 +141,6 @@ def measure(name: str, steps: int, with_compile: bool, block: int = 5) -> dict:
     return {"spec": name, "dims": dims, "ms": ms, "ratios": ratios}
 
 
-def _spin(stop) -> None:  # the busy neighbour: one core's worth of pure Python
-    while not stop.is_set():
-        sum(range(10_000))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--specs", nargs="*", default=WORKLOADS, help=f"default: {' '.join(WORKLOADS)}")
@@ -158,18 +153,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     specs = REFERENCE if args.reference else args.specs
-    stop, neighbour = None, None
-    if args.busy:
-        stop = multiprocessing.Event()
-        neighbour = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
-        neighbour.start()
     load_before = load_load()
-    try:
+    with busy_neighbour(args.busy):
         rows = [measure(name, args.steps, not args.no_compile) for name in specs]
-    finally:
-        if neighbour is not None:
-            stop.set()
-            neighbour.join()
     head = {"torch": torch.__version__, "threads": default_threads(), "busy": args.busy,
             "load_before": load_before, "load_after": load_load()}  # fmt: skip
     if args.json:

@@ -1,6 +1,6 @@
 """GFLOP/s of the attention kernel next to a linear layer over the same rows, forward+backward.
 
-    python benchmarks/kernel_gflops.py [--threads 1 2] [--blocks 15] [--steps 3]
+    python benchmarks/kernel_gflops.py [--threads 1 2] [--blocks 15] [--steps 3] [--busy]
 
 For each workload (a transformer layer's attention at the issue's sizes, causal, float32) it
 times `attention` and a `linear` [B*T, d] -> [B*T, 4d] (the MLP's first layer) in one process,
@@ -9,7 +9,8 @@ and prints the medians as GFLOP/s and their ratio. FLOPs are the op records' own
 (`flops=` in graphc/ops), forward+backward taken as 3x the forward: for causal attention that
 counts the masked half of the scores too, as the record does. Each figure is the median over
 the blocks, then in brackets the best block (closest to a quiet machine); the machine's load
-average is printed with every line, since a busy neighbour changes them.
+average is printed with every line, since a busy neighbour changes them; `--busy` runs one
+CPU-bound process beside the measurement (benchmarks/neighbour.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.neighbour import busy_neighbour  # noqa: E402
 from graphc.kernels import threads  # noqa: E402
 from graphc.ops import OPS  # noqa: E402
 from graphc.ops.registry import Ctx  # noqa: E402
@@ -108,8 +110,14 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=15, help="alternating blocks per case")
     ap.add_argument("--steps", type=int, default=3, help="steps per block")
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--busy", action="store_true", help="run beside one CPU-bound process")
     args = ap.parse_args()
     threads.configure()  # BLAS on one thread, as graphc runs
+    with busy_neighbour(args.busy):
+        report(args)
+
+
+def report(args) -> None:
     for n in args.threads:
         n = threads.set_threads(n)
         for workload in args.workloads:
