@@ -189,11 +189,13 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
     of the same spec is restored, else the spec is compiled and saved."""
     from graphc.compiler.benchmark import BenchmarkError, run_benchmark
 
-    analysis = analyze_or_exit(spec, parse_overrides(sets))
+    overrides = parse_overrides(sets)
+    analysis = analyze_or_exit(spec, overrides)  # the settings checked, the batch size
     batch = int((analysis.graph.train or {}).get("batch", 32))
     sizes = parse_dims(dims, {"B": batch, "T": 16}, known=analysis.graph.dims)
     try:
-        results = run_benchmark(spec, sizes, steps, sets, cold=not no_cold, fuse=fuse_wanted())
+        front_end = {k: v for k, v in overrides.items() if "." not in k}  # what train compiles with
+        results = run_benchmark(spec, sizes, steps, front_end, cold=not no_cold, fuse=fuse_wanted())
     except BenchmarkError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":

@@ -17,32 +17,19 @@ from graphc.cli.common import analyze_or_exit, parse_overrides, set_option, user
 from graphc.cli.compile import fuse_wanted, no_fuse_option
 
 
-def _model(spec: str, sets: tuple[str, ...], fuse: bool | None = None):
+def _model(spec: str, sets: tuple[str, ...]):
     """Compile (or restore the model an earlier run compiled from the same spec: see
-    graphc.compiler.saved); --set keys that are not constants or dims are kept for the runtime.
-    `fuse` defaults to the running command's --no-fuse (`graphc bench` runs this outside one)."""
+    graphc.compiler.saved); --set keys that are not constants or dims are kept for the runtime."""
     from graphc.compiler import saved
 
-    fuse = fuse_wanted() if fuse is None else fuse
     overrides = parse_overrides(sets)
     spec_overrides = {k: v for k, v in overrides.items() if "." not in k}
-    ticket = saved.ticket(spec, spec_overrides, fuse)
-    restored = saved.restore(ticket) if ticket is not None else None
-    if restored is not None:
-        if restored.diagnostics:
-            from graphc.diagnostics import DiagnosticPrinter
+    got = saved.model_for(spec, spec_overrides, fuse_wanted(), analyze_or_exit)
+    if got.diagnostics:
+        from graphc.diagnostics import DiagnosticPrinter
 
-            DiagnosticPrinter().print_all(restored.diagnostics)
-        model, constants = restored.model, restored.constants
-    else:
-        from graphc.compiler import compile_graph
-
-        analysis = analyze_or_exit(spec, spec_overrides)
-        model = compile_graph(analysis.graph, fuse=fuse)
-        constants = set(analysis.graph.constants)
-        if ticket is not None:
-            saved.save(ticket, model, analysis.diagnostics, constants)
-    return model, {k: v for k, v in overrides.items() if k not in constants}
+        DiagnosticPrinter().print_all(got.diagnostics)
+    return got.model, {k: v for k, v in overrides.items() if k not in got.constants}
 
 
 def _speed(summary: dict) -> str:

@@ -2,9 +2,9 @@
 
 Run as a subprocess so that "cold" (empty Numba and graphc caches) and "cached" starts are real
 process starts: `python -m graphc.compiler.bench_worker SPEC '{"B": 64, "T": 16}' STEPS
-'["hidden=32"]' fuse`. The model comes the way `graphc train` gets it (graphc.cli.train._model):
-restored from the saved compiled models (graphc.compiler.saved) when an earlier run compiled
-the same spec, else compiled and saved. The synthetic batch is the benchmark's own data, not a
+'{"hidden": 32}' fuse`. The model comes the way `graphc train` gets it (graphc.compiler.saved's
+`model_for`): restored from the saved compiled models when an earlier run compiled the same
+spec, else compiled and saved. The synthetic batch is the benchmark's own data, not a
 user's start: the time it takes is left out of the first step's.
 """
 
@@ -16,13 +16,23 @@ import time
 t_start = time.perf_counter()
 
 
+def _front_end(spec: str, overrides: dict):
+    from graphc.compiler import CompileError
+    from graphc.pipeline import analyze
+
+    analysis = analyze(spec, overrides)
+    if not analysis.ok:
+        raise CompileError(analysis.diagnostics)
+    return analysis
+
+
 def main() -> None:
     spec, dims, steps = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-    sets = tuple(json.loads(sys.argv[4])) if len(sys.argv) > 4 else ()
+    overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     fuse = sys.argv[5] != "no-fuse" if len(sys.argv) > 5 else True
-    from graphc.cli.train import _model
+    from graphc.compiler import saved
 
-    model, _ = _model(spec, sets, fuse=fuse)
+    model = saved.model_for(spec, overrides, fuse, _front_end).model
     restored = "graph" not in model.__dict__  # (a compiled model holds its front end's graph)
     t_compiled = time.perf_counter()
     from graphc.compiler.checks import synthetic_batch, time_steps

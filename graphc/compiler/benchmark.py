@@ -15,18 +15,19 @@ class BenchmarkError(RuntimeError):
     """A measured run failed; the message ends with the tail of its stderr."""
 
 
-def _worker(spec: str, dims: dict[str, int], steps: int, sets: tuple[str, ...], env: dict, fuse: bool) -> dict:
+def _worker(spec: str, dims: dict[str, int], steps: int, overrides: dict, env: dict, fuse: bool) -> dict:
     cmd = [sys.executable, "-m", "graphc.compiler.bench_worker", spec, json.dumps(dims), str(steps),
-           json.dumps(list(sets)), "fuse" if fuse else "no-fuse"]
+           json.dumps(overrides), "fuse" if fuse else "no-fuse"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
         raise BenchmarkError(f"benchmark run failed:\n{r.stderr.strip()[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_benchmark(spec: str, dims: dict[str, int], steps: int, sets: tuple[str, ...] = (),
+def run_benchmark(spec: str, dims: dict[str, int], steps: int, overrides: dict | None = None,
                   cold: bool = True, fuse: bool = True) -> dict:
-    """Measure `spec` at `dims` with the --set overrides `sets`: {"spec", "dims", "cold_start_s"
+    """Measure `spec` at `dims` with the front end's `overrides` (constants and dims, as
+    `graphc train` passes them): {"spec", "dims", "cold_start_s"
     (if `cold`), "cached_start_s", "cached_start_restored", "step_median_ms", "step_best_ms",
     "peak_rss_mb", "buffer_plan_mb"}.
 
@@ -34,6 +35,7 @@ def run_benchmark(spec: str, dims: dict[str, int], steps: int, sets: tuple[str, 
     one run uses the user's caches as they are. A run gets its model as `graphc train` does:
     restored from the saved compiled models (`cached_start_restored`) or compiled and saved."""
     results: dict = {"spec": spec, "dims": dims}
+    sets = overrides or {}
     with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache, "GRAPHC_CACHE_DIR": cache}
         if cold:

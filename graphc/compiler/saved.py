@@ -198,3 +198,23 @@ def _compile_text(spec: str, text: str, overrides: dict, fuse: bool) -> Compiled
     if not a.ok:
         raise CompileError(a.diagnostics)
     return compile_graph(a.graph, fuse=fuse)
+
+
+def model_for(spec: str, overrides: dict, fuse: bool, analyze) -> Restored:
+    """The compiled model of `spec` with these front-end overrides: the one an earlier run saved,
+    else `analyze(spec, overrides)` (the front end: an Analysis with a valid graph, or it
+    raises or exits) compiled and saved. What `graphc train`, `eval`, `sample` and `bench` run.
+    The diagnostics are a restored model's saved warnings; empty when `analyze` ran (it reports
+    its own)."""
+    from graphc.compiler import compile_graph
+
+    t = ticket(spec, overrides, fuse)
+    restored = restore(t) if t is not None else None
+    if restored is not None:
+        return restored
+    analysis = analyze(spec, overrides)
+    model = compile_graph(analysis.graph, fuse=fuse)
+    constants = frozenset(analysis.graph.constants)
+    if t is not None:
+        save(t, model, analysis.diagnostics, constants)
+    return Restored(model, [], constants)
