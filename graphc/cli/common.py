@@ -55,8 +55,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 
 def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) -> dict[str, int]:
     """`--dim B=64 --dim T=16` on top of `defaults` → {"B": 64, "T": 16, …}. With `known` (the
-    spec's symbolic dimensions), a name that is not one of them is an error, not ignored."""
-    dims = dict(defaults)
+    spec's symbolic dimensions), a name that is not one of them is an error, not ignored, and a
+    default the spec does not have is left out (an MLP's sizes are not reported with a T)."""
+    dims = {k: v for k, v in defaults.items() if known is None or k in known}
     for item in values:
         key, sep, value = item.partition("=")
         key = key.strip()

@@ -177,7 +177,7 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
 @click.command()
 @click.argument("spec", type=click.Path())
 @dim_option
-@click.option("--steps", type=int, default=30, show_default=True, help="Timed steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps.")
 @click.option("--no-cold", is_flag=True, help="Skip the cold-compile measurement (fresh Numba cache).")
 @set_option
 @format_option

@@ -70,8 +70,16 @@ def test_bench_reports_times_and_memory():
     r = run("bench", MLP, "--no-cold", "--steps", "3", "--format", "json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
+    assert set(data["dims"]) == {"B"}  # the MLP has no T: the default T=16 is not reported
     assert data["step_median_ms"] > 0 and data["cached_start_s"] > 0 and data["peak_rss_mb"] > 10
     assert 0 < data["buffer_plan_mb"] < data["peak_rss_mb"]
+
+
+@pytest.mark.parametrize("steps", ["0", "-2"])
+def test_bench_refuses_no_timed_steps_with_a_usage_error(steps):
+    r = run("bench", MLP, "--no-cold", "--steps", steps)
+    assert r.exit_code == 2 and "Invalid value for '--steps'" in r.output, r.output  # was a KeyError
+    assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_bench_saves_and_restores_the_compiled_model_as_train_does(tmp_path, monkeypatch):
