@@ -8,7 +8,6 @@ on the way (activations, shape ops, norms without affine, losses).
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -20,7 +19,9 @@ from graphc.compiler.model import CompiledModel
 def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs of the right shapes, dtypes and id ranges (dims: values for B, T, …); from
     the model's plain data, so a restored model (graphc.compiler.saved) keeps its front end
-    unloaded (sympy only for an input declared with an expression)."""
+    unloaded (an input axis declared as an expression is computed by graphc.dimexpr)."""
+    from graphc import dimexpr
+
     rng = np.random.default_rng(seed)
     batch = {}
     for name, spec in model.inputs.items():
@@ -31,17 +32,16 @@ def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -
             elif d in dims:
                 shape.append(int(dims[d]))
             else:
-                import sympy
-
-                from graphc.shapes import symbol
-
                 # every name is a dimension here, even one spelled like a sympy function (`N`)
-                names = {k: symbol(k) for k in re.findall(r"[A-Za-z_]\w*", d)}
-                value = sympy.sympify(d, locals=names).subs(
-                    {names[k]: v for k, v in dims.items() if k in names})
-                if not value.is_Integer:
-                    raise ValueError(f"give a size for dimension `{d}` of input `{name}` (e.g. --dim {d}=8)")
-                shape.append(int(value))
+                missing = sorted(dimexpr.names(d) - set(dims))
+                if missing:
+                    raise ValueError(f"give a size for dimension `{missing[0]}` of input `{name}` "
+                                     f"(e.g. --dim {missing[0]}=8)")
+                try:
+                    shape.append(dimexpr.size(d, dims))
+                except dimexpr.DimExprError as exc:
+                    raise ValueError(f"input `{name}`: {exc} at "
+                                     f"{', '.join(f'{k}={dims[k]}' for k in sorted(dimexpr.names(d)))}") from None
         if spec.dtype == "int64":
             batch[name] = rng.integers(0, model.id_ranges.get(name, 2), shape)
         else:

@@ -13,7 +13,9 @@ output's size (a slice's `stop` must not pass the end of a symbolic axis); they 
 An input may declare an axis as an expression of dims that other inputs bind (`[2*B, 3]`,
 `[B, H/2 + 1/2]`): the batch's axis must be the expression's value there (an `InputGuard`).
 Its value is computed exactly, as sympy would (ints, and `Fraction`s where a quotient need not
-be whole), so `H/2 + 1/2` at an even H is 7/2 and fits no batch.
+be whole), so `H/2 + 1/2` at an even H is 7/2 and fits no batch: by graphc.dimexpr,
+from the text the model's TensorSpec shows, the same evaluator the data feeder uses
+(graphc.runtime.data.feed) to check such an axis and to size a generated input.
 
 `guard_source(graph, dims)` writes `check(sizes, fed=None)` as plain Python over the bound dims
 (no sympy: it is saved with a compiled model, graphc.compiler.saved, and a restored model feeds
@@ -45,9 +47,9 @@ class InputGuard:
     bound_by: tuple[tuple[str, str], ...]  # (dim, the input it is bound from), the expression's dims
 
 
-def _input_guards(graph, dims: set[str]) -> list[tuple[InputGuard, object]]:
-    """(guard, expression) per input axis declared as an expression over the dims a batch binds
-    (one over a dim no input binds has no value to check), in the order `feed` reads them."""
+def _input_guards(graph, dims: set[str]) -> list[InputGuard]:
+    """One per input axis declared as an expression over the dims a batch binds (one over a dim
+    no input binds has no value to check), in the order `feed` reads them."""
     import sympy
 
     binder: dict[str, str] = {}  # each dim's first input, where `feed` binds it
@@ -62,33 +64,8 @@ def _input_guards(graph, dims: set[str]) -> list[tuple[InputGuard, object]]:
             names = {str(s) for s in d.free_symbols}
             if d.is_Integer or str(d).isidentifier() or not names or not names <= dims:
                 continue
-            found.append((InputGuard(node.name, axis, str(d), tuple((n, binder[n]) for n in sorted(names))), d))
+            found.append(InputGuard(node.name, axis, str(d), tuple((n, binder[n]) for n in sorted(names))))
     return found
-
-
-def _exact(e, local: dict[str, str]) -> str:
-    """`e` as Python over the dims' locals in exact arithmetic: ints, and `F` (Fraction) for a
-    rational or a negative power, so the value is sympy's (codegen.pyexpr floors quotients)."""
-    import sympy
-
-    if e.is_Integer:
-        return str(int(e))
-    if e.is_Rational:
-        return f"F({e.p}, {e.q})"
-    if e.is_Symbol:
-        return local[e.name]
-    args = [_exact(a, local) for a in e.args]
-    if e.is_Add or e.is_Mul:
-        return "(" + (" + " if e.is_Add else " * ").join(args) + ")"
-    if e.is_Pow and e.exp.is_Integer:
-        return f"F({args[0]}) ** {int(e.exp)}" if e.exp < 0 else f"({args[0]}) ** {int(e.exp)}"
-    if isinstance(e, sympy.floor | sympy.ceiling):
-        return f"{'floor' if isinstance(e, sympy.floor) else 'ceil'}({args[0]})"
-    if isinstance(e, sympy.Max | sympy.Min):
-        return f"{type(e).__name__.lower()}({', '.join(args)})"
-    if isinstance(e, sympy.Mod):
-        return f"({args[0]} % {args[1]})"
-    raise ValueError(f"a dimension graphc cannot compute exactly: {e}")
 
 
 def _axes_of(graph, node) -> list[tuple[str, object]]:
@@ -141,26 +118,22 @@ def guards_of(graph, dims: set[str]) -> list[tuple[Guard, object, object]]:
 
 def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard | InputGuard]]:
     """Python source of `check(sizes, fed=None)` and the guards it checks, in order."""
-    import sympy
-
+    from graphc import dimexpr
     from graphc.compiler.codegen import pyexpr, sizes_function
 
     inputs = _input_guards(graph, dims)
     found = guards_of(graph, dims)
     lines, local = sizes_function("check", dims, "fed=None")
     if inputs:
-        lines[:0] = ["from fractions import Fraction as F", "from math import ceil, floor", ""]
+        lines[:0] = ["from graphc.dimexpr import UndefinedDim, value", ""]
         lines.append("    if fed is not None:")
-    for i, (g, e) in enumerate(inputs):
-        value = _exact(e, local)
+    for i, g in enumerate(inputs):
+        dimexpr.parse(g.expr)  # DimExprError (a ValueError) now, not at the first batch
         got = f"fed[{g.input!r}].shape"
-        undefined = any(p.exp.is_negative for p in e.atoms(sympy.Pow))  # at a dim of 0 (no samples)
-        if undefined:
-            lines += ["        try:", f"            _v = {value}", "        except ZeroDivisionError:",
-                      "            _v = None"]
-        else:
-            lines.append(f"        _v = {value}")
-        lines.append(f"        if {'_v is None or ' if undefined else ''}_v != {got}[{g.axis}]:")
+        # a quotient by a dim (`T/B`) has no value at B = 0 (a batch of no samples)
+        lines += ["        try:", f"            _v = value({g.expr!r}, sizes)", "        except UndefinedDim:",
+                  "            _v = None"]
+        lines.append(f"        if _v is None or _v != {got}[{g.axis}]:")
         lines.append(f"            return {i}, ({got}, _v)")
     for i, (g, num, den) in enumerate(found, len(inputs)):
         n, m = pyexpr(num, local), pyexpr(den, local)
@@ -174,7 +147,7 @@ def guard_source(graph, dims: set[str]) -> tuple[str, list[Guard | InputGuard]]:
             lines.append(f"    if (_v := {n}) < 0:")
             lines.append(f"        return {i}, _v")
     lines.append("    return None")
-    return "\n".join(lines) + "\n", [g for g, _ in inputs] + [g for g, _, _ in found]
+    return "\n".join(lines) + "\n", [*inputs] + [g for g, _, _ in found]
 
 
 def message(g: Guard | InputGuard, value, sizes: dict[str, int]) -> str:

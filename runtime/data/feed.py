@@ -3,21 +3,28 @@
 A data batch is a dict of arrays; the model's inputs (``CompiledModel.inputs``) are fed from
 the fields of the same name, or from the field named in ``train.data.map`` (``{input: field}``).
 Each array is checked against the input's TensorSpec: rank, fixed dimensions, symbolic
-dimensions bound consistently across inputs (every ``B`` is the same number), and dtype
-(``int64`` inputs accept integer data; ``float32`` inputs accept any numbers). A field of shape
-[..] for an input declared [.., 1] gets the trailing 1 added. Anything else is a DataError.
+dimensions bound consistently across inputs (every ``B`` is the same number), axes declared as
+an expression of dims (``[B, T - 1]``, ``[2*B, 16]``) equal to its value at the dims the batch
+binds (exact arithmetic, graphc.dimexpr: ``H/2 + 1/2`` at an even H fits no axis), and
+dtype (``int64`` inputs accept integer data; ``float32`` inputs accept any numbers). A field of
+shape [..] for an input declared [.., 1] gets the trailing 1 added. Anything else is a DataError.
 
 Inputs named in ``train.data.generate`` (``{input: normal | uniform | zeros | ones}``) are not
 read from the data: they are drawn for each batch with the shape the model declares, its
 symbolic dimensions bound by the data-fed inputs (an unbound leading dimension is the batch's
-sample count). ``normal`` is N(0, 1), ``uniform`` is U[-1, 1). The draw comes from
+sample count), an axis declared as an expression its exact value there (a whole number ≥ 0, or
+a DataError). ``normal`` is N(0, 1), ``uniform`` is U[-1, 1). The draw comes from
 ``default_rng([seed, *key])``; the trainer passes ``key = (0, step, micro)``, evaluation
 ``(1, batch_index)``, so generated inputs are reproducible and a resumed run sees the same ones.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
+
+from graphc import dimexpr
 
 from ..config import did_you_mean
 from ..errors import ConfigError, DataError
@@ -93,7 +100,8 @@ class Feeder:
     def __call__(self, batch: Batch, key: tuple[int, ...] = (2,)) -> Batch:
         """The model's inputs from a data ``batch``; ``key`` picks the generated inputs' draw."""
         out: Batch = {}
-        bound: dict[str, tuple[int, str]] = {}
+        bound: dict[str, tuple[int, str]] = {}  # dim → (its size, the input that binds it)
+        declared: list[tuple] = []  # the axes declared as expressions, checked once all are bound
         for name, spec in self.inputs.items():
             if name in self.generate:
                 continue
@@ -108,38 +116,56 @@ class Feeder:
                         else f" (map one with `train.data.map: {{{name}: <field>}}`)"
                     )
                 )
-            out[name] = self._convert(name, field, spec, batch[field], bound)
+            out[name] = self._convert(name, field, spec, batch[field], bound, declared)
+        values = {k: v for k, (v, _) in bound.items()}
+        # over the dims the data binds first; one over a dim only a generated input binds (with
+        # the sample count) once the generated inputs are sized
+        later = [axis for axis in declared if not self._check_declared(*axis, values, bound)]
         if self.generate:
             rng = np.random.default_rng([self.seed, *key])
             n = len(next(iter(batch.values()))) if batch else None
             for name, spec in self.inputs.items():  # in declaration order: reproducible
                 if name in self.generate:
-                    shape = self._generated_shape(name, spec, bound, n)
+                    shape = self._generated_shape(name, spec, values, bound, n)
                     a = GENERATORS[self.generate[name]](rng, shape)
                     out[name] = np.ascontiguousarray(a, dtype=np.dtype(spec.dtype))
             out = {name: out[name] for name in self.inputs}
+            for axis in later:
+                self._check_declared(*axis, values, bound)
         return out
 
-    def _generated_shape(self, name, spec, bound, n) -> tuple[int, ...]:
+    def _generated_shape(self, name, spec, values, bound, n) -> tuple[int, ...]:
+        """The shape to draw: dims at their bound sizes (`values`, to which an unbound leading
+        dim adds the sample count `n`), expressions at their exact values."""
         shape = []
         for axis, d in enumerate(spec.shape):
             if isinstance(d, int):
                 shape.append(d)
                 continue
-            values = {k: v for k, (v, _) in bound.items()}
-            if axis == 0 and n is not None:
-                values.setdefault(str(d), n)
-            size = _evaluate_dim(str(d), values)
-            if size is None:
+            if axis == 0 and n is not None and d.isidentifier():
+                values.setdefault(d, n)
+            try:
+                needed = dimexpr.names(d)
+            except dimexpr.DimExprError as exc:
+                raise DataError(
+                    f"generated input `{name}` {_fmt(spec.shape)}: cannot size axis {axis}: {exc}"
+                ) from None
+            if not needed <= values.keys():
                 raise DataError(
                     f"generated input `{name}` {_fmt(spec.shape)}: cannot size axis {axis} "
-                    f"(`{d}`): no data-fed input binds it (bound: "
-                    f"{', '.join(f'{k}={v}' for k, v in values.items()) or 'nothing'})"
+                    f"(`{d}`): no data-fed input binds {', '.join(sorted(needed - values.keys()))} "
+                    f"(bound: {', '.join(f'{k}={v}' for k, v in values.items()) or 'nothing'})"
                 )
-            shape.append(size)
+            try:
+                shape.append(dimexpr.size(d, values))
+            except dimexpr.DimExprError as exc:
+                raise DataError(
+                    f"generated input `{name}` {_fmt(spec.shape)}: cannot size axis {axis}: {exc} "
+                    f"({_where(needed, values, bound)})"
+                ) from None
         return tuple(shape)
 
-    def _convert(self, name, field, spec, a: np.ndarray, bound) -> np.ndarray:
+    def _convert(self, name, field, spec, a: np.ndarray, bound, declared) -> np.ndarray:
         where = f"model input `{name}`" + (f" (data field `{field}`)" if field != name else "")
         shape = tuple(spec.shape)
         if a.ndim + 1 == len(shape) and shape[-1] == 1:
@@ -154,7 +180,9 @@ class Feeder:
                     f"{where} expects shape {_fmt(shape)}, but {self.source} gives "
                     f"{list(a.shape)} (axis {axis}: {got} != {want})"
                 )
-            if isinstance(want, str):
+            if isinstance(want, str) and not want.isidentifier():  # an expression (`2*B`)
+                declared.append((where, shape, a.shape, axis, want))
+            elif isinstance(want, str):  # a dim: the first input that has it binds it
                 seen = bound.setdefault(want, (got, name))
                 if seen[0] != got:
                     raise DataError(
@@ -174,15 +202,38 @@ class Feeder:
             raise DataError(f"{where} is {spec.dtype}, but {self.source} gives {a.dtype}")
         return np.ascontiguousarray(a, dtype=np.dtype(spec.dtype))
 
+    def _check_declared(self, where, shape, got_shape, axis, expr, values, bound) -> bool:
+        """An axis declared as `expr` must be its exact value at the bound dims (`values`);
+        False when a dim of it is not bound (yet: one no input binds is left to the model's own
+        check, CompiledModel.feed)."""
+        try:
+            needed = dimexpr.names(expr)
+            if not needed <= values.keys():
+                return False
+            want = dimexpr.value(expr, values)
+        except dimexpr.UndefinedDim:
+            want = None
+        except dimexpr.DimExprError as exc:  # a TensorSpec not made by the compiler
+            raise DataError(f"{where} declares axis {axis} as `{expr}`: {exc}") from None
+        got = got_shape[axis]
+        if want != got:
+            value = (
+                "undefined (a division by zero)"
+                if want is None
+                else f"{want}, not a whole number"
+                if isinstance(want, Fraction)
+                else want
+            )
+            raise DataError(
+                f"{where} expects shape {_fmt(shape)}, but {self.source} gives {list(got_shape)} "
+                f"(axis {axis}: {got} != {expr} = {value} at {_where(needed, values, bound)})"
+            )
+        return True
 
-def _evaluate_dim(expr: str, values: dict[str, int]) -> int | None:
-    """A symbolic dimension (``B``, ``2*B``, ``(H - 4)/2 + 1``) under bound values, or None."""
-    if expr in values:
-        return int(values[expr])
-    import sympy  # only for expressions, which are rare on inputs
 
-    try:
-        d = sympy.sympify(expr).subs(values)
-    except (sympy.SympifyError, TypeError):
-        return None
-    return int(d) if d.is_Integer and int(d) >= 0 else None
+def _where(dims, values, bound) -> str:
+    """`T=5 from `x`` for each dim: what the sizes were and which input bound them."""
+    return ", ".join(
+        f"{d}={values[d]}" + (f" from `{bound[d][1]}`" if d in bound else " (the sample count)")
+        for d in sorted(dims)
+    )

@@ -267,8 +267,9 @@ def test_a_wrong_size_for_an_input_declared_with_an_expression(tmp_path, cache):
                             "--out", str(tmp_path / run), "--progress", "none"],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
         assert r.returncode == 1, (run, r.stdout, r.stderr)
-        assert r.stderr.strip() == ("error: input `t` has shape (4, 5, 3); axis 1 must be T - 1 = 4 "
-                                    "(T=5 from `x`)"), (run, r.stderr)
+        # the data feeder's check (graphc.runtime.data.feed), before a step runs
+        assert r.stderr.strip() == ("error: model input `t` expects shape [B, T - 1, 3], but file data.npz "
+                                    "gives [4, 5, 3] (axis 1: 5 != T - 1 = 4 at T=5 from `x`)"), (run, r.stderr)
         assert r.stdout.split() == [sympy_loaded], (run, r.stdout)
 
 
