@@ -95,12 +95,13 @@ def dims_equal(a: Dim, b: Dim) -> bool:
 
 
 def _integral_form(d) -> bool:
-    """Built from integers and integer symbols by +, ·, powers, floor and ceiling: a whole number."""
+    """Built from integers and integer symbols by +, ·, powers, floor, ceiling, and min, max and
+    mod of such: a whole number."""
     import sympy
 
     if d.is_Integer or d.is_Symbol and d.is_integer:
         return True
-    if d.is_Add or d.is_Mul or isinstance(d, sympy.Min | sympy.Max):
+    if d.is_Add or d.is_Mul or isinstance(d, sympy.Min | sympy.Max | sympy.Mod):
         return all(_integral_form(a) for a in d.args)
     if d.is_Pow:
         return d.exp.is_Integer and d.exp >= 0 and _integral_form(d.base)
@@ -119,10 +120,34 @@ def is_integral(d: Dim) -> bool | None:
         return True
     if expanded_terms(d) > MAX_TERMS:
         return None  # too large to expand: not known to be fractional
-    poly_ok = sympy.expand(d).as_coefficients_dict()
-    if all(sympy.Integer(c) == c for c in poly_ok.values()):
+    # a polynomial with whole coefficients in whole terms: (H - 1)*(H + 1) - H**2. A term that is
+    # itself not whole (`Max(3, H/2)`, whose coefficient is 1) makes it undecided
+    terms = sympy.expand(d).as_coefficients_dict()
+    if all(sympy.Integer(c) == c and _integral_form(t) for t, c in terms.items()):
         return True
     return None
+
+
+def lift_quotients(d: Dim) -> Dim:
+    """`d` with the quotients inside min, max and mod taken out of them: `Max(3, H/2)` is
+    `Max(6, H)/2`, `Mod(H/2, 3)` is `Mod(H, 6)/2` (over a common positive denominator, which
+    keeps the order). Then `together` makes a size one quotient of whole-number expressions, so
+    integer arithmetic computes it exactly (codegen.pyexpr, guards): flooring each argument,
+    `max(3, H // 2)`, is 3 at H = 7, where the size is 7/2 (not whole: an error), and makes
+    `ceiling(Max(3, H/2)/2)` 2 at H = 9, where it is 3. A denominator of unknown sign
+    (`Max(3, H/(W - 4))`) is left where it is."""
+    import sympy
+
+    if d.is_Atom:
+        return d
+    args = [lift_quotients(a) for a in d.args]
+    if isinstance(d, sympy.Min | sympy.Max | sympy.Mod):
+        parts = [sympy.fraction(sympy.together(a)) for a in args]
+        dens = [den for _, den in parts]
+        if any(den != 1 for den in dens) and all(den.is_positive for den in dens):
+            common = sympy.lcm_list(dens)
+            return d.func(*(sympy.cancel(num * common / den) for num, den in parts)) / common
+    return d.func(*args) if args != list(d.args) else d
 
 
 def fmt_dim(d: Dim) -> str:

@@ -35,6 +35,7 @@ from graphc.compiler.calls import (
 )
 from graphc.compiler.plan import BufferPlan, describe
 from graphc.ops.registry import Choice
+from graphc.shapes import lift_quotients
 
 WIDTH = 100
 
@@ -42,8 +43,10 @@ WIDTH = 100
 def pyexpr(d, dim_vars: dict[str, str] | None = None) -> str:
     """A dimension (sympy) as Python source over the bound dimension variables, in exact
     integer arithmetic: `floor(H/3 - 1/3)` is `(H - 1) // 3`. (sympy's own Python printer
-    writes `math.floor((1/3)*H - 1/3)`, which is 1 for H = 7: 7/3 - 1/3 is 1.999… in floats.)"""
-    d = sympy.sympify(d)
+    writes `math.floor((1/3)*H - 1/3)`, which is 1 for H = 7: 7/3 - 1/3 is 1.999… in floats.)
+    A quotient inside min, max or mod is taken out first (shapes.lift_quotients): `Max(3, H/2)`
+    is `max(6, H) // 2`, never `max(3, H // 2)`, which floors a part of the size."""
+    d = lift_quotients(sympy.sympify(d))
     if dim_vars:  # a dim named like a driver local (`P`, `S`, a node) has a renamed variable
         d = d.subs({s: sympy.Symbol(dim_vars[str(s)]) for s in d.free_symbols
                     if dim_vars.get(str(s), str(s)) != str(s)})

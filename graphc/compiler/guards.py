@@ -85,7 +85,7 @@ def guards_of(graph, dims: set[str]) -> list[tuple[Guard, object, object]]:
     import sympy
 
     from graphc.ops.registry import OPS
-    from graphc.shapes import fmt_dim, is_integral
+    from graphc.shapes import fmt_dim, is_integral, lift_quotients
 
     found, seen = [], set()
     for name in graph.order or list(graph.nodes):
@@ -99,7 +99,8 @@ def guards_of(graph, dims: set[str]) -> list[tuple[Guard, object, object]]:
             if d.is_number or d.is_Symbol or d in seen or not {str(s) for s in d.free_symbols} <= dims:
                 continue
             seen.add(d)
-            num, den = sympy.fraction(sympy.together(d))
+            # one quotient of whole-number expressions, so the generated integer arithmetic is exact
+            num, den = sympy.fraction(sympy.together(lift_quotients(d)))
             if is_integral(d) is not True:
                 found.append((Guard(name, node.op, f"{what}, {fmt_dim(d)},", "whole"), num, den))
             if (d - 1).is_nonnegative is not True:
