@@ -160,8 +160,12 @@ def message(g: Guard | InputGuard, value, sizes: dict[str, int]) -> str:
     where = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))
     head = f"the batch's dims ({where}) do not fit node `{g.node}` ({g.op}): "
     if g.kind == "whole":
-        return head + (f"its {g.what} is {value} there, not a whole number (an `exact` size; "
-                       "`round: floor` drops the last partial window)")
+        from graphc.ops.registry import OPS
+
+        # only windowed ops (conv, pool) can round a size down instead
+        hint = " (an `exact` size; `round: floor` drops the last partial window)" \
+            if g.op in OPS and "round" in OPS[g.op].attrs else ""
+        return head + f"its {g.what} is {value} there, not a whole number{hint}"
     if g.kind == "size":
         return head + f"its {g.what} is {value} there: the output would be empty"
     return head + f"{g.what} (short by {-value})"

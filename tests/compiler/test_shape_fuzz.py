@@ -160,7 +160,8 @@ def test_an_exact_conv_refuses_dims_where_its_size_is_not_whole(tmp_path):
     assert out.shape == ref.shape == (2, 3, 3, 4)
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
     with pytest.raises(InputError, match=r"H=8.*node `conv` \(conv2d\): its output axis 2, \(H/2 - 1/2\), "
-                                         r"is 7/2 there, not a whole number"):
+                                         r"is 7/2 there, not a whole number \(an `exact` size; `round: floor` "
+                                         r"drops the last partial window\)"):
         model.forward(params, {"x": np.zeros((2, 2, 8, 9))})
     with pytest.raises(InputError, match=r"output axis 3, \(W/2 - 1/2\), is 5/2"):
         model.forward(params, {"x": np.zeros((2, 2, 7, 6))})
