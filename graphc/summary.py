@@ -172,9 +172,7 @@ def memory(analysis: Analysis, summary: Summary) -> Memory:
     if free:
         raise MemoryUnknown("the memory of a step needs concrete sizes; bind "
                            + ", ".join(free) + " with " + " ".join(f"--set {d}=…" for d in free))
-    import numpy as np
-
-    from graphc.compiler.plan import assign
+    from graphc.compiler.plan import assign, numel
     from graphc.pipeline import run
 
     run(analysis, until="plan", start="autodiff")
@@ -184,12 +182,12 @@ def memory(analysis: Analysis, summary: Summary) -> Memory:
     plan = analysis.buffers
     shapes = plan.shapes({})
     _, capacity = assign(plan, shapes)
-    size = {v: int(np.prod(s, dtype=np.int64)) for v, s in shapes.items()}
+    size = {v: numel(s) for v, s in shapes.items()}
     fresh = {}
     for call in analysis.program.forward + analysis.program.backward:
         for d in call.dests():
             if d.var in plan.fresh:
-                fresh[d.var] = int(np.prod([int(sympy.sympify(x)) for x in d.shape], dtype=np.int64))
+                fresh[d.var] = numel(int(sympy.sympify(x)) for x in d.shape)
     trainable = summary.total("trainable")
     return Memory(summary.sizes, summary.total("params") * PARAM_BYTES, trainable * PARAM_BYTES,
                   sum(capacity) * PARAM_BYTES, sum(size.values()) * PARAM_BYTES,

@@ -8,6 +8,7 @@ the front end (sympy, networkx) and the back end (Numba) load inside the functio
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+MAX_DIM = 2**63 - 1  # the largest number a spec may hold (graphc.spec.values)
+
+
 def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) -> dict[str, int]:
     """`--dim B=64 --dim T=16` on top of `defaults` → {"B": 64, "T": 16, …}. With `known` (the
     spec's symbolic dimensions), a name that is not one of them is an error, not ignored, and a
@@ -61,8 +65,11 @@ def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) ->
     for item in values:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not value.strip().isdigit():
+        if not sep or not re.fullmatch(r"\s*[0-9]+\s*", value):
             raise click.BadParameter(f"expected NAME=INT, got `{item}`", param_hint="--dim")
+        if not 1 <= int(value) <= MAX_DIM:
+            raise click.BadParameter(f"`{item}`: a dimension must be a positive integer, at most 2**63 - 1",
+                                     param_hint="--dim")
         if known is not None and key not in known:
             names = sorted(known)
             close = [n for n in names if n.lower() == key.lower()] or difflib.get_close_matches(key, names, n=1)
@@ -72,6 +79,26 @@ def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) ->
                                      param_hint="--dim")
         dims[key] = int(value)
     return dims
+
+
+def fits_or_exit(model, sizes: dict[str, int], dtype=None, max_memory=None) -> None:
+    """Exit 1 when a step on a synthetic batch of these sizes (`--dim`) would not fit in memory
+    (graphc.compiler.checks.step_bytes), before anything is allocated: `--dim B=1000000000`
+    is a message, not a MemoryError traceback or the OOM killer. Exit 2 for a missing dim."""
+    from graphc.compiler.checks import step_bytes
+    from graphc.runtime.budget import Budget
+    from graphc.runtime.errors import ResourceError
+
+    try:
+        need = step_bytes(model, sizes, dtype)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    declared = " ".join(d for i in model.inputs.values() for d in i.shape if isinstance(d, str))
+    shown = ", ".join(f"{k}={v}" for k, v in sizes.items() if re.search(rf"\b{re.escape(k)}\b", declared))
+    try:
+        Budget.detect(max_memory).check(need, f"a step at {shown}", "lower the dims (--dim)")
+    except ResourceError as exc:
+        fail(str(exc))
 
 
 set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

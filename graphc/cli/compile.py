@@ -14,6 +14,7 @@ import click
 from graphc.cli.common import (
     analyze_or_exit,
     dim_option,
+    fits_or_exit,
     format_option,
     parse_dims,
     parse_overrides,
@@ -39,12 +40,12 @@ def fuse_wanted() -> bool:
     return ctx is None or ctx.meta.get("graphc.fuse", True)
 
 
-def _compiled(spec: str, sets, **kw):
+def _compiled(spec: str, sets, analysis=None, **kw):
     from graphc.compiler import CompileError, compile_graph
     from graphc.diagnostics import summary_line
     from graphc.pipeline import Analysis
 
-    analysis = analyze_or_exit(spec, parse_overrides(sets))
+    analysis = analysis or analyze_or_exit(spec, parse_overrides(sets))
     try:
         return compile_graph(analysis.graph, fuse=fuse_wanted(), **kw)
     except CompileError as exc:  # what only the back end checks (e.g. a loss that is not a scalar)
@@ -140,7 +141,7 @@ def compile_command(spec, emit, show_plan, dump_after, max_memory, dims, sets):
 @click.argument("spec", type=click.Path())
 @dim_option
 @click.option("--training", is_flag=True, help="Check in training mode (dropout, batch statistics).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @set_option
 @format_option
 @no_fuse_option
@@ -152,9 +153,10 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
     from graphc.compiler.checks import gradcheck as run
 
     model = _compiled(spec, sets, wrt_inputs=True)
+    sizes = parse_dims(dims, {"B": 2, "T": 5}, known=model.graph.dims)
+    fits_or_exit(model, sizes, "float64")
     try:
-        rows = run(model, parse_dims(dims, {"B": 2, "T": 5}, known=model.graph.dims), seed=seed,
-                   training=training)
+        rows = run(model, sizes, seed=seed, training=training)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -193,6 +195,7 @@ def bench(spec, dims, steps, no_cold, sets, fmt):
     analysis = analyze_or_exit(spec, overrides)  # the settings checked, the batch size
     batch = int((analysis.graph.train or {}).get("batch", 32))
     sizes = parse_dims(dims, {"B": batch, "T": 16}, known=analysis.graph.dims)
+    fits_or_exit(_compiled(spec, sets, analysis), sizes)  # the workers' model, for its buffer plan
     try:
         front_end = {k: v for k, v in overrides.items() if "." not in k}  # what train compiles with
         results = run_benchmark(spec, sizes, steps, front_end, cold=not no_cold, fuse=fuse_wanted())

@@ -8,6 +8,7 @@ on the way (activations, shape ops, norms without affine, losses).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -16,14 +17,14 @@ import numpy as np
 from graphc.compiler.model import CompiledModel
 
 
-def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of the right shapes, dtypes and id ranges (dims: values for B, T, …); from
-    the model's plain data, so a restored model (graphc.compiler.saved) keeps its front end
-    unloaded (an input axis declared as an expression is computed by graphc.dimexpr)."""
+def batch_shapes(model: CompiledModel, dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Every input's shape for these dims (B, T, …), computed without allocating: from the
+    model's plain data, so a restored model (graphc.compiler.saved) keeps its front end
+    unloaded (an input axis declared as an expression is computed by graphc.dimexpr).
+    ValueError names a dimension that is not given."""
     from graphc import dimexpr
 
-    rng = np.random.default_rng(seed)
-    batch = {}
+    shapes = {}
     for name, spec in model.inputs.items():
         shape = []
         for d in spec.shape:
@@ -42,7 +43,37 @@ def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -
                 except dimexpr.DimExprError as exc:
                     raise ValueError(f"input `{name}`: {exc} at "
                                      f"{', '.join(f'{k}={dims[k]}' for k in sorted(dimexpr.names(d)))}") from None
-        if spec.dtype == "int64":
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def step_bytes(model: CompiledModel, dims: dict[str, int], dtype=None) -> int:
+    """About what a forward and backward on `synthetic_batch(model, dims)` allocates, without
+    allocating it: the batch (drawn in float64), the buffer plan's arena in `dtype` (default:
+    the model's), and as much again for what kernels keep outside the arena (as
+    graphc.runtime.budget's UNPLANNED). Exact integers: absurd dims give absurd sizes, never a
+    wrapped-around one."""
+    from graphc.compiler.plan import plan_bytes
+
+    shapes = batch_shapes(model, dims)
+    inputs = sum(math.prod(s) for s in shapes.values()) * 8
+    plan = model.buffer_plan
+    if plan is None:
+        return inputs
+    sizes = {dim: shapes[inp][axis] for dim, (inp, axis) in plan.dims.items() if inp in shapes}
+    try:
+        arena, _ = plan_bytes(plan, sizes, dtype or model.dtype)
+    except KeyError:  # a dimension no input binds: the inputs are all we can count
+        arena = 0
+    return inputs + 2 * arena
+
+
+def synthetic_batch(model: CompiledModel, dims: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of the right shapes (`batch_shapes`), dtypes and id ranges."""
+    rng = np.random.default_rng(seed)
+    batch = {}
+    for name, shape in batch_shapes(model, dims).items():
+        if model.inputs[name].dtype == "int64":
             batch[name] = rng.integers(0, model.id_ranges.get(name, 2), shape)
         else:
             batch[name] = rng.random(shape) if "mask" in name else rng.standard_normal(shape)

@@ -18,6 +18,7 @@ when their lives do not overlap, and never with an argument of the call that wri
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,12 @@ def _shape_source(tensors: list[Planned], dims) -> str:
     return "\n".join(lines) + "\n"
 
 
+def numel(shape) -> int:
+    """Elements of a shape, exactly (Python integers: np.prod in int64 wraps around silently
+    for the sizes a mistyped dim gives, and a wrapped size could pass a memory check)."""
+    return math.prod(int(d) for d in shape)
+
+
 def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]],
            reuse: bool = True) -> tuple[dict[str, int], list[int]]:
     """Buffer index of every planned tensor and each buffer's size in elements.
@@ -161,7 +168,7 @@ def assign(plan: BufferPlan, shapes: dict[str, tuple[int, ...]],
     busy: list[tuple[int, int]] = []  # heap of (end, buffer)
     free: list[int] = []
     for t in plan.tensors:
-        n = max(1, int(np.prod(shapes[t.var], dtype=np.int64)))
+        n = max(1, numel(shapes[t.var]))
         while reuse and busy and busy[0][0] < t.start:
             free.append(heapq.heappop(busy)[1])
         fits = [b for b in free if capacity[b] >= n]
@@ -189,10 +196,10 @@ class Arena:
         where, capacity = assign(plan, shapes, reuse)
         self.where = where  # tensor → buffer index
         self.buffers = [np.empty(n, dtype) for n in capacity]
-        self.views = {v: self.buffers[b][: int(np.prod(shapes[v], dtype=np.int64))].reshape(shapes[v])
+        self.views = {v: self.buffers[b][: numel(shapes[v])].reshape(shapes[v])
                       for v, b in where.items()}
         self.nbytes = sum(b.nbytes for b in self.buffers)
-        self.unshared_nbytes = sum(int(np.prod(s, dtype=np.int64)) * dtype.itemsize for s in shapes.values())
+        self.unshared_nbytes = sum(numel(s) for s in shapes.values()) * dtype.itemsize
 
 
 def plan_bytes(plan: BufferPlan, sizes: dict[str, int], dtype=np.float32) -> tuple[int, int]:
@@ -200,7 +207,7 @@ def plan_bytes(plan: BufferPlan, sizes: dict[str, int], dtype=np.float32) -> tup
     shapes = plan.shapes(sizes)
     _, capacity = assign(plan, shapes)
     itemsize = np.dtype(dtype).itemsize
-    unshared = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values())
+    unshared = sum(numel(s) for s in shapes.values())
     return int(sum(capacity)) * itemsize, unshared * itemsize
 
 

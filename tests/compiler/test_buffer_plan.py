@@ -182,3 +182,19 @@ def test_dimension_source_is_exact_integer_arithmetic():
             value = e.subs({H: h, W: w})
             if value.is_Integer:
                 assert eval(source, {"H": h, "W": w}) == int(value), (e, source, h, w)  # noqa: S307
+
+
+def test_sizes_of_absurd_dims_are_exact_not_wrapped_around():
+    """`--dim B=2**60` or `--set B=…`: a tensor of 2**66 elements. int64 products wrapped around
+    (summary --memory and compile --plan printed a wrong size, which a memory check could
+    pass); the plan's sizes and the estimate of a step are Python integers."""
+    from graphc.compiler.checks import step_bytes
+    from graphc.compiler.plan import plan_bytes
+
+    model = compile_spec(ROOT / "specs" / "mlp.yaml")
+    B = 2**60
+    shapes = model.buffer_plan.shapes({"B": B})
+    shared, unshared = plan_bytes(model.buffer_plan, {"B": B})
+    assert unshared == 4 * sum(int(np.prod(s, dtype=object)) for s in shapes.values())
+    assert shared == 4 * sum(assign(model.buffer_plan, shapes)[1]) > 4 * B * 64
+    assert step_bytes(model, {"B": B}) == 8 * (2 * B + B) + 2 * shared  # x [B, 2], y [B], the arena
