@@ -13,10 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .budget import Budget
+from .data.files import check_npy, check_npz
 from .errors import DataError
 
 LABEL_COLUMNS = ("y", "label", "target", "class", "labels", "targets")
@@ -38,10 +41,11 @@ def read_arrays(path: str | Path, inputs: dict) -> dict[str, np.ndarray]:
     path = _readable(Path(path))
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        check_npz(path, Budget.detect())
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k: np.asarray(z[k]) for k in z.files}
-        except (OSError, ValueError) as err:
+                return {k: _finite(np.asarray(z[k]), f"{path} (array `{k}`)") for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(f"{path} is not a readable .npz file ({err})") from None
     if suffix not in (".npy", ".csv"):
         raise DataError(f"{path}: unknown input format `{suffix or path.name}`; use one of "
@@ -57,11 +61,16 @@ def read_array(path: str | Path) -> np.ndarray:
     """One array from an .npy or a numeric .csv (header optional, label columns dropped)."""
     path = _readable(Path(path))
     if path.suffix.lower() == ".npy":
+        check_npy(path, Budget.detect())
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
             why = "it holds pickled Python objects, which are never loaded" if "pickle" in str(err) else err
             raise DataError(f"{path} is not a readable .npy array ({why})") from None
+        if not isinstance(array, np.ndarray):  # an .npz archive named .npy
+            array.close()
+            raise DataError(f"{path} holds a .npz archive, not a single .npy array")
+        return _finite(array, str(path))
     if path.suffix.lower() == ".csv":
         return _read_csv(path)
     raise DataError(f"{path}: an input file must be .npy or .csv here (or .npz for several inputs)")
@@ -94,6 +103,18 @@ def _read_csv(path: Path) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         line = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0]) + first + 1
         raise DataError(f"{path}:{line}: a value is NaN or infinite")
+    return a
+
+
+def _finite(a: np.ndarray, where: str) -> np.ndarray:
+    """``a``, or a DataError naming the first sample with NaN or infinity (as for a CSV row):
+    a prediction from it would be NaN, printed as if it were one."""
+    if a.dtype.kind in "fc" and a.ndim and a.size:
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(a).reshape(len(a), -1).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where}: sample {int(np.flatnonzero(bad)[0])} holds NaN or infinity "
+                            f"({int(bad.sum())} of {len(a)} samples do)")
     return a
 
 

@@ -24,7 +24,11 @@ def _class_names(value: str | None) -> list[str] | None:
     if path.suffix.lower() in (".txt", ".csv") or path.exists():
         if not path.is_file():
             fail(f"--classes: no such file: {path}")
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            fail(f"--classes: cannot read {path} as UTF-8 text, one class name a line ({err})")
+        return [line.strip() for line in text.splitlines() if line.strip()]
     return [n.strip() for n in value.split(",")]
 
 

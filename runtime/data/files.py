@@ -30,12 +30,13 @@ than the memory budget are DataErrors naming the file and row.
 from __future__ import annotations
 
 import csv
+import math
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..budget import UNLIMITED, Budget
+from ..budget import UNLIMITED, Budget, fmt_bytes
 from ..config import as_number, check_keys
 from ..errors import DataError
 from .base import ArrayLoader, DataBundle, Dataset, split_dataset
@@ -101,8 +102,53 @@ def _npz_bytes(path: Path) -> int:
         return path.stat().st_size  # np.load will say what is wrong with it
 
 
+def _check_header(fh, size: int, where: str) -> None:
+    """DataError when the .npy header at ``fh`` declares more data than the ``size`` bytes that
+    hold it: np.load allocates what the header says before it reads, so a truncated or corrupt
+    file (a few bytes claiming a shape of 10**11) would be a MemoryError, or an allocation the
+    machine cannot back. Headers numpy cannot read are left for np.load to report."""
+    start = fh.tell()
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}[version]
+        shape, _, dtype = read(fh)
+    except (ValueError, KeyError, OSError, EOFError):
+        return
+    if dtype.hasobject:
+        return  # pickled objects: np.load refuses them without reading
+    declared = math.prod(shape) * dtype.itemsize
+    held = size - (fh.tell() - start)
+    if declared > held:
+        raise DataError(
+            f"{where} is truncated or corrupt: its header declares a {dtype} array of shape "
+            f"{list(shape)} ({fmt_bytes(declared)}), but it holds {fmt_bytes(held)} of data"
+        )
+
+
+def check_npy(path: Path, budget: Budget = UNLIMITED) -> None:
+    """Before np.load of an .npy file: its size against ``budget``, its header against its size."""
+    size = path.stat().st_size
+    _check_size(path, size, budget)
+    with open(path, "rb") as fh:
+        _check_header(fh, size, str(path))
+
+
+def check_npz(path: Path, budget: Budget = UNLIMITED) -> None:
+    """Before np.load of an .npz file: its arrays' size against ``budget``, and each array's
+    header against the bytes the archive holds for it."""
+    _check_size(path, _npz_bytes(path), budget)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as fh:
+                    _check_header(fh, info.file_size, f"{path} (array `{info.filename.removesuffix('.npy')}`)")
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return  # np.load will say what is wrong with it
+
+
 def _load_npy(path: Path, budget: Budget = UNLIMITED) -> np.ndarray:
-    _check_size(path, path.stat().st_size, budget)
+    check_npy(path, budget)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -116,7 +162,7 @@ def _load_npy(path: Path, budget: Budget = UNLIMITED) -> np.ndarray:
 def _load_npz(
     path: Path, fields: list[str] | None, budget: Budget = UNLIMITED
 ) -> dict[str, np.ndarray]:
-    _check_size(path, _npz_bytes(path), budget)
+    check_npz(path, budget)
     try:
         archive = np.load(path, allow_pickle=False)
         if isinstance(archive, np.ndarray):

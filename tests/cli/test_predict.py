@@ -86,6 +86,30 @@ def test_cli_classes_from_npy_csv_and_flattened_images(cnn, tmp_path):
                                rtol=1e-6)
 
 
+def _npy_claiming(path, shape) -> bytes:
+    """An .npy file whose header declares `shape` (float32) followed by only 64 bytes."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32)) | {"shape": shape}
+    with path.open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(bytes(64))
+    return path.read_bytes()
+
+
+def _npz_of(path, name, blob) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(name, blob)
+    for other in path.parent.glob("*.npy"):
+        other.unlink()
+
+
+def _truncated(path, array) -> None:
+    np.save(path, array)
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda d: np.save(d / "in.npy", np.zeros((3, 7))), "model input `x` expects shape [B, 1, 8, 8], but"),
     (lambda d: np.save(d / "in.npy", np.array(["a", "b"])), "model input `x`"),
@@ -93,6 +117,18 @@ def test_cli_classes_from_npy_csv_and_flattened_images(cnn, tmp_path):
     (lambda d: None, "no such file"),
     (lambda d: np.savez(d / "in.npz", y=np.zeros(3)), "the outputs read `x`"),
     (lambda d: (d / "in.csv").write_text("a,b\n1,x\n"), "in.csv:2: `x` is not a number"),
+    # a header that declares 400 GB was a MemoryError traceback (np.load allocates it first)
+    (lambda d: _npy_claiming(d / "in.npy", (10**11, 64)), "in.npy is truncated or corrupt: its header "
+     "declares a float32 array of shape [100000000000, 64] (23.3 TiB), but it holds 64 B of data"),
+    (lambda d: _npz_of(d / "in.npz", "x.npy", _npy_claiming(d / "x.npy", (10**11, 64))),
+     "in.npz (array `x`) is truncated or corrupt"),
+    (lambda d: _truncated(d / "in.npy", np.zeros((50, 64))), "in.npy is truncated or corrupt"),
+    # NaN was predicted as `p=nan` (a CSV's NaN was refused)
+    (lambda d: np.save(d / "in.npy", np.full((3, 64), np.nan)), "in.npy: sample 0 holds NaN or infinity"),
+    (lambda d: np.savez(d / "in.npz", x=np.full((3, 64), np.inf)), "in.npz (array `x`): sample 0 holds"),
+    # an .npz archive named .npy was an AttributeError traceback
+    (lambda d: np.savez(d / "in.npz", x=np.zeros((2, 64))) or (d / "in.npz").rename(d / "in.npy"),
+     "in.npy holds a .npz archive, not a single .npy array"),
 ])
 def test_cli_bad_inputs_are_one_message_and_exit_1(cnn, tmp_path, setup, message):
     _, _, ckpt = cnn
@@ -114,6 +150,10 @@ def test_cli_usage_errors(cnn, tmp_path):
     assert r.exit_code == 1 and "no checkpoint" in r.output
     r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "--classes", "a,b")
     assert r.exit_code == 1 and "2 class names given for 10 classes" in r.output
+    (tmp_path / "classes.txt").write_bytes(b"\xff\xfe binary")  # was a UnicodeDecodeError traceback
+    r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy",
+            "--classes", tmp_path / "classes.txt")
+    assert r.exit_code == 1 and "--classes: cannot read" in r.output and "as UTF-8 text" in r.output
 
 
 def test_cli_text_prompts_continue_greedily_like_the_answer_decoder(tmp_path):

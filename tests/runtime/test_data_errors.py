@@ -78,6 +78,19 @@ def test_npz_nan_or_inf_names_array_and_row(tmp_path):
         build_data({"file": {"x": str(tmp_path / "x.npy"), "y": str(tmp_path / "y.npy")}}, batch=2, seed=0)
 
 
+def test_an_npy_header_declaring_more_than_the_file_holds_is_refused_before_loading(tmp_path):
+    """np.load allocates what the header declares before reading: a 100-byte file claiming
+    [10**11, 4] float32 was a MemoryError (reported as running out of memory), and a claim the
+    machine could map would have been allocated."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32)) | {"shape": (10**11, 4)}
+    with (tmp_path / "x.npy").open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(bytes(100))
+    with pytest.raises(DataError, match=r"x.npy is truncated or corrupt: its header declares a float32 "
+                                        r"array of shape \[100000000000, 4\] \(1.46 TiB\), but it holds 100 B"):
+        build_data({"file": str(tmp_path / "x.npy")}, batch=2, seed=0)
+
+
 def test_ragged_csv_rows_name_the_real_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,label\n1,2,0\n\n\n3,4,1\n5,6\n7,8,0\n")
