@@ -359,11 +359,12 @@ def load_file(path: str | Path) -> MDict:
     try:
         if p.is_dir():
             raise DiagnosticError([Diagnostic("error", "GC001", f"`{file}` is a directory, not a spec file")])
-        if p.stat().st_size > MAX_BYTES:
+        with p.open(encoding="utf-8") as fh:  # at most MAX_BYTES + 1: /dev/zero or a pipe has no size
+            text = fh.read(MAX_BYTES + 1)
+        if len(text) > MAX_BYTES:
             raise DiagnosticError(
                 [Diagnostic("error", "GC004", f"`{file}` is larger than {MAX_BYTES // 2**20} MiB")]
             )
-        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DiagnosticError(
             [Diagnostic("error", "GC001", f"no such spec file: `{file}`",

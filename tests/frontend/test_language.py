@@ -179,3 +179,26 @@ def test_unreadable_file(tmp_path):
     assert d.code == "GC001" and "UTF-8" in d.message
     (d,) = analyze(tmp_path).diagnostics
     assert d.code == "GC001" and "directory" in d.message
+
+
+def test_a_spec_that_is_a_pipe_is_read_only_up_to_the_size_limit(tmp_path):
+    """A pipe (or /dev/zero) has no size to check first: it was read whole (/dev/zero until a
+    MemoryError, reported as GC900); now reading stops past the 4 MiB limit."""
+    import os
+    import threading
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+
+    def write():
+        try:
+            with open(fifo, "w") as fh:
+                fh.write("#" * (5 * 2**20) + "\n")
+        except BrokenPipeError:  # the reader stopped early: what is wanted
+            pass
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    (d,) = analyze(fifo).diagnostics
+    writer.join()
+    assert d.code == "GC004" and "larger than 4 MiB" in d.message
