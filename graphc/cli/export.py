@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from graphc.cli.common import analyze_or_exit, fail, parse_dims, parse_overrides, set_option, user_errors
+from graphc.cli.common import (
+    analyze_or_exit,
+    fail,
+    fits_or_exit,
+    parse_dims,
+    parse_overrides,
+    set_option,
+    user_errors,
+)
 
 
 def _params(graph, checkpoint: str | None, seed: int | None) -> tuple[dict, dict]:
@@ -37,7 +45,7 @@ def _params(graph, checkpoint: str | None, seed: int | None) -> tuple[dict, dict
 @click.command("export")
 @click.argument("spec", type=click.Path())
 @click.option("--checkpoint", type=click.Path(), help="Run or checkpoint directory with the trained parameters.")
-@click.option("--init-seed", type=int,
+@click.option("--init-seed", type=click.IntRange(min=0),
               help="Export freshly initialized parameters (this seed) instead of a checkpoint.")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
               help="The .onnx file to write (default: <spec name>.onnx).")
@@ -66,6 +74,8 @@ def export(spec, checkpoint, init_seed, output, verify, dims, sets):
             model = export_onnx(graph, params, path, metadata=meta)
         except ExportError as exc:
             fail(f"{spec}: {exc}\nnothing was written")
+        except OSError as exc:  # the directory of -o is missing, read-only, full, …
+            fail(f"cannot write {path}: {exc.strerror or exc}; nothing was written")
     g = model.graph
     values = sum(int(np.prod(t.dims)) for t in g.initializer)
     ins = ", ".join(f"{i.name}[{_shape(i)}]" for i in g.input)
@@ -80,6 +90,7 @@ def export(spec, checkpoint, init_seed, output, verify, dims, sets):
     with user_errors():
         compiled = compile_graph(graph)
         sizes = verify_dims(compiled, parse_dims(dims, {}, known=graph.dims) or None)
+        fits_or_exit(compiled.inference_model([o.name for o in g.output if o.name in compiled.outputs]), sizes)
         try:
             rows = run_verify(compiled, params, model, dims=sizes)
         except ExportError as exc:

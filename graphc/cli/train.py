@@ -186,9 +186,10 @@ def evaluate(spec, checkpoint, split, fmt, sets):
 @click.command()
 @click.argument("spec", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(), help="Run or checkpoint directory.")
-@click.option("-n", "count", type=int, default=8, show_default=True, help="How many examples.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True, help="How many examples.")
 @click.option("--prompt", help="Start of the text (character-level models: `file: *.txt` data).")
-@click.option("--length", type=int, default=200, show_default=True, help="Characters to generate.")
+@click.option("--length", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Characters to generate.")
 @set_option
 def sample(spec, checkpoint, count, prompt, length, sets):
     """Show a trained model doing its task: predictions on held-out examples, or generated text."""

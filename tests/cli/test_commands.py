@@ -4,7 +4,12 @@ Each error path a user can hit ends in a clear message and a non-zero exit, neve
 """
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -49,6 +54,47 @@ def test_a_dim_the_spec_does_not_have_is_an_error_not_ignored(command):
     assert "`b` is not a dimension of this spec (did you mean `B`? its dimensions: B)" in r.output
     r = run(command[0], MLP, *command[1:], "--dim", "B=x")
     assert r.exit_code == 2 and "expected NAME=INT, got `B=x`" in r.output
+
+
+@pytest.mark.parametrize("value", ["0", "99999999999999999999999999", "٣"])
+def test_a_dim_must_be_a_positive_int64(value):
+    """B=0 was a gradcheck of empty arrays that "passed"; a size past 2**63 was an OverflowError
+    traceback from the plan's int64 sizes (a digit of another script passed str.isdigit)."""
+    for command in (["compile", "--plan"], ["gradcheck"]):
+        r = run(command[0], MLP, *command[1:], "--dim", f"B={value}")
+        assert r.exit_code == 2 and "Invalid value for --dim" in r.output, r.output
+
+
+@pytest.mark.parametrize("command", [["gradcheck"], ["bench", "--no-cold", "--steps", "1"],
+                                     ["export", "--init-seed", "0", "--verify"]])
+def test_dims_too_large_for_memory_are_refused_before_allocating(command, tmp_path):
+    """`--dim B=10**12` sizes the synthetic batch: it was a MemoryError traceback (or, at sizes
+    the machine can map, the OOM killer); now the step's size is checked against the budget."""
+    extra = ["-o", tmp_path / "mlp.onnx"] if command[0] == "export" else []
+    r = run(command[0], MLP, *command[1:], *extra, "--dim", "B=1000000000000")
+    assert r.exit_code == 1, r.output
+    assert "error: a step at B=1000000000000 needs about" in r.output and "lower the dims" in r.output
+
+
+def test_ctrl_c_in_any_command_is_interrupted_and_exit_130(tmp_path):
+    """As in `graphc train`: click's default was `Aborted!` and exit status 1, which says "a
+    problem in the input". The spec is a pipe, so the command is surely waiting in its read."""
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    child = subprocess.Popen([sys.executable, "-m", "graphc", "check", str(fifo)], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    with open(fifo, "w"):  # returns once the command has opened the pipe to read it
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and err.strip() == "interrupted", (out, err)
+
+
+def test_sample_counts_must_be_positive(tmp_path):
+    for args in (["-n", "0"], ["-n", "-3"], ["--length", "-1"]):  # -n -3 showed all but 3 samples
+        r = run("sample", MLP, "--checkpoint", tmp_path, *args)
+        assert r.exit_code == 2 and "is not in the range" in r.output, r.output
 
 
 def test_compile_to_an_unwritable_place(tmp_path):

@@ -49,6 +49,11 @@ def test_export_errors(checkpoint, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "no checkpoint" in r.output
     r = run("export", SPECS / "cnn.yaml", "--checkpoint", ckpt, "-o", tmp_path / "a.onnx")
     assert r.exit_code == 1 and "no value for parameter `conv1.weight`" in r.output
+    r = run("export", SPECS / "lstm.yaml", "--checkpoint", ckpt, "-o", tmp_path / "no" / "a.onnx")
+    assert r.exit_code == 1, r.output  # was a FileNotFoundError traceback
+    assert f"cannot write {tmp_path / 'no' / 'a.onnx'}: No such file or directory; nothing was written" in r.output
+    r = run("export", SPECS / "lstm.yaml", "--init-seed", "-1", "-o", tmp_path / "a.onnx")
+    assert r.exit_code == 2 and "is not in the range x>=0" in r.output  # was a ValueError traceback
     from graphc.ops import OPS
 
     monkeypatch.delitem(OPS["lstm"].rules, "onnx")
