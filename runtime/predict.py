@@ -282,7 +282,33 @@ def predict_arrays(model, params, arrays: dict[str, np.ndarray], *, outputs=None
                         f"{', '.join(f'`{k}`' for k in inference.inputs)}")
     fed = {k: v for k, v in fit_shapes(arrays, inference.inputs).items() if k in inference.inputs}
     batch = Feeder(inference.inputs, source=source, generate=generate)(fed)
-    return model.predict(params, batch, outputs=inference.outputs)
+    if not _samples_independent(inference):
+        return model.predict(params, batch, outputs=inference.outputs)
+    n = len(next(iter(batch.values())))
+    if n == 0:
+        raise DataError(f"{source} holds no samples")
+    parts = [model.predict(params, {k: v[i : i + PREDICT_CHUNK] for k, v in batch.items()},
+                           outputs=inference.outputs) for i in range(0, n, PREDICT_CHUNK)]
+    return {o: parts[0][o] if len(parts) == 1 else np.concatenate([p[o] for p in parts]) for o in parts[0]}
+
+
+# Samples per forward when a prediction runs over many: a file of a million samples is not one
+# batch of a million (its activations would not fit), and a chunk this large costs nothing in
+# speed (the per-call overhead is microseconds).
+PREDICT_CHUNK = 256
+
+
+def _samples_independent(inference) -> bool:
+    """Whether every input and output of the inference model leads with one batch dim (B): then
+    its forward treats the samples one by one (inference mode has no batch statistics), so a
+    large input can run in chunks of samples. Otherwise (a constant-shaped input, an output
+    that mixes samples) it runs as one batch."""
+    leads = {s.shape[0] if s.shape else None for s in inference.inputs.values()}
+    graph = inference.graph
+    leads |= {str(t.shape[0]) if (t := graph.types.get(graph.outputs[o])) is not None and t.shape else None
+              for o in inference.outputs}
+    lead = next(iter(leads)) if len(leads) == 1 else None
+    return isinstance(lead, str) and lead.isidentifier()
 
 
 def text_codec(model, base_dir=None):
@@ -336,6 +362,10 @@ def continue_prompts(model, params, prompts: list[str], *, output: str, length: 
     """Greedy continuations of text prompts by a token model whose ``output`` is next-token
     logits [B, T, V] over one int64 input [B, T] (``length`` tokens each); with ``length`` 0,
     the class of every prompt token instead (a tagger)."""
+    if len(prompts) > PREDICT_CHUNK:  # a long file of prompts: a chunk of them per forward
+        return [row for i in range(0, len(prompts), PREDICT_CHUNK)
+                for row in continue_prompts(model, params, prompts[i : i + PREDICT_CHUNK], output=output,
+                                            length=length, base_dir=base_dir, names=names)]
     inference = model.inference_model([output])
     tokens = [n for n, s in inference.inputs.items() if s.dtype == "int64" and len(s.shape) == 2]
     if len(inference.inputs) != 1 or not tokens:

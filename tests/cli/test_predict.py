@@ -3,6 +3,7 @@ outputs read; files in (.npy/.npz/.csv/.txt) and out (.npy/.npz/.json/.csv); cle
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -86,6 +87,36 @@ def test_cli_classes_from_npy_csv_and_flattened_images(cnn, tmp_path):
                                rtol=1e-6)
 
 
+def test_a_large_input_runs_in_chunks_of_samples(cnn, monkeypatch):
+    """A file of many samples is not one batch (a million images' activations would not fit):
+    chunks of PREDICT_CHUNK samples, the same predictions as one forward."""
+    predict = importlib.import_module("graphc.runtime.predict")  # the module: graphc.runtime.predict is also a function
+
+    model, params, _ = cnn
+    x = np.random.default_rng(4).random((23, 1, 8, 8))
+    whole = model.predict(params, {"x": x})["logits"]
+    calls = []
+    monkeypatch.setattr(predict, "PREDICT_CHUNK", 5)
+    forward = type(model).predict
+    monkeypatch.setattr(type(model), "predict", lambda self, p, batch, **kw: calls.append(len(batch["x"]))
+                        or forward(self, p, batch, **kw))
+    out = predict.predict_arrays(model, params, {"x": x})["logits"]
+    assert calls == [5, 5, 5, 5, 3]
+    np.testing.assert_allclose(out, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_only_inputs_and_outputs_that_lead_with_one_batch_dim_run_in_chunks(tmp_path):
+    predict = importlib.import_module("graphc.runtime.predict")  # the module: graphc.runtime.predict is also a function
+    from tests.compiler.helpers import spec_text, write
+
+    assert predict._samples_independent(compile_spec(SPECS / "cnn.yaml").inference_model())
+    nodes = {"h": {"op": "linear", "in": "x", "out": 2}, "loss": {"op": "mean", "in": "h"}}
+    fixed = spec_text({"x": [4, 3]}, nodes, outputs=["h"], losses=["loss"])  # no batch dim
+    assert not predict._samples_independent(compile_spec(write(tmp_path, fixed)).inference_model())
+    pooled = spec_text({"x": ["B", 3]}, {**nodes, "m": {"op": "mean", "in": "h"}}, outputs=["m"], losses=["loss"])
+    assert not predict._samples_independent(compile_spec(write(tmp_path, pooled, "p.yaml")).inference_model())
+
+
 def _npy_claiming(path, shape) -> bytes:
     """An .npy file whose header declares `shape` (float32) followed by only 64 bytes."""
     header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32)) | {"shape": shape}
@@ -125,6 +156,8 @@ def _truncated(path, array) -> None:
     (lambda d: _truncated(d / "in.npy", np.zeros((50, 64))), "in.npy is truncated or corrupt"),
     # NaN was predicted as `p=nan` (a CSV's NaN was refused)
     (lambda d: np.save(d / "in.npy", np.full((3, 64), np.nan)), "in.npy: sample 0 holds NaN or infinity"),
+    # printed nothing and exited 0
+    (lambda d: np.save(d / "in.npy", np.zeros((0, 64), np.float32)), "in.npy holds no samples"),
     (lambda d: np.savez(d / "in.npz", x=np.full((3, 64), np.inf)), "in.npz (array `x`): sample 0 holds"),
     # an .npz archive named .npy was an AttributeError traceback
     (lambda d: np.savez(d / "in.npz", x=np.zeros((2, 64))) or (d / "in.npz").rename(d / "in.npy"),
@@ -175,6 +208,17 @@ def test_cli_text_prompts_continue_greedily_like_the_answer_decoder(tmp_path):
     mask[:, 8:] = 1
     pred = greedy_answers(model, params, {"tokens": seq[:, :-1], "targets": seq[:, 1:], "loss_mask": mask})
     assert [line[9:] for line in lines] == ["".join(map(str, p[8:])) for p in pred]
+
+
+def test_many_prompts_run_in_chunks_with_the_same_continuations(monkeypatch):
+    predict = importlib.import_module("graphc.runtime.predict")
+    model = compile_spec(SPECS / "transformer.yaml")
+    params = model.init_params(2)
+    prompts = ["31415926|", "12345678|", "99|", "1|", "27182818|"]
+    whole = predict.continue_prompts(model, params, prompts, output="logits", length=4, base_dir=SPECS)
+    monkeypatch.setattr(predict, "PREDICT_CHUNK", 2)
+    assert predict.continue_prompts(model, params, prompts, output="logits", length=4, base_dir=SPECS) == whole
+    assert [r["prompt"] for r in whole] == prompts
 
 
 def test_cli_generated_inputs_are_drawn_when_not_given(tmp_path):
