@@ -50,7 +50,9 @@ def parse_size(text: str | int | float) -> int:
             )
         value, unit = float(m.group(1)), m.group(2).lower()
     size = value * _UNITS[unit]
-    if not np.isfinite(size) or size < 2**20:
+    if not np.isfinite(size):
+        raise ConfigError(f"memory size {text!r} is too large to be a size (it overflows)")
+    if size < 2**20:
         raise ConfigError(f"memory size {text!r} must be at least 1MB")
     return int(size)
 

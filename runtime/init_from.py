@@ -127,6 +127,9 @@ def resolve_path(path: str, base_dir=None, *, from_cli: bool = False) -> Path:
             return candidate
     if not p.exists():
         raise ConfigError(f"train.init_from.file: no such file or directory: {p}")
+    if not p.is_dir():
+        raise ConfigError(f"train.init_from.file: {p} is not a regular file (a device, a pipe or a socket); "
+                          "expected a .safetensors file or a checkpoint or run directory")
     raise ConfigError(f"train.init_from.file: {p} is a directory without model.safetensors "
                       "(expected a checkpoint or run directory)")
 

@@ -97,6 +97,15 @@ def test_bad_sections_are_clear_errors(mlp, tmp_path, section, message):
     assert message in str(err.value)
 
 
+def test_a_pipe_is_not_called_a_directory(mlp, tmp_path):
+    """A FIFO (or a device) was reported as 'a directory without model.safetensors'."""
+    import os
+
+    os.mkfifo(tmp_path / "w.safetensors")
+    with pytest.raises(ConfigError, match="w.safetensors is not a regular file \\(a device, a pipe or a socket\\)"):
+        load_init(mlp, mlp.init_params(0), {"file": "w.safetensors"}, tmp_path)
+
+
 def test_an_unreadable_file_is_a_checkpoint_error(mlp, tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(CheckpointError, match="cannot read .* as safetensors"):

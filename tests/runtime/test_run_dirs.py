@@ -252,6 +252,8 @@ def test_parse_size():
     for bad in ("lots", "-1GB", "1e400GB", "0.5KB", "GB"):
         with pytest.raises(ConfigError, match="memory size"):
             parse_size(bad)
+    with pytest.raises(ConfigError, match="too large to be a size"):  # was "must be at least 1MB"
+        parse_size("1e400GB")
 
 
 def test_the_budget_is_the_smallest_limit():
