@@ -468,6 +468,10 @@ class Expander:
             top = key.split(".")[0]
             if top in self.dims:  # a dimension no input uses: nothing to bind
                 continue
+            if top not in TRAIN_KEYS and top in self.constants:  # `hidden.x`: a constant has no fields
+                self._err("GC401", f"--set {key}: `{top}` is a constant, with no setting `{key[len(top) + 1:]}`",
+                          None, hint=f"set the constant itself: --set {top}=VALUE")
+                continue
             if top not in TRAIN_KEYS:
                 known = [*self.constants, *self.dims, *TRAIN_KEYS]
                 self._err("GC401", f"--set {key}: this spec has no constant, dimension or train "

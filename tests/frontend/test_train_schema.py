@@ -126,6 +126,8 @@ SETS = [
     ({"data.task": "spiralz"}, "unknown task 'spiralz' in train.data.task"),
     ({"bacth": 3}, "--set bacth: this spec has no constant, dimension or train setting `bacth`"),
     ({"batch.x": 3}, "--set batch.x: override `batch.x`: train.batch is 64, not a mapping"),
+    # was "no constant, dimension or train setting `hidden`" with the hint "did you mean `hidden`?"
+    ({"hidden.x": 3}, "--set hidden.x: `hidden` is a constant, with no setting `x`"),
 ]
 
 
