@@ -55,6 +55,9 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 
 
 MAX_DIM = 2**63 - 1  # the largest number a spec may hold (graphc.spec.values)
+# The most timed steps or generated tokens an option asks for: each keeps a number (a step
+# time, a token id) in memory, and a million forwards already take hours.
+MAX_REPEATS = 1_000_000
 
 
 def parse_dims(values: tuple[str, ...], defaults: dict[str, int], known=None) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from graphc.cli.common import (
+    MAX_REPEATS,
     analyze_or_exit,
     dim_option,
     fits_or_exit,
@@ -179,7 +180,8 @@ def gradcheck(spec, dims, training, seed, sets, fmt):
 @click.command()
 @click.argument("spec", type=click.Path())
 @dim_option
-@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps.")
+@click.option("--steps", type=click.IntRange(1, MAX_REPEATS), default=30, show_default=True,
+              help="Timed steps.")
 @click.option("--no-cold", is_flag=True, help="Skip the cold-compile measurement (fresh Numba cache).")
 @set_option
 @format_option

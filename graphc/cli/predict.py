@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from graphc.cli.common import analyze_or_exit, fail, parse_overrides, set_option, user_errors
+from graphc.cli.common import MAX_REPEATS, analyze_or_exit, fail, parse_overrides, set_option, user_errors
 
 
 def _class_names(value: str | None) -> list[str] | None:
@@ -69,7 +69,7 @@ def _show(values, limit: int = 8) -> str:
 @click.option("--output", "output", help="Which of the spec's outputs (default: the first).")
 @click.option("--classes", help="Class names: a comma-separated list or a file with one per line.")
 @click.option("--raw", is_flag=True, help="The output's values even where it is a classifier's logits.")
-@click.option("--length", type=int, default=None,
+@click.option("--length", type=click.IntRange(0, MAX_REPEATS), default=None,
               help="Text prompts: tokens to generate (default: the task's answer length or 32; 0: "
                    "classify every prompt token).")
 @set_option

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from graphc.cli.common import analyze_or_exit, parse_overrides, set_option, user_errors
+from graphc.cli.common import MAX_REPEATS, analyze_or_exit, parse_overrides, set_option, user_errors
 from graphc.cli.compile import fuse_wanted, no_fuse_option
 
 
@@ -188,7 +188,7 @@ def evaluate(spec, checkpoint, split, fmt, sets):
 @click.option("--checkpoint", required=True, type=click.Path(), help="Run or checkpoint directory.")
 @click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True, help="How many examples.")
 @click.option("--prompt", help="Start of the text (character-level models: `file: *.txt` data).")
-@click.option("--length", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--length", type=click.IntRange(0, MAX_REPEATS), default=200, show_default=True,
               help="Characters to generate.")
 @set_option
 def sample(spec, checkpoint, count, prompt, length, sets):

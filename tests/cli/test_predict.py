@@ -187,6 +187,9 @@ def test_cli_usage_errors(cnn, tmp_path):
     r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy",
             "--classes", tmp_path / "classes.txt")
     assert r.exit_code == 1 and "--classes: cannot read" in r.output and "as UTF-8 text" in r.output
+    for length in ("-5", str(10**12)):  # -5 classified the tokens as 0 does; 10**12 grew a list for days
+        r = run("predict", SPECS / "cnn.yaml", "--checkpoint", ckpt, "--input", tmp_path / "x.npy", "--length", length)
+        assert r.exit_code == 2 and "is not in the range 0<=x<=1000000" in r.output, r.output
 
 
 def test_cli_text_prompts_continue_greedily_like_the_answer_decoder(tmp_path):
