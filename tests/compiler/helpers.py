@@ -116,3 +116,33 @@ def check_gradients(model: CompiledModel, params, batch, *, training=False, seed
                 f"{kind} {name}[{np.unravel_index(i, x0.shape)}]: backward {an_i!r} vs "
                 f"finite differences {fd_i!r}")
     return len(targets)
+
+
+# An input declared with an expression of the dims another input binds: `t` is [B, T - 1, 3]
+# (tests of the feeder's and the guards' exact checks, and of a restored model's first step)
+SHIFTED = """
+graphc: 1
+name: shifted
+inputs:
+  x: {shape: [B, T, 3]}
+  t: {shape: [B, T - 1, 3], doc: x one step on}
+nodes:
+  fc: {op: linear, in: x, out: 3}
+  next: {op: slice, in: fc, axis: 1, start: 1}
+  loss: {op: mse, in: [next, t]}
+losses: [loss]
+train:
+  data: {file: data.npz, val_fraction: 0}
+  batch: 4
+  steps: 3
+  eval_every: 0
+  optimizer: {name: sgd, lr: 0.1}
+"""
+
+
+def shifted_spec(folder: Path, t_length: int = 4) -> Path:
+    """SHIFTED with its data file: x [16, 5, 3] and t [16, t_length, 3] (4 fits T - 1)."""
+    rng = np.random.default_rng(0)
+    np.savez(Path(folder) / "data.npz", x=rng.standard_normal((16, 5, 3)).astype(np.float32),
+             t=rng.standard_normal((16, t_length, 3)).astype(np.float32))
+    return write(folder, SHIFTED, "shifted.yaml")

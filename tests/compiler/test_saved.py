@@ -18,7 +18,7 @@ from graphc.compiler import saved
 from graphc.compiler.checks import synthetic_batch
 from tests.conftest import ROOT, SPECS
 
-from .helpers import spec_text, write
+from .helpers import shifted_spec, spec_text, write
 
 # an input nobody reads: the front end warns (GC302), and a restored model must warn again
 SPEC = spec_text(
@@ -201,40 +201,12 @@ main(sys.argv[1:], prog_name="graphc")
 """
 
 
-# `t` is declared with an expression of the dims `x` binds: each feed checks it
-SHIFTED = """
-graphc: 1
-name: shifted
-inputs:
-  x: {shape: [B, T, 3]}
-  t: {shape: [B, T - 1, 3], doc: x one step on}
-nodes:
-  fc: {op: linear, in: x, out: 3}
-  next: {op: slice, in: fc, axis: 1, start: 1}
-  loss: {op: mse, in: [next, t]}
-losses: [loss]
-train:
-  data: {file: data.npz}
-  batch: 4
-  steps: 2
-  optimizer: {name: sgd, lr: 0.1}
-"""
-
-
-def _shifted(folder, t_length: int = 4):
-    """SHIFTED with its data file: x [16, 5, 3] and t [16, t_length, 3] (4 fits, T - 1)."""
-    rng = np.random.default_rng(0)
-    np.savez(folder / "data.npz", x=rng.standard_normal((16, 5, 3)).astype(np.float32),
-             t=rng.standard_normal((16, t_length, 3)).astype(np.float32))
-    return write(folder, SHIFTED, "shifted.yaml")
-
-
 @pytest.mark.parametrize("name", ["transformer", "gan", "shifted"])
 def test_a_restored_run_starts_without_the_front_end(tmp_path, cache, name):
     """Up to the end of the first step (its feed checks the batch against the inputs and the
     guards: `shifted`'s `T - 1`, in Python generated at compile time)."""
     spec = {"transformer": SPECS / "transformer.yaml", "gan": ROOT / "examples" / "gan.yaml"}.get(name)
-    spec = spec or _shifted(tmp_path)
+    spec = spec or shifted_spec(tmp_path)
     env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache)}
     loaded = []
     for run in ("first", "second"):
@@ -260,7 +232,7 @@ main(sys.argv[1:], prog_name="graphc")
 def test_a_wrong_size_for_an_input_declared_with_an_expression(tmp_path, cache):
     """The same message and exit status whether the model was compiled or restored; a restored
     model checks `T - 1` without sympy."""
-    spec = _shifted(tmp_path, t_length=5)
+    spec = shifted_spec(tmp_path, t_length=5)
     env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache)}
     for run, sympy_loaded in (("compiled", "True"), ("restored", "False")):
         r = subprocess.run([sys.executable, "-c", SYMPY_AT_EXIT, "train", str(spec),

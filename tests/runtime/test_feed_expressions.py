@@ -20,6 +20,7 @@ import graphc
 from graphc import dimexpr
 from graphc.runtime import DataError, train
 from graphc.runtime.data import Feeder
+from tests.compiler.helpers import shifted_spec
 from tests.conftest import ROOT
 
 from .toymodels import TensorSpec
@@ -188,25 +189,6 @@ def test_the_feed_path_imports_no_sympy():
 
 # --- specs, trained --------------------------------------------------------------------------
 
-SHIFTED = """
-graphc: 1
-name: shifted
-inputs:
-  x: {shape: [B, T, 3]}
-  t: {shape: [B, T - 1, 3], doc: x one step on}
-nodes:
-  fc: {op: linear, in: x, out: 3}
-  next: {op: slice, in: fc, axis: 1, start: 1}
-  loss: {op: mse, in: [next, t]}
-losses: [loss]
-train:
-  data: {file: data.npz, val_fraction: 0}
-  batch: 4
-  steps: 3
-  eval_every: 0
-  optimizer: {name: sgd, lr: 0.1}
-"""
-
 DOUBLED = """
 graphc: 1
 name: doubled
@@ -229,14 +211,7 @@ train:
 
 @pytest.fixture
 def shifted(tmp_path):
-    def make(t_length: int):
-        rng = np.random.default_rng(0)
-        np.savez(tmp_path / "data.npz", x=rng.standard_normal((16, 5, 3)).astype(np.float32),
-                 t=rng.standard_normal((16, t_length, 3)).astype(np.float32))
-        (tmp_path / "shifted.yaml").write_text(SHIFTED)
-        return tmp_path / "shifted.yaml"
-
-    return make
+    return lambda t_length: shifted_spec(tmp_path, t_length)
 
 
 def test_a_spec_with_an_expression_input_trains_from_data(shifted, tmp_path):
